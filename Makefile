@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`. Both set up
+# everything they need on a fresh Debian machine.
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTHON ?= python3
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml scripts/host-deps
+	./scripts/host-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/agentplane demo
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check bot tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf build $(VENV)

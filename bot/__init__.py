@@ -1,0 +1,1 @@
+"""agentplane: a Git-native control plane for AI agent jobs."""

@@ -1,0 +1,118 @@
+"""The tool broker: the only way a model's tool call reaches a tool.
+
+For each call it checks the grant and the scope, decides allow / deny /
+needs_approval with the rule behind it, runs allowed calls, and hands the call,
+decision and result to the recorder. A denial is a tool result the model can
+read, never an exception that ends the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.globs import match_any
+from bot.plan import Plan
+from bot.record import Decision, ToolCall
+from bot.tools.base import ToolFailure, ToolSpec
+
+MAX_RESULT_IN_RECORD = 4000
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Decision
+    rule: str
+    reason: str
+
+
+def decide(plan: Plan, spec: ToolSpec | None, name: str, args: dict[str, Any]) -> Verdict:
+    """Pure: may this call run under plan?"""
+    if spec is None:
+        return Verdict("deny", "broker#known-tools", f"there is no tool named {name!r}")
+    grant = next(
+        (d for d in plan.decisions if d.kind == "tool" and d.subject == spec.capability), None
+    )
+    if grant is None or not grant.granted:
+        rule = grant.rule if grant else plan.allowed.rule.rsplit(".", 1)[0] + ".tools"
+        why = grant.reason if grant else f"the job was not granted the {spec.capability} tool"
+        return Verdict("deny", rule, why)
+    try:
+        access = spec.access(args)
+    except ToolFailure as exc:
+        return Verdict("deny", "broker#paths", str(exc))
+    if access is None:
+        return Verdict("allow", grant.rule, f"{spec.capability} granted")
+    kind, path = access
+    globs = plan.granted(kind)
+    if not match_any(path, globs):
+        rule = next((d.rule for d in plan.decisions if d.kind == kind), grant.rule)
+        return Verdict("deny", rule, f"{path!r} is outside the {kind} scope {globs or '(none)'}")
+    if kind == "write" and any(g.action == "write" for g in plan.gates):
+        gate = next(g for g in plan.gates if g.action == "write")
+        return Verdict(
+            "needs_approval", gate.rule, "staged in the proposal; applied only after approval"
+        )
+    return Verdict("allow", grant.rule, f"{path!r} is in the {kind} scope")
+
+
+class Broker:
+    def __init__(
+        self,
+        plan: Plan,
+        tools: list[ToolSpec],
+        record: Callable[[ToolCall], None],
+        redact: Callable[[str], str] = lambda s: s,
+    ) -> None:
+        self.plan = plan
+        self.tools = {t.name: t for t in tools}
+        self.record = record
+        self.redact = redact
+        self.calls = 0
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """Only granted tools are offered; a model that calls others is denied all the same."""
+        granted = set(self.plan.granted("tool"))
+        return [t.schema() for t in self.tools.values() if t.capability in granted]
+
+    def call(self, name: str, raw_arguments: str) -> str:
+        started = time.perf_counter()
+        self.calls += 1
+        try:
+            args = json.loads(raw_arguments or "{}")
+            if not isinstance(args, dict):
+                raise ValueError("arguments must be a JSON object")
+        except ValueError as exc:
+            args, verdict = (
+                {"_raw": raw_arguments[:500]},
+                Verdict("deny", "broker#arguments", f"arguments are not a JSON object: {exc}"),
+            )
+        else:
+            verdict = decide(self.plan, self.tools.get(name), name, args)
+        ok, output = False, ""
+        if verdict.decision == "deny":
+            output = f"DENIED by {verdict.rule}: {verdict.reason}"
+        else:
+            try:
+                output = self.tools[name].handler(args).output
+                ok = True
+            except ToolFailure as exc:
+                output = f"ERROR: {exc}"
+        output = self.redact(output)
+        self.record(
+            ToolCall(
+                seq=self.calls,
+                tool=name,
+                arguments=json.loads(self.redact(json.dumps(args))),
+                decision=verdict.decision,
+                rule=verdict.rule,
+                reason=verdict.reason,
+                ok=ok,
+                result=output[:MAX_RESULT_IN_RECORD],
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
+        return output

@@ -1,0 +1,218 @@
+"""The terminal front door: `agentplane ...`. Thin: parse, call the engine, render."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from bot.errors import AgentplaneError, ValidationFailed
+from bot.job import job_schema
+from bot.render import render_evidence, render_plan, render_summary, render_tool_calls
+from bot.validate import validate_paths
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _engine(repo: str, backend: str = "bwrap") -> Any:
+    # Imported here so `schema` and `validate` stay fast and need no git or sandbox.
+    from bot.gitrepo import GitRepo
+    from bot.runner import Engine
+    from bot.sandbox.backends import get_backend
+
+    class LazyBackend:
+        """Probe the sandbox only when a run really starts one."""
+
+        def start(self, spec: Any) -> Any:
+            return get_backend(backend).start(spec)
+
+    return Engine(GitRepo(Path(repo)), LazyBackend())  # type: ignore[arg-type]
+
+
+repo_option = click.option(
+    "--repo", default=".", show_default=True, help="The git repository to work in."
+)
+
+
+@click.group()
+def cli() -> None:
+    """agentplane: governed agent jobs, planned against policy, sandboxed, approved, audited."""
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of job files (for editor autocompletion)."""
+    click.echo(json.dumps(job_schema(), indent=2))
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@repo_option
+def validate(paths: tuple[str, ...], repo: str) -> None:
+    """Check job, policy and config files; every error with file:line:col: field."""
+    checked, errors = validate_paths(Path(repo), [Path(p) for p in paths])
+    for err in errors:
+        click.echo(err.render(), err=True)
+    if errors:
+        raise SystemExit(1)
+    click.echo(f"ok: {checked} file(s) valid")
+
+
+@cli.command("plan")
+@click.argument("job")
+@click.option("--prompt", help="A prompt for this run (wins over the job's own).")
+@repo_option
+def plan_cmd(job: str, prompt: str | None, repo: str) -> None:
+    """Show what policy grants, denies and gates for JOB, with the rule behind each."""
+    engine = _engine(repo)
+    click.echo(render_plan(engine.plan(engine.request(job, prompt=prompt))))
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--prompt", help="A prompt for this run (wins over the job's own).")
+@click.option("--approve", "verdict", flag_value="approve", help="Approve without asking.")
+@click.option("--deny", "verdict", flag_value="deny", help="Deny without asking.")
+@click.option("--backend", default="bwrap", show_default=True, help="Sandbox backend.")
+@repo_option
+def run(job: str, prompt: str | None, verdict: str | None, backend: str, repo: str) -> None:
+    """Run JOB: plan, propose in the sandbox, show the evidence, ask for approval, apply."""
+    engine = _engine(repo, backend)
+    req = engine.request(job, prompt=prompt)
+    if not (prompt or req.job.prompt) and sys.stdin.isatty():
+        asked = click.prompt(
+            "The job has no prompt. What should the agent do?", default="", show_default=False
+        )
+        req = engine.request(job, prompt=asked or None)
+    click.echo(render_plan(engine.plan(req)))
+    rec = engine.start(req)
+    click.echo("")
+    _after_propose(engine, rec, verdict)
+
+
+def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
+    if rec.state != "awaiting_approval":
+        click.echo(render_tool_calls(rec) if rec.tool_calls else "")
+        click.echo(render_summary(rec))
+        raise SystemExit(0 if rec.state in ("completed", "applied") else 1)
+    patch = engine.audit.artifact(rec.artifact("proposal.diff").sha256).decode()
+    click.echo(render_evidence(rec, patch))
+    click.echo("")
+    if verdict is None and sys.stdin.isatty():
+        verdict = (
+            "approve"
+            if click.confirm(
+                f"Approve run {rec.run_id} as {engine.repo.identity()}?", default=False
+            )
+            else "deny"
+        )
+    if verdict is None:
+        click.echo(
+            f"Waiting for approval: {rec.run_id}\n"
+            f"  an approver runs `agentplane approve {rec.run_id}` "
+            f"(or `agentplane deny {rec.run_id}`)"
+        )
+        return
+    _decide(engine, rec.run_id, verdict)
+
+
+def _decide(engine: Any, run_id: str, verdict: str) -> None:
+    rec = engine.decide(run_id, engine.repo.identity(), verdict)
+    click.echo(render_summary(rec))
+    if rec.applied:
+        click.echo(f"Applied: branch {rec.applied['branch']} at {rec.applied['commit'][:12]}")
+
+
+@cli.command()
+@click.argument("run_id")
+@repo_option
+def approve(run_id: str, repo: str) -> None:
+    """Approve a run waiting for approval (as your git identity), and apply it."""
+    _decide(_engine(repo), run_id, "approve")
+
+
+@cli.command()
+@click.argument("run_id")
+@repo_option
+def deny(run_id: str, repo: str) -> None:
+    """Deny a run waiting for approval."""
+    _decide(_engine(repo), run_id, "deny")
+
+
+@cli.group()
+def audit() -> None:
+    """The audit branch: log, show, verify."""
+
+
+@audit.command("log")
+@repo_option
+def audit_log(repo: str) -> None:
+    """One line per run: its latest state."""
+    engine = _engine(repo)
+    for run_id in engine.audit.run_ids():
+        click.echo(render_summary(engine.load(run_id)))
+
+
+@audit.command("show")
+@click.argument("run_id")
+@repo_option
+def audit_show(run_id: str, repo: str) -> None:
+    """The full run record as canonical JSON."""
+    click.echo(json.dumps(_engine(repo).load(run_id).model_dump(mode="json"), indent=2))
+
+
+@audit.command("verify")
+@click.option("--expect-head", help="The head digest you expect (e.g. from a PR comment).")
+@repo_option
+def audit_verify(expect_head: str | None, repo: str) -> None:
+    """Prove the chain of records and every artifact digest."""
+    from bot.audit.verify import verify
+
+    report = verify(_engine(repo).audit, expect_head=expect_head)
+    for f in report.findings:
+        where = f"seq {f.seq}: " if f.seq is not None else ""
+        click.echo(f"FAIL {f.kind}: {where}{f.message}", err=True)
+    click.echo(
+        f"{'ok' if report.ok else 'TAMPERED'}: {report.entries} records, "
+        f"{report.artifacts} artifacts, head {report.head}"
+    )
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "dest",
+    default="build/demo-repo",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Where to build the example repo.",
+)
+def demo(dest: Path) -> None:
+    """Build an example repo with a failing test and run the demo job on it end to end."""
+    from bot.demo import main as run_demo
+
+    run_demo(dest.resolve())
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except ValidationFailed as exc:
+        for err in exc.errors:
+            click.echo(err.render(), err=True)
+        raise SystemExit(1) from None
+    except AgentplaneError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None

@@ -1,0 +1,49 @@
+"""The error root: every failure a user can act on is an AgentplaneError."""
+
+from __future__ import annotations
+
+
+class AgentplaneError(Exception):
+    """Base of every error agentplane reports to a user (never with a traceback)."""
+
+
+class SourceError(AgentplaneError):
+    """An error located in a file: `path:line:col: field: message`."""
+
+    def __init__(self, path: str, line: int, col: int, field: str, message: str) -> None:
+        self.path = path
+        self.line = line
+        self.col = col
+        self.field = field
+        self.message = message
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = f"{self.path}:{self.line}:{self.col}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class ValidationFailed(AgentplaneError):
+    """One or more SourceErrors found in the same file."""
+
+    def __init__(self, errors: list[SourceError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(e.render() for e in errors))
+
+
+class SandboxError(AgentplaneError):
+    """The sandbox could not be started or a backend is unavailable."""
+
+
+class AuditError(AgentplaneError):
+    """The audit branch is missing, unreadable or fails verification."""
+
+
+class GitError(AgentplaneError):
+    """A git operation on the target repository failed."""
+
+
+class RunError(AgentplaneError):
+    """A run cannot proceed (unknown run, wrong state, stale approval...)."""

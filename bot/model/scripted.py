@@ -1,0 +1,78 @@
+"""The scripted provider: a litellm CustomLLM that plays recorded model turns.
+
+It is registered with litellm like any other provider (`scripted/<script>`), so
+the control plane calls it exactly as it would call a real model. The turn to
+play is the number of assistant messages already in the conversation, which
+makes it stateless: a resumed or replayed run gets the same turn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import litellm
+import yaml
+from litellm.llms.custom_llm import CustomLLM, CustomLLMError
+from litellm.types.utils import ModelResponse
+
+PROVIDER = "scripted"
+
+
+def _error(status: int, message: str) -> Exception:
+    return CustomLLMError(status_code=status, message=message)  # type: ignore[no-untyped-call]
+
+
+def load_script(model: str, api_base: str | None) -> list[dict[str, Any]]:
+    name = model.split("/", 1)[-1]
+    base = Path(api_base or ".")
+    for candidate in (base / f"{name}.yaml", base / name):
+        if candidate.is_file():
+            data = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+            turns = data.get("turns") if isinstance(data, dict) else None
+            if not isinstance(turns, list):
+                raise _error(400, f"{candidate}: expected a `turns:` list")
+            return turns
+    raise _error(404, f"no model script {name!r} in {base.resolve()}")
+
+
+class ScriptedLLM(CustomLLM):
+    def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        model: str = kwargs["model"]
+        messages: list[dict[str, Any]] = kwargs["messages"]
+        turns = load_script(model, kwargs.get("api_base"))
+        index = sum(1 for m in messages if m.get("role") == "assistant")
+        turn = turns[index] if index < len(turns) else {"content": "(script ended)"}
+        calls = [
+            {
+                "id": f"call_{index}_{i}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+            }
+            for i, c in enumerate(turn.get("tool_calls") or [])
+        ]
+        prompt_tokens = sum(len(str(m.get("content") or "")) // 4 for m in messages)
+        message: dict[str, Any] = {"role": "assistant", "content": turn.get("content")}
+        if calls:
+            message["tool_calls"] = calls
+        return ModelResponse(
+            model=model,
+            choices=[
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+            ],
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": 20,
+                "total_tokens": prompt_tokens + 20,
+            },
+        )
+
+    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        return self.completion(*args, **kwargs)
+
+
+def register() -> None:
+    """Make `scripted/<name>` models resolvable by litellm (idempotent)."""
+    if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
+        litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": ScriptedLLM()})

@@ -1,0 +1,177 @@
+"""Policy: who may run what, with which tools and scopes, who approves, budgets, models.
+
+Policy files live in `policies/*.yaml` and are read from the default branch only.
+`.agentplane/config.yaml` (RepoConfig) may narrow policy, never widen it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from bot.approvers import Requirement
+from bot.errors import SourceError, ValidationFailed
+from bot.job import Action, Budget, JobType, Scope, Strict, Tool
+from bot.yamlsrc import parse, validate
+
+
+class JobTypePolicy(Strict):
+    run_by: list[str] = Field(description="Principals who may run this job type; '*' is anyone")
+    tools: list[Tool] = Field(default_factory=list)
+    scope: Scope = Field(default_factory=Scope)
+    credentials: list[str] = Field(default_factory=list)
+
+
+class GatePolicy(Strict):
+    id: str
+    actions: list[Action]
+    approvers: Requirement
+    job_types: list[JobType] = Field(default_factory=list, description="Empty: every job type")
+    paths: list[str] = Field(default_factory=list, description="Empty: any path")
+
+
+class Budgets(Strict):
+    default: Budget = Field(default_factory=Budget)
+    max: Budget = Field(default_factory=Budget)
+
+
+class ModelRoute(Strict):
+    id: str
+    job_types: list[JobType] = Field(default_factory=list, description="Empty: any")
+    use: str = Field(description="A model class from models.classes")
+
+
+class Models(Strict):
+    classes: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Class -> litellm params (model, api_base, ...)"
+    )
+    routes: list[ModelRoute] = Field(default_factory=list)
+    default: str | None = None
+
+    @model_validator(mode="after")
+    def _known_classes(self) -> Models:
+        for i, route in enumerate(self.routes):
+            if route.use not in self.classes:
+                raise ValueError(f"routes[{i}].use: unknown model class {route.use!r}")
+        if self.default is not None and self.default not in self.classes:
+            raise ValueError(f"default: unknown model class {self.default!r}")
+        for name, params in self.classes.items():
+            if not isinstance(params.get("model"), str):
+                raise ValueError(f"classes.{name}: needs a litellm `model` string")
+        return self
+
+
+class PolicyFile(Strict):
+    """One file of policies/; the files are merged, and a name defined twice is an error."""
+
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    job_types: dict[JobType, JobTypePolicy] = Field(default_factory=dict)
+    gates: list[GatePolicy] = Field(default_factory=list)
+    default_approvers: Requirement | None = None
+    owners: list[str] = Field(default_factory=list, description="Who approves policy changes")
+    budgets: Budgets | None = None
+    models: Models | None = None
+
+
+class Policy(BaseModel):
+    """The merged policy, with where each rule came from (`file#path`)."""
+
+    model_config = ConfigDict(frozen=True)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    job_types: dict[str, JobTypePolicy] = Field(default_factory=dict)
+    gates: list[GatePolicy] = Field(default_factory=list)
+    default_approvers: Requirement | None = None
+    owners: list[str] = Field(default_factory=list)
+    budgets: Budgets = Field(default_factory=Budgets)
+    models: Models = Field(default_factory=Models)
+    origins: dict[str, str] = Field(default_factory=dict)
+    """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
+
+    def rule(self, key: str) -> str:
+        section = ".".join(key.split(".")[:2])
+        base = self.origins.get(section) or self.origins.get(key.split(".")[0], "policy")
+        return f"{base.split('#')[0]}#{key}"
+
+    def matches(self, principal: str, identity: str) -> bool:
+        """Does identity (a login or email) belong to principal?"""
+        return self._matches(principal, identity, frozenset())
+
+    def _matches(self, principal: str, identity: str, seen: frozenset[str]) -> bool:
+        if principal in seen:
+            return False  # a cycle of groups/roles grants nothing
+        if principal == "*":
+            return True
+        for prefix, table in (("group:", self.groups), ("role:", self.roles)):
+            if principal.startswith(prefix):
+                members = table.get(principal.removeprefix(prefix), [])
+                return any(self._matches(m, identity, seen | {principal}) for m in members)
+        return principal.lower() == identity.lower()
+
+    def roles_of(self, identity: str) -> list[str]:
+        return sorted(r for r in self.roles if self.matches(f"role:{r}", identity))
+
+
+def merge_policy(files: list[tuple[str, str]]) -> Policy:
+    """Merge policy files given as (path, text); every error is located."""
+    merged: dict[str, Any] = {"groups": {}, "roles": {}, "job_types": {}, "gates": []}
+    origins: dict[str, str] = {}
+    errors: list[SourceError] = []
+    for path, text in sorted(files):
+        try:
+            doc = parse(path, text)
+            part = validate(doc, PolicyFile)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+            continue
+        for section in ("groups", "roles", "job_types"):
+            for key, value in getattr(part, section).items():
+                if key in merged[section]:
+                    errors.append(
+                        doc.error(
+                            (section, key),
+                            f"already defined in {origins[f'{section}.{key}'].split('#')[0]}",
+                        )
+                    )
+                    continue
+                merged[section][key] = value
+                origins[f"{section}.{key}"] = f"{path}#{section}.{key}"
+        for i, gate in enumerate(part.gates):
+            if f"gates.{gate.id}" in origins:
+                errors.append(doc.error(("gates", i, "id"), f"gate id {gate.id!r} is not unique"))
+                continue
+            merged["gates"].append(gate)
+            origins[f"gates.{gate.id}"] = f"{path}#gates.{gate.id}"
+        for single in ("default_approvers", "owners", "budgets", "models"):
+            value = getattr(part, single)
+            if not value:
+                continue
+            if single in origins:
+                errors.append(
+                    doc.error((single,), f"already defined in {origins[single].split('#')[0]}")
+                )
+                continue
+            merged[single] = value
+            origins[single] = f"{path}#{single}"
+    if errors:
+        raise ValidationFailed(errors)
+    if not files:
+        raise ValidationFailed(
+            [SourceError("policies/", 1, 1, "", "no policy files found on the default branch")]
+        )
+    return Policy(**merged, origins=origins)
+
+
+class RepoConfig(Strict):
+    """`.agentplane/config.yaml`: narrows policy for this repo; it can never widen it."""
+
+    tools: list[Tool] | None = Field(None, description="Allowed tools (a subset of policy's)")
+    scope: Scope | None = None
+    budget: Budget = Field(default_factory=Budget)
+    approval_required_for: list[Action] = Field(default_factory=list)
+
+
+def parse_config(path: str, text: str) -> RepoConfig:
+    return validate(parse(path, text), RepoConfig)

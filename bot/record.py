@@ -1,0 +1,131 @@
+"""The run record: everything a run did, as one pydantic model; its states and transitions.
+
+A snapshot of it is appended to the audit branch at every state change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from bot.errors import RunError
+
+State = Literal[
+    "planned",
+    "needs_clarification",
+    "denied",
+    "running",
+    "awaiting_approval",
+    "approved",
+    "rejected",
+    "applied",
+    "completed",
+    "failed",
+    "budget_exceeded",
+]
+FINAL: frozenset[str] = frozenset(
+    {"denied", "rejected", "applied", "completed", "failed", "budget_exceeded"}
+)
+# The only legal moves; anything else is a bug or a tampered record.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "planned": frozenset({"needs_clarification", "denied", "running", "failed"}),
+    "needs_clarification": frozenset({"planned", "failed"}),
+    "running": frozenset({"awaiting_approval", "completed", "failed", "budget_exceeded"}),
+    "awaiting_approval": frozenset({"awaiting_approval", "approved", "rejected", "failed"}),
+    "approved": frozenset({"applied", "failed"}),
+}
+
+Decision = Literal["allow", "deny", "needs_approval"]
+
+
+class ToolCall(BaseModel):
+    seq: int
+    tool: str
+    arguments: dict[str, Any]
+    decision: Decision
+    rule: str
+    reason: str
+    ok: bool
+    result: str
+    duration_ms: float
+
+
+class ModelCall(BaseModel):
+    seq: int
+    model: str
+    model_class: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_ms: float
+    finish: str
+
+
+class ArtifactRef(BaseModel):
+    name: str
+    sha256: str
+    size: int
+    media_type: str
+
+
+class Approval(BaseModel):
+    approver: str
+    decision: Literal["approve", "deny"]
+    commit: str
+    job_digest: str
+    proposal_digest: str
+    at: str
+    counted: bool
+    reason: str
+
+
+class Proposal(BaseModel):
+    digest: str
+    """sha256 of the patch bytes (the `proposal.diff` artifact)."""
+    changed: list[str]
+    additions: int
+    deletions: int
+    out_of_scope: list[str] = Field(default_factory=list)
+
+
+class Transition(BaseModel):
+    state: State
+    at: str
+    reason: str
+
+
+class RunRecord(BaseModel):
+    v: int = 1
+    run_id: str
+    job_name: str
+    job_path: str
+    job_digest: str
+    repo: str
+    commit: str
+    door: str
+    requester: str
+    prompt: str | None
+    plan: dict[str, Any]
+    tools_granted: list[str]
+    model: dict[str, Any] | None
+    state: State = "planned"
+    transitions: list[Transition] = Field(default_factory=list)
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    model_calls: list[ModelCall] = Field(default_factory=list)
+    artifacts: list[ArtifactRef] = Field(default_factory=list)
+    proposal: Proposal | None = None
+    approvals: list[Approval] = Field(default_factory=list)
+    applied: dict[str, str] | None = None
+    final_message: str | None = None
+    cost_usd: float = 0.0
+    timings: dict[str, float] = Field(default_factory=dict)
+
+    def advance(self, state: State, at: str, reason: str) -> None:
+        if self.transitions and state not in TRANSITIONS.get(self.state, frozenset()):
+            raise RunError(f"run {self.run_id} is {self.state}; it cannot become {state}")
+        self.state = state
+        self.transitions.append(Transition(state=state, at=at, reason=reason))
+
+    def artifact(self, name: str) -> ArtifactRef | None:
+        return next((a for a in self.artifacts if a.name == name), None)

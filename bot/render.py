@@ -1,0 +1,82 @@
+"""Rendering: plans, evidence and records as text for terminals (and, later, PR comments).
+
+Pure functions over the models; no I/O.
+"""
+
+from __future__ import annotations
+
+from bot.plan import Plan
+from bot.record import RunRecord
+
+
+def _mark(granted: bool) -> str:
+    return "+" if granted else "x"
+
+
+def render_plan(p: Plan) -> str:
+    lines = [
+        f"Plan for job {p.job_name} ({p.job_digest[:19]}) at {p.commit[:12]}",
+        f"  job type   {p.job_type}  ({p.job_type_reason})",
+        f"  requester  {p.requester} via {p.door}",
+        f"  {_mark(p.allowed.granted)} run        {p.allowed.reason}  [{p.allowed.rule}]",
+    ]
+    for d in p.decisions:
+        lines.append(
+            f"  {_mark(d.granted)} {d.kind:<10} {d.subject}  [{d.rule}]"
+            + ("" if d.granted else f"  {d.reason}")
+        )
+    for g in p.gates:
+        paths = f" on {', '.join(g.paths)}" if g.paths else ""
+        lines.append(f"  ? gate       {g.action}{paths}: {g.approvers.describe()}  [{g.rule}]")
+    b = p.budget
+    lines.append(
+        f"  $ budget     usd {b.usd}, minutes {b.minutes}, tool calls {b.tool_calls}"
+        f"  [{p.budget_rule}]"
+    )
+    if p.model is not None:
+        lines.append(
+            f"  * model      {p.model.params.get('model')} (class {p.model.model_class}: "
+            f"{p.model.reason})  [{p.model.rule}]"
+        )
+    if p.clarification:
+        lines.append(f"  ! clarify    {p.clarification}")
+    return "\n".join(lines)
+
+
+def render_tool_calls(rec: RunRecord) -> str:
+    lines = [f"Tool calls ({len(rec.tool_calls)}):"]
+    for c in rec.tool_calls:
+        arg = c.arguments.get("path") or c.arguments.get("command") or ""
+        lines.append(f"  {c.seq:>3}. {c.tool:<9} {str(arg)[:60]:<60} {c.decision}  [{c.rule}]")
+    return "\n".join(lines)
+
+
+def render_evidence(rec: RunRecord, patch: str) -> str:
+    lines = [render_tool_calls(rec), ""]
+    models = {m.model for m in rec.model_calls}
+    lines.append(
+        f"Model: {', '.join(sorted(models)) or '(none)'}; {len(rec.model_calls)} calls; "
+        f"cost ${rec.cost_usd:.4f}"
+    )
+    if rec.final_message:
+        lines.append(f"Agent says: {rec.final_message.strip()}")
+    if rec.proposal is None:
+        lines.append("Proposal: no changes.")
+        return "\n".join(lines)
+    pr = rec.proposal
+    lines.append(
+        f"Proposal {pr.digest[:19]}: {len(pr.changed)} file(s), +{pr.additions} -{pr.deletions}"
+    )
+    lines += [f"  {path}" for path in pr.changed]
+    if pr.out_of_scope:
+        lines.append("Left out (outside the write scope): " + ", ".join(pr.out_of_scope))
+    lines += ["", patch.rstrip()]
+    return "\n".join(lines)
+
+
+def render_summary(rec: RunRecord) -> str:
+    last = rec.transitions[-1] if rec.transitions else None
+    return (
+        f"{rec.run_id}  {rec.state:<18} {rec.job_name}  by {rec.requester}"
+        f"  ${rec.cost_usd:.4f}" + (f"  ({last.reason})" if last else "")
+    )

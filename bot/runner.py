@@ -1,0 +1,352 @@
+"""The one path every front door takes: plan -> propose -> evidence -> gate -> apply -> record.
+
+Doors build a RunRequest and collect approvals their own way; everything else
+is here, once. Each state change is appended to the audit branch, so a run
+interrupted anywhere resumes from its last record with nothing lost.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from bot.agent import Model, run_agent
+from bot.audit.log import AuditLog
+from bot.broker import Broker
+from bot.canonical import sha256_hex
+from bot.errors import AgentplaneError, RunError, ValidationFailed
+from bot.gitrepo import GitRepo
+from bot.globs import match_any
+from bot.job import Job, parse_job
+from bot.model.client import LiteLLMClient
+from bot.plan import GatePlan, Plan, plan
+from bot.policy import Policy, RepoConfig, merge_policy, parse_config
+from bot.record import Approval, ArtifactRef, ModelCall, Proposal, RunRecord, ToolCall
+from bot.request import Door, RunRequest
+from bot.sandbox import Limits, SandboxBackend, SandboxSpec
+from bot.tools.filesystem import filesystem_tools
+from bot.tools.shell import shell_tool
+
+JOBS_DIR = ".agentplane/jobs"
+CONFIG_PATH = ".agentplane/config.yaml"
+APPLY_ACTIONS = ("write", "commit")
+BOT_IDENTITY = ("agentplane", "agentplane@localhost")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def job_path(name_or_path: str) -> str:
+    if name_or_path.endswith((".yaml", ".yml")):
+        return name_or_path
+    return f"{JOBS_DIR}/{name_or_path}.yaml"
+
+
+class Engine:
+    def __init__(
+        self,
+        repo: GitRepo,
+        backend: SandboxBackend,
+        model_factory: Callable[[dict[str, Any]], Model] = LiteLLMClient,
+        now: Callable[[], str] = utc_now,
+    ) -> None:
+        self.repo = repo
+        self.audit = AuditLog(repo.root)
+        self.backend = backend
+        self.model_factory = model_factory
+        self.now = now
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def policy(self) -> Policy:
+        """Policy from the default branch only: a feature branch cannot grant itself more."""
+        branch = self.repo.default_branch()
+        return merge_policy(self.repo.read_dir(branch, "policies", (".yaml", ".yml")))
+
+    def config(self, commit: str) -> RepoConfig | None:
+        # Read at the run's own commit: a config can only narrow, so a branch may tighten it.
+        text = self.repo.read_file(commit, CONFIG_PATH)
+        return None if text is None else parse_config(CONFIG_PATH, text)
+
+    def load_job(self, name_or_path: str, commit: str) -> tuple[str, Job]:
+        path = job_path(name_or_path)
+        text = self.repo.read_file(commit, path)
+        if text is None:
+            raise RunError(
+                f"{path} is not in commit {commit[:12]}: runs are bound to a commit, "
+                "so commit the job file first"
+            )
+        return path, parse_job(path, text)
+
+    def request(
+        self,
+        job: str,
+        *,
+        prompt: str | None = None,
+        door: Door = "cli",
+        requester: str | None = None,
+    ) -> RunRequest:
+        commit = self.repo.head_commit()
+        path, parsed = self.load_job(job, commit)
+        return RunRequest(
+            job=parsed,
+            job_path=path,
+            prompt=prompt,
+            door=door,
+            requester=requester or self.repo.identity(),
+            repo=self.repo.root.name,
+            commit=commit,
+        )
+
+    def plan(self, req: RunRequest) -> Plan:
+        return plan(req, self.policy(), self.config(req.commit))
+
+    # -- the path -------------------------------------------------------------------------
+
+    def start(self, req: RunRequest) -> RunRecord:
+        p = self.plan(req)
+        rec = RunRecord(
+            run_id=f"{req.job.name}-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}",
+            job_name=req.job.name,
+            job_path=req.job_path,
+            job_digest=p.job_digest,
+            repo=req.repo,
+            commit=req.commit,
+            door=req.door,
+            requester=req.requester,
+            prompt=p.prompt,
+            plan=p.model_dump(mode="json"),
+            tools_granted=p.granted("tool"),
+            model=p.model.model_dump(mode="json") if p.model else None,
+        )
+        self._advance(rec, "planned", f"planned with policy from {self.repo.default_branch()}")
+        if not p.allowed.granted:
+            return self._advance(rec, "denied", f"{p.allowed.rule}: {p.allowed.reason}")
+        if p.clarification is not None:
+            return self._advance(rec, "needs_clarification", p.clarification)
+        return self._propose(rec, p)
+
+    def _propose(self, rec: RunRecord, p: Plan) -> RunRecord:
+        assert p.model is not None and p.prompt is not None  # runnable plans have both
+        self._advance(rec, "running", f"model {p.model.params.get('model')} ({p.model.rule})")
+        started = time.perf_counter()
+        writes = p.granted("write")
+        with tempfile.TemporaryDirectory(prefix="agentplane-ws-") as tmp:
+            ws = Path(
+                tmp
+            )  # the mkdtemp dir itself: its parent (/tmp) is traversable by the sandbox uid
+            try:
+                self.repo.export(rec.commit, ws)
+                limits = Limits(wall_seconds=min(120.0, (p.budget.minutes or 10) * 60))
+                # No bytecode caches: they would pollute the proposal, and a .pyc written in
+                # the same second as a same-size edit is trusted over the new source.
+                env = (("PYTHONDONTWRITEBYTECODE", "1"),)
+                spec = SandboxSpec(ws, tuple(writes), limits=limits, env=env)
+                with self.backend.start(spec) as box:
+                    # Every tool is registered; the broker decides, so an ungranted call is
+                    # denied with the rule that withheld it rather than "unknown tool".
+                    tools = filesystem_tools(ws, lambda rel: match_any(rel, p.granted("read")))
+                    tools.append(shell_tool(box))
+                    broker = Broker(p, tools, rec.tool_calls.append)
+                    outcome = run_agent(
+                        p.prompt,
+                        broker,
+                        self.model_factory(p.model.params),
+                        p.budget,
+                        lambda t: self._model_call(rec, p, t),
+                    )
+                diff = self.repo.diff_workspace(rec.commit, ws, writes)
+            except AgentplaneError as exc:
+                rec.timings["propose_ms"] = round((time.perf_counter() - started) * 1000, 1)
+                return self._advance(rec, "failed", str(exc))
+        rec.timings["propose_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        rec.final_message = outcome.message
+        for path in diff.out_of_scope:
+            rec.tool_calls.append(
+                ToolCall(
+                    seq=len(rec.tool_calls) + 1,
+                    tool="workspace",
+                    arguments={"path": path},
+                    decision="deny",
+                    rule=next((d.rule for d in p.decisions if d.kind == "write"), "policy#write"),
+                    reason="changed outside the write scope; left out of the proposal",
+                    ok=False,
+                    result="",
+                    duration_ms=0.0,
+                )
+            )
+        artifacts: dict[str, bytes] = {}
+        if diff.patch:
+            patch = diff.patch.encode("utf-8")
+            artifacts[self._artifact(rec, "proposal.diff", patch, "text/x-diff")] = patch
+            adds, dels = _diffstat(diff.patch)
+            rec.proposal = Proposal(
+                digest="sha256:" + sha256_hex(patch),
+                changed=list(diff.changed),
+                additions=adds,
+                deletions=dels,
+                out_of_scope=list(diff.out_of_scope),
+            )
+        if outcome.status == "budget_exceeded":
+            return self._advance(rec, "budget_exceeded", outcome.message, artifacts)
+        if rec.proposal is None:
+            return self._advance(rec, "completed", "no changes proposed", artifacts)
+        return self._advance(
+            rec,
+            "awaiting_approval",
+            "; ".join(
+                f"{g.action}: {g.approvers.describe()} ({g.rule})" for g in self._apply_gates(rec)
+            ),
+            artifacts,
+        )
+
+    def decide(self, run_id: str, approver: str, decision: Literal["approve", "deny"]) -> RunRecord:
+        """Record one person's decision; apply once every gate on the proposal is satisfied."""
+        rec = self.load(run_id)
+        if rec.state != "awaiting_approval" or rec.proposal is None:
+            raise RunError(f"run {run_id} is {rec.state}, not awaiting approval")
+        patch = self._proposal_bytes(rec)
+        gates = self._apply_gates(rec)
+        policy = self.policy()
+        counted = approver != rec.requester and any(
+            any(policy.matches(pr, approver) for pr in _principals(g)) for g in gates
+        )
+        reason = (
+            "authors cannot approve their own run"
+            if approver == rec.requester
+            else "counted"
+            if counted
+            else f"{approver} is not an approver for this gate"
+        )
+        rec.approvals.append(
+            Approval(
+                approver=approver,
+                decision=decision,
+                commit=rec.commit,
+                job_digest=rec.job_digest,
+                proposal_digest=rec.proposal.digest,
+                at=self.now(),
+                counted=counted,
+                reason=reason,
+            )
+        )
+        if not counted:
+            self._advance(
+                rec, "awaiting_approval", f"{decision} by {approver} not counted: {reason}"
+            )
+            raise RunError(f"{approver} cannot decide run {run_id}: {reason}")
+        if decision == "deny":
+            return self._advance(rec, "rejected", f"denied by {approver}")
+        approvers = [
+            a.approver
+            for a in rec.approvals
+            if a.counted and a.decision == "approve" and a.proposal_digest == rec.proposal.digest
+        ]
+        pending = [
+            v.reason
+            for g in gates
+            if not (v := g.approvers.evaluate(approvers, rec.requester, policy.matches)).ok
+        ]
+        if pending:
+            return self._advance(rec, "awaiting_approval", "; ".join(pending))
+        self._advance(rec, "approved", f"approved by {', '.join(approvers)}")
+        return self._apply(rec, patch)
+
+    def _apply(self, rec: RunRecord, patch: bytes) -> RunRecord:
+        """Deterministic: commits exactly the approved patch; the model is never asked again."""
+        branch = f"agentplane/run/{rec.run_id}"
+        approval = rec.approvals[-1]
+        message = (
+            f"agentplane: {rec.job_name} ({rec.run_id})\n\n{rec.final_message or ''}\n\n"
+            f"Agentplane-Run: {rec.run_id}\n"
+            f"Agentplane-Proposal: {rec.proposal.digest if rec.proposal else ''}\n"
+            f"Approved-by: {', '.join(a.approver for a in rec.approvals if a.counted)}\n"
+        )
+        try:
+            commit = self.repo.commit_patch(
+                rec.commit, patch.decode("utf-8"), branch, message, BOT_IDENTITY, approval.at
+            )
+        except AgentplaneError as exc:
+            return self._advance(rec, "failed", f"apply failed: {exc}")
+        rec.applied = {"branch": branch, "commit": commit}
+        return self._advance(rec, "applied", f"committed {commit[:12]} on {branch}")
+
+    # -- records --------------------------------------------------------------------------
+
+    def load(self, run_id: str) -> RunRecord:
+        entry = self.audit.latest(run_id)
+        if entry is None:
+            raise RunError(f"no run {run_id!r} in the audit log (see `agentplane audit log`)")
+        return RunRecord.model_validate(entry.record)
+
+    def _proposal_bytes(self, rec: RunRecord) -> bytes:
+        ref = rec.artifact("proposal.diff")
+        assert rec.proposal is not None
+        data = self.audit.artifact(ref.sha256) if ref else b""
+        # The approval binds to this digest: whatever is applied must be what was reviewed.
+        if "sha256:" + sha256_hex(data) != rec.proposal.digest:
+            raise RunError(f"run {rec.run_id}: the stored proposal does not match its digest")
+        return data
+
+    def _apply_gates(self, rec: RunRecord) -> list[GatePlan]:
+        p = Plan.model_validate(rec.plan)
+        changed = rec.proposal.changed if rec.proposal else []
+        return [
+            g
+            for g in p.gates
+            if g.action in APPLY_ACTIONS
+            and (not g.paths or any(match_any(c, g.paths) for c in changed))
+        ]
+
+    def _artifact(self, rec: RunRecord, name: str, data: bytes, media_type: str) -> str:
+        digest = sha256_hex(data)
+        rec.artifacts.append(
+            ArtifactRef(name=name, sha256=digest, size=len(data), media_type=media_type)
+        )
+        return digest
+
+    def _model_call(self, rec: RunRecord, p: Plan, turn: Any) -> None:
+        rec.cost_usd = round(rec.cost_usd + turn.cost_usd, 6)
+        rec.model_calls.append(
+            ModelCall(
+                seq=len(rec.model_calls) + 1,
+                model=turn.model,
+                model_class=p.model.model_class if p.model else "",
+                prompt_tokens=turn.prompt_tokens,
+                completion_tokens=turn.completion_tokens,
+                cost_usd=turn.cost_usd,
+                latency_ms=turn.latency_ms,
+                finish=turn.finish,
+            )
+        )
+
+    def _advance(
+        self, rec: RunRecord, state: Any, reason: str, artifacts: Mapping[str, bytes] | None = None
+    ) -> RunRecord:
+        rec.advance(state, self.now(), reason)
+        self.audit.append(rec.run_id, rec.model_dump(mode="json"), artifacts or {})
+        return rec
+
+
+def _principals(gate: GatePlan) -> list[str]:
+    r = gate.approvers
+    return (r.any_of or []) + (r.all_of or []) + (r.of or [])
+
+
+def _diffstat(patch: str) -> tuple[int, int]:
+    adds = sum(
+        1 for line in patch.splitlines() if line.startswith("+") and not line.startswith("+++")
+    )
+    dels = sum(
+        1 for line in patch.splitlines() if line.startswith("-") and not line.startswith("---")
+    )
+    return adds, dels
+
+
+__all__ = ["Engine", "ValidationFailed", "job_path"]

@@ -1,0 +1,332 @@
+"""The bubblewrap backend: one `bwrap` process per command, nothing kept running.
+
+The mount namespace is the boundary: the host filesystem is absent except a
+read-only /usr, a handful of /etc files and the workspace. Every namespace is
+unshared, so the network is a fresh loopback. When the controller is root the
+sandbox runs as nobody (65534), because RLIMIT_NPROC is not enforced for uid 0
+and a userns breakout must not land on host root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from bot.errors import SandboxError
+from bot.sandbox.spec import ExecResult, Limits, Sandbox, SandboxBackend, SandboxSpec
+
+SANDBOX_UID = 65534
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+MAX_OUTPUT_BYTES = 4 << 20
+TIMEOUT_EXIT_CODE = 124
+
+# Only what the dynamic loader and name lookups need; never shadow, ssh, or secrets.
+_ETC_FILES = (
+    "alternatives",
+    "group",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "nsswitch.conf",
+    "passwd",
+)
+_SYSTEM_DIRS = ("/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin")
+_WILDCARDS = frozenset("*?[")
+_INSTALL_HINT = "install the Debian package bubblewrap (apt-get install bubblewrap)"
+
+
+def writable_dirs(write_globs: Iterable[str]) -> tuple[str, ...]:
+    """The workspace-relative directories to mount read-write for these globs.
+
+    Each glob contributes the literal directory prefix before its first wildcard
+    component (its parent directory when it has none); "." is the whole
+    workspace. Nested results are dropped: their parent mount already covers them.
+    """
+    prefixes: set[PurePosixPath] = set()
+    for glob in write_globs:
+        if glob.startswith("/"):
+            raise SandboxError(f"write glob {glob!r} must be relative to the workspace")
+        parts = [p for p in glob.split("/") if p not in ("", ".")]
+        if ".." in parts:
+            raise SandboxError(f"write glob {glob!r} must not leave the workspace")
+        if not parts:
+            raise SandboxError(f"write glob {glob!r} is empty")
+        wild = [i for i, part in enumerate(parts) if _WILDCARDS & set(part)]
+        # No wildcard: a file path, whose directory must be writable (or a "dir/" itself).
+        literal = parts[: wild[0]] if wild else parts if glob.endswith("/") else parts[:-1]
+        prefixes.add(PurePosixPath(*literal) if literal else PurePosixPath("."))
+    if PurePosixPath(".") in prefixes:
+        return (".",)
+    kept = [p for p in prefixes if not any(q in p.parents for q in prefixes)]
+    return tuple(sorted(str(p) for p in kept))
+
+
+def _system_args(tmp_size: int) -> list[str]:
+    args = [
+        "--unshare-all",
+        # Explicit: --disable-userns needs it, and a setuid bwrap must not skip it.
+        "--unshare-user",
+        "--disable-userns",
+        # No bwrap init: it outlives the outer bwrap and lingers as a zombie (counted by
+        # RLIMIT_NPROC) until the host's init reaps it; as pid 1 the command is reaped.
+        "--as-pid-1",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+    ]
+    for path in _SYSTEM_DIRS:
+        # Merged-/usr hosts have these as symlinks; binding a symlink would bind its target.
+        if os.path.islink(path):
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    for name in _ETC_FILES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    # A size cap, because tmpfs pages are not counted by RLIMIT_AS.
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_size), "--tmpfs", "/tmp"]
+    return args
+
+
+def _wrapper(limits: Limits) -> list[str]:
+    cmd = [
+        "prlimit",
+        f"--nproc={limits.pids}",
+        f"--as={limits.memory_bytes}",
+        f"--cpu={limits.cpu_seconds}",
+        f"--fsize={limits.file_size_bytes}",
+        "--core=0",
+        "--",
+    ]
+    if os.geteuid() == 0:
+        cmd += [
+            "setpriv",
+            f"--reuid={SANDBOX_UID}",
+            f"--regid={SANDBOX_UID}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+        ]
+    return cmd
+
+
+def _safe_dir(workspace: Path, rel: str) -> Path:
+    """workspace/rel as a real directory, created if missing, never via a symlink.
+
+    A symlink here (from the repo, or planted by an earlier command) would turn the
+    read-write bind into a bind of an arbitrary host directory.
+    """
+    path = workspace
+    for part in PurePosixPath(rel).parts:
+        path = path / part
+        if path.is_symlink():
+            raise SandboxError(f"write scope {rel!r} goes through a symlink: {path}")
+        if not path.exists():
+            path.mkdir()
+        elif not path.is_dir():
+            raise SandboxError(f"write scope {rel!r} is not a directory: {path}")
+    return path
+
+
+def _chown_tree(root: Path) -> None:
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            os.chown(os.path.join(dirpath, name), SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
+
+
+def _check_reachable(workspace: Path) -> None:
+    for parent in workspace.parents:
+        st = parent.stat()
+        if not (st.st_mode & 0o001 or st.st_uid == SANDBOX_UID):
+            raise SandboxError(
+                f"workspace {workspace} is not reachable by the sandbox uid {SANDBOX_UID}: "
+                f"{parent} has mode {st.st_mode & 0o777:o}; create workspaces under a "
+                "world-traversable directory such as /tmp"
+            )
+
+
+class BwrapSandbox(Sandbox):
+    def __init__(self, spec: SandboxSpec, workspace: Path, bwrap: str) -> None:
+        self.spec = spec
+        self.workspace = workspace
+        self._bwrap = bwrap
+        self._writable = writable_dirs(spec.write_globs)
+        self._closed = False
+
+    def command(self, argv: list[str]) -> list[str]:
+        """The full host command line that runs argv in this sandbox."""
+        env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **dict(self.spec.env)}
+        args = _system_args(self.spec.limits.memory_bytes)
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        args += ["--ro-bind", str(self.workspace), "/workspace"]
+        for rel in self._writable:
+            # Checked on every exec: a previous command may have swapped a dir for a symlink.
+            host = _safe_dir(self.workspace, rel)
+            args += ["--bind", str(host), str(PurePosixPath("/workspace", rel))]
+        # Last, once every mount point exists: the root tmpfs (/, /etc) becomes read-only too.
+        args += ["--remount-ro", "/", "--chdir", "/workspace", "--", *argv]
+        return [*_wrapper(self.spec.limits), self._bwrap, *args]
+
+    def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        if not argv:
+            raise SandboxError("empty command")
+        wall = self.spec.limits.wall_seconds
+        wall = min(wall, timeout) if timeout is not None else wall
+        try:
+            proc = subprocess.Popen(
+                self.command(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                # Own process group, so a timeout can kill the whole tree in one signal.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot start bwrap: {exc}") from exc
+        deadline = time.monotonic() + wall
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err, timed_out = _collect(proc, proc.stdout, proc.stderr, deadline)
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill(proc)
+            proc.wait()
+        code = TIMEOUT_EXIT_CODE if timed_out else proc.returncode
+        return ExecResult(code, out, err, timed_out=timed_out)
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the sandbox: its pid 1 first, so bwrap reaps it, then the whole group."""
+    # Killing bwrap first would orphan the namespace's pid 1 into a zombie. The pidfd and
+    # the second look at the children guard against pid reuse: only bwrap can reap it.
+    for pid in _children(proc.pid):
+        with contextlib.suppress(OSError):
+            fd = os.pidfd_open(pid)
+            try:
+                if pid in _children(proc.pid):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+            finally:
+                os.close(fd)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=2.0)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], stdout: IO[bytes], stderr: IO[bytes], deadline: float
+) -> tuple[str, str, bool]:
+    """Read both pipes until EOF, keeping at most MAX_OUTPUT_BYTES each; kill at deadline."""
+    fds = (stdout.fileno(), stderr.fileno())
+    bufs = {fd: bytearray() for fd in fds}
+    dropped = dict.fromkeys(fds, 0)
+    timed_out = False
+    with selectors.DefaultSelector() as sel:
+        for fd in fds:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if timed_out:
+                    break  # killed, yet something still holds the pipes: stop waiting.
+                timed_out = True
+                _kill(proc)
+                deadline = time.monotonic() + 5.0
+                continue
+            for key, _ in sel.select(remaining):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    continue
+                room = MAX_OUTPUT_BYTES - len(bufs[key.fd])
+                bufs[key.fd] += chunk[: max(0, room)]
+                dropped[key.fd] += max(0, len(chunk) - max(0, room))
+    texts = []
+    for fd in fds:
+        text = bufs[fd].decode("utf-8", errors="replace")
+        if dropped[fd]:
+            text += f"\n[... output truncated: {dropped[fd]} more bytes dropped ...]\n"
+        texts.append(text)
+    stdout.close()
+    stderr.close()
+    return texts[0], texts[1], timed_out
+
+
+@functools.cache
+def _probe() -> tuple[bool, str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False, f"bwrap is not on PATH: {_INSTALL_HINT}"
+    for tool in ["prlimit", *(["setpriv"] if os.geteuid() == 0 else [])]:
+        if shutil.which(tool) is None:
+            return False, f"{tool} is not on PATH: install the Debian package util-linux"
+    cmd = [*_wrapper(Limits()), bwrap, *_system_args(1 << 20), "--", "true"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"bwrap could not be run: {exc}"
+    if done.returncode != 0:
+        return False, (
+            f"bwrap cannot create namespaces on this host ({done.stderr.strip()}): enable "
+            "unprivileged user namespaces (sysctl user.max_user_namespaces, "
+            "kernel.unprivileged_userns_clone=1) or use another backend; bubblewrap >= 0.8 "
+            "is required"
+        )
+    return True, bwrap
+
+
+class BwrapBackend(SandboxBackend):
+    name = "bwrap"
+
+    def available(self) -> tuple[bool, str]:
+        ok, detail = _probe()
+        return (True, "") if ok else (False, detail)
+
+    def start(self, spec: SandboxSpec) -> BwrapSandbox:
+        ok, detail = _probe()
+        if not ok:
+            raise SandboxError(f"bwrap backend unavailable: {detail}")
+        if spec.network != "none":
+            raise SandboxError(f"bwrap backend supports network 'none' only, not {spec.network!r}")
+        workspace = spec.workspace.resolve()
+        if not workspace.is_dir():
+            raise SandboxError(f"workspace {spec.workspace} is not a directory")
+        writable = [_safe_dir(workspace, rel) for rel in writable_dirs(spec.write_globs)]
+        if os.geteuid() == 0:
+            _check_reachable(workspace)
+            # The root dir so the sandbox can enter it (mkdtemp makes it 0700); the
+            # write scope so it can write there. The rest keeps its owner: ro anyway.
+            os.chown(workspace, SANDBOX_UID, SANDBOX_UID)
+            for path in writable:
+                _chown_tree(path)
+        return BwrapSandbox(spec, workspace, detail)

@@ -1,0 +1,1 @@
+"""Tools the model may call. Each is reached only through the broker."""

@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pygit2
+import pytest
+
+from bot.audit.log import AuditLog, artifact_path, entry_path
+from bot.audit.verify import Change, VerifyReport, _TreeReader, check, read_snapshot, verify
+from bot.canonical import canonical_json, digest_of
+from bot.errors import AuditError
+from tests.audit.conftest import ARTIFACT_A, SHA_A, SHA_B, Steps, git, read_steps, replay
+
+
+def kinds(report: VerifyReport) -> set[tuple[str, int | None]]:
+    return {(f.kind, f.seq) for f in report.findings}
+
+
+def edit_entry(data: bytes | None, **changes: object) -> bytes:
+    assert data is not None
+    doc = json.loads(data)
+    doc["record"].update(changes)
+    return canonical_json(doc)
+
+
+def test_clean_log_verifies(filled: AuditLog) -> None:
+    report = verify(filled)
+    assert report.ok, report.findings
+    assert (report.entries, report.artifacts) == (6, 2)
+    head = filled.head()
+    assert head is not None and report.head == head.digest
+    assert verify(filled, expect_head=head.digest).ok
+
+
+def test_modified_middle_record_rewritten_with_filter_branch(repo: Path, filled: AuditLog) -> None:
+    path = entry_path(2)
+    # The attacker's edit: run-2 never queued, it "succeeded"; every later commit recomputed.
+    script = (
+        f'if [ -f {path} ]; then sed -i "s/\\"state\\":\\"queued\\"/\\"state\\":\\"succeeded\\"/" '
+        f"{path}; fi"
+    )
+    git(repo, "filter-branch", "-f", "--tree-filter", script, "agentplane/audit")
+    assert '"state":"succeeded"' in git(repo, "show", f"agentplane/audit:{path}")
+
+    report = verify(filled)
+    assert kinds(report) == {("modified", 2)}
+    assert "seq 2" in report.findings[0].message
+
+
+def test_modified_middle_record_in_an_edit_commit(repo: Path, filled: AuditLog) -> None:
+    # The naive attacker: a new commit on top that edits an old entry.
+    steps = read_steps(repo)
+    steps.append({entry_path(1): edit_entry(steps[1][entry_path(1)], state="succeeded")})
+    replay(repo, steps)
+    report = verify(filled)
+    assert ("modified", 1) in kinds(report)
+    assert ("history", 6) in kinds(report)  # a commit that appends nothing
+    assert {k for k, _ in kinds(report)} == {"modified", "history"}
+
+
+def test_deleted_record(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    del steps[3]  # and with it seq 3's commit
+    replay(repo, steps)
+    report = verify(filled)
+    # Artifact B was stored by seq 3 too; seq 4 still references it.
+    assert kinds(report) == {("deleted", 3), ("artifact", 4)}
+
+
+def test_deleted_record_without_artifacts(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    del steps[2]
+    replay(repo, steps)
+    assert kinds(verify(filled)) == {("deleted", 2)}
+
+
+def test_reordered_records_swapped_in_place(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    p1, p4 = entry_path(1), entry_path(4)
+    steps[1][p1], steps[4][p4] = steps[4][p4], steps[1][p1]
+    # Keep the artifacts where they were so only the order is wrong.
+    steps[1][artifact_path(SHA_A)] = ARTIFACT_A
+    replay(repo, steps)
+    report = verify(filled)
+    assert kinds(report) == {("reordered", 1)}
+    assert "seq 1 and seq 4 were swapped" in report.findings[0].message
+
+
+def test_reordered_commits(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    steps[2], steps[5] = steps[5], steps[2]  # seq 5 now appended before seq 2
+    replay(repo, steps)
+    assert kinds(verify(filled)) == {("reordered", 2), ("reordered", 5)}
+
+
+def test_modified_last_record_is_caught_by_the_anchor(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    last = entry_path(5)
+    steps[5][last] = edit_entry(steps[5][last], state="succeeded")
+    replay(repo, steps)
+    report = verify(filled)
+    assert kinds(report) == {("anchor", 5)}
+    assert "last entry seq 5" in report.findings[0].message
+
+
+def test_removed_tail_is_caught_by_the_anchor(repo: Path, filled: AuditLog) -> None:
+    git(repo, "update-ref", AuditLog.BRANCH, "agentplane/audit~2")
+    report = verify(filled)
+    assert kinds(report) == {("anchor", 5)}
+    assert "branch ends at seq 3" in report.findings[0].message
+
+
+def test_recomputed_chain_is_caught_by_the_anchor(repo: Path, filled: AuditLog) -> None:
+    # The thorough attacker re-chains every digest after the edit; only the anchor knows.
+    steps = read_steps(repo)
+    prev = None
+    for seq, step in enumerate(steps):
+        doc = json.loads(step[entry_path(seq)] or b"")
+        if seq == 2:
+            doc["record"]["state"] = "succeeded"
+        doc["prev"] = prev
+        step[entry_path(seq)] = canonical_json(doc)
+        prev = digest_of(doc)
+    replay(repo, steps)
+    assert kinds(verify(filled)) == {("anchor", 5)}
+
+
+def test_modified_artifact(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    steps[3][artifact_path(SHA_B)] = b'{"tests": "failed"}\n'
+    replay(repo, steps)
+    report = verify(filled)
+    assert kinds(report) == {("artifact", 3)}
+    assert SHA_B in report.findings[0].message and "modified" in report.findings[0].message
+
+
+def test_deleted_artifact(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    replay(repo, steps, drop=frozenset({artifact_path(SHA_A)}))
+    report = verify(filled)
+    assert kinds(report) == {("artifact", 1)}
+    assert "deleted" in report.findings[0].message
+
+
+def test_artifact_deleted_in_a_later_commit(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    steps.append({artifact_path(SHA_A): None})
+    replay(repo, steps)
+    assert kinds(verify(filled)) == {("artifact", 1), ("history", 6)}
+
+
+def test_expect_head(filled: AuditLog) -> None:
+    head = filled.head()
+    assert head is not None
+    entries = list(filled.entries())
+    assert verify(filled, expect_head=head.digest).ok
+    report = verify(filled, expect_head=entries[3].digest)
+    assert kinds(report) == {("anchor", 5)}
+    assert "is seq 3" in report.findings[0].message
+    assert kinds(verify(filled, expect_head="sha256:" + "0" * 64)) == {("anchor", 5)}
+
+
+def test_snapshot_checks_are_pure(filled: AuditLog) -> None:
+    snapshot = read_snapshot(filled)
+    assert check(snapshot).ok
+    broken = dict(snapshot.entries)
+    broken[entry_path(4)] = b"{not json"
+    report = check(snapshot.__class__(snapshot.commits, broken, snapshot.artifacts))
+    assert ("malformed", 4) in kinds(report)
+    assert all(f.seq == 4 or f.kind == "malformed" for f in report.findings)
+    noisy = dict(snapshot.entries)
+    noisy[entry_path(0)] = snapshot.entries[entry_path(0)] + b" "
+    assert kinds(check(snapshot.__class__(snapshot.commits, noisy, snapshot.artifacts))) == {
+        ("malformed", 0)
+    }
+
+
+def test_unexpected_files_and_anchor_garbage(repo: Path, filled: AuditLog) -> None:
+    steps = read_steps(repo)
+    steps[4]["notes.txt"] = b"hi"
+    replay(repo, steps)
+    filled.anchor_path.write_text("garbage")
+    report = verify(filled)
+    assert {k for k, _ in kinds(report)} == {"malformed", "anchor"}
+    assert any("notes.txt" in f.message for f in report.findings)
+
+
+def test_no_branch_raises(log: AuditLog) -> None:
+    with pytest.raises(AuditError, match="no audit branch yet: run a job first"):
+        verify(log)
+
+
+@pytest.mark.parametrize(
+    ("extra", "shortcut"),
+    [
+        ([{artifact_path(SHA_A): None}, {"notes/x": b"x"}], 6),
+        ([{entry_path(1): b"{}"}], 1),  # the tip's shard no longer extends the old ones
+        ([{"log/0000": b"now a file"}], 0),  # a type change: shard gone, file in its place
+    ],
+)
+def test_history_reader_agrees_with_libgit2(
+    repo: Path, filled: AuditLog, extra: Steps, shortcut: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader shortcuts shard diffs by tree id; it must report what a real diff does,
+    # on appends as well as on edits, deletions and type changes.
+    steps = read_steps(repo)
+    extra = [dict(step) for step in extra]  # the parameters are shared
+    if "log/0000" in extra[0]:
+        extra[0].update({path: None for step in steps for path in step if path.startswith("log/")})
+    steps[-1:] = [steps[-1], *extra]
+    replay(repo, steps)
+    shortcuts = []
+    appended = _TreeReader._appended
+
+    def spy(self: _TreeReader, *args: Any) -> list[Change] | None:
+        found = appended(self, *args)
+        shortcuts.append(found is not None)
+        return found
+
+    monkeypatch.setattr(_TreeReader, "_appended", spy)
+    snapshot = read_snapshot(AuditLog(repo))
+
+    pygit_repo = pygit2.Repository(str(repo))
+    walker = pygit_repo.walk(pygit_repo.references[AuditLog.BRANCH].target)
+    walker.simplify_first_parent()
+    commits = list(walker)[::-1]
+    assert len(snapshot.commits) == len(commits) == len(steps)
+    for commit, info in zip(commits, snapshot.commits, strict=True):
+        old = commit.parents[0].tree if commit.parents else None
+        diff = commit.tree.diff_to_tree(swap=True) if old is None else old.diff_to_tree(commit.tree)
+        expected = {
+            (d.status_char(), d.old_file.path if d.status_char() == "D" else d.new_file.path)
+            for d in diff.deltas
+        }
+        assert {(c.status, c.path) for c in info.changes} == expected, info.commit
+    assert shortcuts.count(True) == shortcut

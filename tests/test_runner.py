@@ -1,0 +1,217 @@
+"""The whole path on real parts: git repo, bubblewrap sandbox, litellm + scripted model, audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.audit.verify import verify
+from bot.demo import DEVELOPER, MAINTAINER
+from bot.errors import RunError
+from bot.gitrepo import GitRepo
+from bot.runner import Engine
+from bot.sandbox.bwrap import BwrapBackend
+from tests.conftest import Scripted, git
+
+
+def engine(repo: Path, **kw: Any) -> Engine:
+    return Engine(GitRepo(repo), BwrapBackend(), **kw)
+
+
+def start(repo: Path, job: str = "fix-failing-test", **kw: Any) -> Any:
+    e = engine(repo)
+    return e, e.start(e.request(job, **kw))
+
+
+def test_demo_job_proposes_a_fix_and_waits_for_approval(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    assert rec.state == "awaiting_approval"
+    assert rec.proposal.changed == ["src/calc.py"]
+    patch = e.audit.artifact(rec.artifact("proposal.diff").sha256).decode()
+    assert "-    return a - b\n+    return a + b" in patch
+    # The first shell call really ran the tests in the sandbox and saw them fail.
+    first = rec.tool_calls[0]
+    assert first.tool == "shell" and first.decision == "allow" and "FAILED" in first.result
+    # The model tried to rewrite the test: denied, with the rule, and the run went on.
+    denied = [c for c in rec.tool_calls if c.decision == "deny"]
+    assert [(c.tool, c.arguments["path"]) for c in denied] == [("fs_write", "tests/test_calc.py")]
+    assert denied[0].rule == "policies/default.yaml#job_types.code.scope.filesystem.write"
+    assert "OK" in rec.tool_calls[-1].result  # tests pass in the sandbox after the fix
+    assert [t.state for t in rec.transitions] == ["planned", "running", "awaiting_approval"]
+    assert rec.model_calls and rec.model_calls[0].model == "scripted/fix-failing-test"
+    assert rec.model["rule"] == "policies/default.yaml#models.routes.code"
+
+
+def test_working_tree_is_untouched_by_a_run(demo_repo: Path) -> None:
+    head = git(demo_repo, "rev-parse", "HEAD")
+    (demo_repo / "notes.txt").write_text("uncommitted\n")
+    start(demo_repo)
+    assert git(demo_repo, "rev-parse", "HEAD") == head
+    assert git(demo_repo, "status", "--porcelain") == "?? notes.txt\n"
+    assert "a - b" in (demo_repo / "src/calc.py").read_text()
+
+
+def test_self_approval_is_refused_and_recorded(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    with pytest.raises(RunError, match="authors cannot approve their own run"):
+        e.decide(rec.run_id, DEVELOPER[1], "approve")
+    again = e.load(rec.run_id)
+    assert again.state == "awaiting_approval"
+    assert [(a.approver, a.counted) for a in again.approvals] == [(DEVELOPER[1], False)]
+
+
+def test_non_approver_is_refused(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    with pytest.raises(RunError, match="not an approver"):
+        e.decide(rec.run_id, "mallory@example.com", "approve")
+    assert e.load(rec.run_id).state == "awaiting_approval"
+
+
+def test_maintainer_approval_applies_exactly_the_proposal(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert done.state == "applied"
+    branch = done.applied["branch"]
+    assert git(demo_repo, "rev-parse", branch).strip() == done.applied["commit"]
+    assert "return a + b" in git(demo_repo, "show", f"{branch}:src/calc.py")
+    assert git(demo_repo, "diff", "--name-only", f"{rec.commit}..{branch}") == "src/calc.py\n"
+    assert verify(e.audit).ok
+    with pytest.raises(RunError, match="not awaiting approval"):
+        e.decide(rec.run_id, MAINTAINER[1], "approve")
+
+
+def test_denial_rejects_and_applies_nothing(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    done = e.decide(rec.run_id, MAINTAINER[1], "deny")
+    assert done.state == "rejected" and done.applied is None
+    assert "agentplane/run/" not in git(demo_repo, "branch", "--list", "agentplane/run/*")
+
+
+def test_apply_never_calls_the_model(demo_repo: Path) -> None:
+    _, rec = start(demo_repo)
+
+    def no_model(params: dict[str, Any]) -> Any:
+        raise AssertionError("apply must not call the model")
+
+    done = engine(demo_repo, model_factory=no_model).decide(rec.run_id, MAINTAINER[1], "approve")
+    assert done.state == "applied"
+
+
+def test_tampered_proposal_is_not_applied(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    rec.proposal.digest = "sha256:" + "0" * 64  # what was "reviewed" is not what is stored
+    e.audit.append(rec.run_id, rec.model_dump(mode="json"))
+    with pytest.raises(RunError, match="does not match its digest"):
+        e.decide(rec.run_id, MAINTAINER[1], "approve")
+
+
+def test_policy_comes_from_the_default_branch_only(demo_repo: Path) -> None:
+    git(demo_repo, "checkout", "-qb", "feature")
+    policy = demo_repo / "policies/default.yaml"
+    policy.write_text(
+        policy.read_text().replace(
+            "tools: [filesystem, shell]", "tools: [filesystem, shell, browser]"
+        )
+    )
+    job = demo_repo / ".agentplane/jobs/fix-failing-test.yaml"
+    job.write_text(
+        job.read_text().replace("tools: [filesystem, shell]", "tools: [filesystem, shell, browser]")
+    )
+    git(demo_repo, "commit", "-qam", "grant myself the browser")
+    e = engine(demo_repo)
+    p = e.plan(e.request("fix-failing-test"))
+    assert [d.subject for d in p.denied] == ["browser"]
+    policy.write_text(policy.read_text().replace("run_by: [role:developer]", "run_by: ['*']"))
+    assert e.plan(e.request("fix-failing-test")).denied == p.denied  # working tree ignored too
+
+
+def test_repo_config_narrows_a_run(demo_repo: Path) -> None:
+    (demo_repo / ".agentplane/config.yaml").write_text("tools: [filesystem]\n")
+    git(demo_repo, "add", "-A")
+    git(demo_repo, "commit", "-qm", "no shell here")
+    _, rec = start(demo_repo)
+    shell_calls = [c for c in rec.tool_calls if c.tool == "shell"]
+    assert shell_calls and all(c.decision == "deny" for c in shell_calls)
+    assert shell_calls[0].rule == ".agentplane/config.yaml"
+
+
+def test_no_prompt_stops_for_clarification(demo_repo: Path, scripted_job: Scripted) -> None:
+    job = scripted_job("vague", [{"content": "nothing"}], prompt=None)
+    _, rec = start(demo_repo, job)
+    assert rec.state == "needs_clarification" and "no prompt" in rec.transitions[-1].reason
+    assert rec.tool_calls == [] and rec.model_calls == []
+
+
+def test_job_type_not_allowed_is_denied(demo_repo: Path, scripted_job: Scripted) -> None:
+    job = scripted_job("browse", [{"content": "x"}], job_type="browser")
+    _, rec = start(demo_repo, job)
+    assert rec.state == "denied" and "no job type 'browser'" in rec.transitions[-1].reason
+
+
+def test_budget_stop_keeps_partial_evidence(demo_repo: Path, scripted_job: Scripted) -> None:
+    turns = [
+        {
+            "tool_calls": [
+                {"name": "fs_write", "arguments": {"path": f"src/f{i}.py", "content": "x\n"}}
+            ]
+        }
+        for i in range(5)
+    ]
+    job = scripted_job("spender", turns, budget={"tool_calls": 2})
+    _, rec = start(demo_repo, job)
+    assert rec.state == "budget_exceeded" and "2 tool calls" in rec.transitions[-1].reason
+    assert rec.proposal is not None and rec.proposal.changed == ["src/f0.py", "src/f1.py"]
+
+
+def test_shell_writes_outside_scope_are_left_out(demo_repo: Path, scripted_job: Scripted) -> None:
+    turns = [
+        {
+            "tool_calls": [
+                {
+                    "name": "shell",
+                    "arguments": {
+                        "command": "echo x > src/notes.txt; echo y > src/ok.py;"
+                        " echo z > tests/evil.py; true"
+                    },
+                }
+            ]
+        },
+        {"content": "done"},
+    ]
+    job = scripted_job("sneaky", turns, scope={"filesystem": {"write": ["src/*.py"]}})
+    _, rec = start(demo_repo, job)
+    assert rec.proposal.changed == ["src/ok.py"]
+    assert rec.proposal.out_of_scope == ["src/notes.txt"]  # tests/ was read-only in the sandbox
+    left_out = rec.tool_calls[-1]
+    assert (left_out.tool, left_out.decision, left_out.arguments) == (
+        "workspace",
+        "deny",
+        {"path": "src/notes.txt"},
+    )
+
+
+def test_no_changes_completes(demo_repo: Path, scripted_job: Scripted) -> None:
+    job = scripted_job(
+        "reader",
+        [
+            {"tool_calls": [{"name": "fs_read", "arguments": {"path": "src/calc.py"}}]},
+            {"content": "all good"},
+        ],
+    )
+    _, rec = start(demo_repo, job)
+    assert rec.state == "completed" and rec.proposal is None and rec.final_message == "all good"
+
+
+def test_missing_script_fails_the_run_cleanly(demo_repo: Path, scripted_job: Scripted) -> None:
+    job = scripted_job("ghost", [])
+    (demo_repo / ".agentplane/scripts/ghost.yaml").unlink()
+    _, rec = start(demo_repo, job)
+    assert rec.state == "failed" and "no model script 'ghost'" in rec.transitions[-1].reason
+
+
+def test_uncommitted_job_is_refused(demo_repo: Path) -> None:
+    (demo_repo / ".agentplane/jobs/new.yaml").write_text("prompt: x\n")
+    with pytest.raises(RunError, match="commit the job file first"):
+        engine(demo_repo).request("new")
