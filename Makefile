@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 .PHONY: setup demo test lint bench clean
 
-$(STAMP): pyproject.toml scripts/host-deps
+$(STAMP): pyproject.toml scripts/host-deps scripts/debian-packages
 	./scripts/host-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
