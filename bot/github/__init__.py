@@ -1,0 +1,1 @@
+"""The GitHub door: webhooks in, checks/comments out, reviews as the gate."""
