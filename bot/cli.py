@@ -185,6 +185,28 @@ def audit_verify(expect_head: str | None, repo: str) -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, exists=True),
+    help="A YAML file of settings; AGENTPLANE_* variables win over it.",
+)
+def serve(host: str, port: int, config_file: Path | None) -> None:
+    """Run the GitHub webhook bot (FastAPI): acknowledge, queue, work, reconcile."""
+    import uvicorn
+
+    from bot.config import load_settings
+    from bot.server import build
+
+    settings = load_settings(file=config_file)
+    for problem in settings.problems():
+        click.echo(f"warning: {problem}", err=True)
+    uvicorn.run(build(settings), host=host, port=port, log_level="info")
+
+
+@cli.command()
 @click.option(
     "--dir",
     "dest",

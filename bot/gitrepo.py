@@ -84,6 +84,16 @@ class GitRepo:
             "`git config agentplane.defaultBranch <branch>`"
         )
 
+    def policy_ref(self) -> str:
+        """The default branch as the remote has it, in a clone; else the local branch."""
+        branch = self.default_branch()
+        remote = f"refs/remotes/origin/{branch}"
+        try:
+            self.repo.commit(remote)
+            return remote
+        except (git.BadName, ValueError):
+            return branch
+
     def read_dir(
         self, ref: str, directory: str, suffixes: tuple[str, ...]
     ) -> list[tuple[str, str]]:
@@ -144,6 +154,15 @@ class GitRepo:
             changed=kept,
             out_of_scope=outside,
         )
+
+    def commit_file(self, base: str, path: str, text: str, message: str) -> str:
+        """A commit on top of base that adds or replaces one file (no working tree involved)."""
+        with self._index() as env:
+            self._git("read-tree", base, env=env)
+            blob = self._git("hash-object", "-w", "--stdin", stdin=text).strip()
+            self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self._git("write-tree", env=env).strip()
+        return self._git("commit-tree", tree, "-p", base, "-m", message).strip()
 
     def commit_patch(
         self, base: str, patch: str, branch: str, message: str, author: tuple[str, str], date: str

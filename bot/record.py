@@ -23,16 +23,19 @@ State = Literal[
     "completed",
     "failed",
     "budget_exceeded",
+    "cancelled",
 ]
 FINAL: frozenset[str] = frozenset(
-    {"denied", "rejected", "applied", "completed", "failed", "budget_exceeded"}
+    {"denied", "rejected", "applied", "completed", "failed", "budget_exceeded", "cancelled"}
 )
 # The only legal moves; anything else is a bug or a tampered record.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "planned": frozenset({"needs_clarification", "denied", "running", "failed"}),
-    "needs_clarification": frozenset({"planned", "failed"}),
+    "needs_clarification": frozenset({"planned", "failed", "cancelled"}),
     "running": frozenset({"awaiting_approval", "completed", "failed", "budget_exceeded"}),
-    "awaiting_approval": frozenset({"awaiting_approval", "approved", "rejected", "failed"}),
+    "awaiting_approval": frozenset(
+        {"awaiting_approval", "approved", "rejected", "failed", "cancelled"}
+    ),
     "approved": frozenset({"applied", "failed"}),
 }
 
@@ -89,6 +92,13 @@ class Proposal(BaseModel):
     out_of_scope: list[str] = Field(default_factory=list)
 
 
+class DoorRef(BaseModel):
+    """Where the run came from, so its door can find it again (e.g. a pull request)."""
+
+    repo: str
+    number: int | None = None
+
+
 class Transition(BaseModel):
     state: State
     at: str
@@ -104,6 +114,7 @@ class RunRecord(BaseModel):
     repo: str
     commit: str
     door: str
+    door_ref: DoorRef | None = None
     requester: str
     prompt: str | None
     plan: dict[str, Any]

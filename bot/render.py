@@ -80,3 +80,56 @@ def render_summary(rec: RunRecord) -> str:
         f"{rec.run_id}  {rec.state:<18} {rec.job_name}  by {rec.requester}"
         f"  ${rec.cost_usd:.4f}" + (f"  ({last.reason})" if last else "")
     )
+
+
+STATE_HEADLINE = {
+    "awaiting_approval": "waiting for an approving review from an allowed approver",
+    "applied": "applied",
+    "completed": "completed with no changes to apply",
+    "needs_clarification": "needs clarification",
+    "denied": "denied by policy",
+    "rejected": "rejected by a reviewer",
+    "failed": "failed",
+    "budget_exceeded": "stopped: budget exceeded",
+    "cancelled": "cancelled",
+}
+
+
+def render_pr_comment(rec: RunRecord, plan_text: str, patch: str, audit_head: str | None) -> str:
+    """The evidence comment on a pull request: one per job, edited as the run moves."""
+    last = rec.transitions[-1].reason if rec.transitions else ""
+    lines = [
+        f"### agentplane: `{rec.job_name}` is {STATE_HEADLINE.get(rec.state, rec.state)}",
+        f"Run `{rec.run_id}` on `{rec.commit[:12]}`, requested by @{rec.requester}. {last}",
+        "",
+        "<details><summary>Plan (grants, denials, gates, model; each with its rule)</summary>",
+        "",
+        "```text",
+        plan_text,
+        "```",
+        "</details>",
+        "",
+        "```text",
+        render_tool_calls(rec),
+        "```",
+    ]
+    if rec.proposal is not None:
+        pr = rec.proposal
+        lines += [
+            f"**Proposal** `{pr.digest[:19]}`: {len(pr.changed)} file(s), "
+            f"+{pr.additions} -{pr.deletions}",
+            "",
+            "```diff",
+            patch.rstrip(),
+            "```",
+        ]
+    if rec.applied:
+        lines.append(f"Applied as `{rec.applied['commit'][:12]}`.")
+    models = ", ".join(sorted({m.model for m in rec.model_calls})) or "(none)"
+    lines += [
+        "",
+        f"Model: {models}; cost ${rec.cost_usd:.4f}. "
+        f"Audit head: `{audit_head or '(none)'}` (verify with `agentplane audit verify "
+        f"--expect-head {audit_head or ''}`).",
+    ]
+    return "\n".join(lines)

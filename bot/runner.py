@@ -26,7 +26,15 @@ from bot.job import Job, parse_job
 from bot.model.client import LiteLLMClient
 from bot.plan import GatePlan, Plan, plan
 from bot.policy import Policy, RepoConfig, merge_policy, parse_config
-from bot.record import Approval, ArtifactRef, ModelCall, Proposal, RunRecord, ToolCall
+from bot.record import (
+    Approval,
+    ArtifactRef,
+    DoorRef,
+    ModelCall,
+    Proposal,
+    RunRecord,
+    ToolCall,
+)
 from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.tools.filesystem import filesystem_tools
@@ -66,8 +74,9 @@ class Engine:
 
     def policy(self) -> Policy:
         """Policy from the default branch only: a feature branch cannot grant itself more."""
-        branch = self.repo.default_branch()
-        return merge_policy(self.repo.read_dir(branch, "policies", (".yaml", ".yml")))
+        return merge_policy(
+            self.repo.read_dir(self.repo.policy_ref(), "policies", (".yaml", ".yml"))
+        )
 
     def config(self, commit: str) -> RepoConfig | None:
         # Read at the run's own commit: a config can only narrow, so a branch may tighten it.
@@ -91,8 +100,9 @@ class Engine:
         prompt: str | None = None,
         door: Door = "cli",
         requester: str | None = None,
+        commit: str | None = None,
     ) -> RunRequest:
-        commit = self.repo.head_commit()
+        commit = commit or self.repo.head_commit()
         path, parsed = self.load_job(job, commit)
         return RunRequest(
             job=parsed,
@@ -109,9 +119,10 @@ class Engine:
 
     # -- the path -------------------------------------------------------------------------
 
-    def start(self, req: RunRequest) -> RunRecord:
+    def start(self, req: RunRequest, door_ref: DoorRef | None = None) -> RunRecord:
         p = self.plan(req)
         rec = RunRecord(
+            door_ref=door_ref,
             run_id=f"{req.job.name}-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}",
             job_name=req.job.name,
             job_path=req.job_path,
@@ -206,41 +217,44 @@ class Engine:
             artifacts,
         )
 
-    def decide(self, run_id: str, approver: str, decision: Literal["approve", "deny"]) -> RunRecord:
-        """Record one person's decision; apply once every gate on the proposal is satisfied."""
+    def decide(
+        self,
+        run_id: str,
+        approver: str,
+        decision: Literal["approve", "deny"],
+        *,
+        reviewed_commit: str | None = None,
+        live_head: Callable[[], str] | None = None,
+    ) -> RunRecord:
+        """Record one person's decision; apply once every gate on the proposal is satisfied.
+
+        reviewed_commit is the commit the reviewer saw (a PR review's commit_id); live_head
+        re-reads the branch head at the moment of apply, so a push after approval wins.
+        """
         rec = self.load(run_id)
         if rec.state != "awaiting_approval" or rec.proposal is None:
             raise RunError(f"run {run_id} is {rec.state}, not awaiting approval")
         patch = self._proposal_bytes(rec)
         gates = self._apply_gates(rec)
         policy = self.policy()
-        counted = approver != rec.requester and any(
-            any(policy.matches(pr, approver) for pr in _principals(g)) for g in gates
-        )
-        reason = (
-            "authors cannot approve their own run"
-            if approver == rec.requester
-            else "counted"
-            if counted
-            else f"{approver} is not an approver for this gate"
-        )
+        problem = approval_problem(rec, approver, reviewed_commit or rec.commit, gates, policy)
         rec.approvals.append(
             Approval(
                 approver=approver,
                 decision=decision,
-                commit=rec.commit,
+                commit=reviewed_commit or rec.commit,
                 job_digest=rec.job_digest,
                 proposal_digest=rec.proposal.digest,
                 at=self.now(),
-                counted=counted,
-                reason=reason,
+                counted=problem is None,
+                reason=problem or "counted",
             )
         )
-        if not counted:
+        if problem is not None:
             self._advance(
-                rec, "awaiting_approval", f"{decision} by {approver} not counted: {reason}"
+                rec, "awaiting_approval", f"{decision} by {approver} not counted: {problem}"
             )
-            raise RunError(f"{approver} cannot decide run {run_id}: {reason}")
+            raise RunError(f"{approver} cannot decide run {run_id}: {problem}")
         if decision == "deny":
             return self._advance(rec, "rejected", f"denied by {approver}")
         approvers = [
@@ -255,6 +269,10 @@ class Engine:
         ]
         if pending:
             return self._advance(rec, "awaiting_approval", "; ".join(pending))
+        if live_head is not None and (head := live_head()) != rec.commit:
+            return self._advance(
+                rec, "cancelled", f"stale: the head moved to {head[:12]} after approval"
+            )
         self._advance(rec, "approved", f"approved by {', '.join(approvers)}")
         return self._apply(rec, patch)
 
@@ -276,6 +294,22 @@ class Engine:
             return self._advance(rec, "failed", f"apply failed: {exc}")
         rec.applied = {"branch": branch, "commit": commit}
         return self._advance(rec, "applied", f"committed {commit[:12]} on {branch}")
+
+    def withdraw(self, run_id: str, approver: str, reason: str) -> RunRecord:
+        """A dismissed review: that person's approvals stop counting."""
+        rec = self.load(run_id)
+        if rec.state != "awaiting_approval":
+            return rec
+        for a in rec.approvals:
+            if a.approver == approver and a.counted:
+                a.counted, a.reason = False, reason
+        return self._advance(rec, "awaiting_approval", f"{approver}: {reason}")
+
+    def cancel(self, run_id: str, reason: str) -> RunRecord:
+        rec = self.load(run_id)
+        if rec.state in ("awaiting_approval", "needs_clarification"):
+            return self._advance(rec, "cancelled", reason)
+        return rec
 
     # -- records --------------------------------------------------------------------------
 
@@ -332,6 +366,19 @@ class Engine:
         rec.advance(state, self.now(), reason)
         self.audit.append(rec.run_id, rec.model_dump(mode="json"), artifacts or {})
         return rec
+
+
+def approval_problem(
+    rec: RunRecord, approver: str, reviewed_commit: str, gates: list[GatePlan], policy: Policy
+) -> str | None:
+    """Why this person's decision cannot count for this run, or None when it can."""
+    if approver == rec.requester:
+        return "authors cannot approve their own run"
+    if reviewed_commit != rec.commit:
+        return f"stale: the review is on {reviewed_commit[:12]}, the evidence on {rec.commit[:12]}"
+    if not any(any(policy.matches(p, approver) for p in _principals(g)) for g in gates):
+        return f"{approver} is not an approver for this gate"
+    return None
 
 
 def _principals(gate: GatePlan) -> list[str]:

@@ -215,3 +215,33 @@ def test_uncommitted_job_is_refused(demo_repo: Path) -> None:
     (demo_repo / ".agentplane/jobs/new.yaml").write_text("prompt: x\n")
     with pytest.raises(RunError, match="commit the job file first"):
         engine(demo_repo).request("new")
+
+
+def test_review_on_another_commit_is_stale(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    with pytest.raises(RunError, match="stale: the review is on"):
+        e.decide(rec.run_id, MAINTAINER[1], "approve", reviewed_commit="f" * 40)
+    assert e.load(rec.run_id).state == "awaiting_approval"
+
+
+def test_head_moved_at_apply_time_cancels(demo_repo: Path) -> None:
+    e, rec = start(demo_repo)
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve", live_head=lambda: "e" * 40)
+    assert done.state == "cancelled" and done.applied is None
+    assert "head moved" in done.transitions[-1].reason
+
+
+def test_withdrawn_approval_stops_counting(demo_repo: Path) -> None:
+    policy = demo_repo / "policies/default.yaml"
+    policy.write_text(
+        policy.read_text()
+        .replace("platform: [maya@example.com]", "platform: [maya@example.com, omar@example.com]")
+        .replace("approvers: {any_of: [role:maintainer]}\n  - id: irreversible",
+                 "approvers: {count: 2, of: [role:maintainer]}\n  - id: irreversible"))
+    git(demo_repo, "commit", "-qam", "two approvers")
+    e, rec = start(demo_repo)
+    assert e.decide(rec.run_id, MAINTAINER[1], "approve").state == "awaiting_approval"
+    e.withdraw(rec.run_id, MAINTAINER[1], "review dismissed")
+    after = e.decide(rec.run_id, "omar@example.com", "approve")
+    assert after.state == "awaiting_approval"  # maya's withdrawn approval no longer counts
+    assert e.cancel(rec.run_id, "PR closed").state == "cancelled"

@@ -1,0 +1,433 @@
+"""The pull request door: deliveries in, the one run path, evidence and checks out.
+
+Every handler is idempotent: a redelivered or reconciled event finds the run it
+already started (PullState) and the comment it already posted (markers), so
+at-least-once delivery never posts or commits twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.agent import Model
+from bot.config import Settings
+from bot.errors import AgentplaneError, RunError, ValidationFailed
+from bot.github.checkout import Checkout
+from bot.github.client import GitHubClient, PullInfo
+from bot.github.commands import Command, Reply, parse_comment
+from bot.github.sansio import Delivery
+from bot.github.state import PullState
+from bot.job import parse_job
+from bot.plan import Plan
+from bot.record import DoorRef, RunRecord
+from bot.redact import Redactor
+from bot.render import render_plan, render_pr_comment
+from bot.runner import Engine
+from bot.sandbox import SandboxBackend
+
+log = logging.getLogger("agentplane.github")
+
+JOBS_PREFIX = ".agentplane/jobs/"
+GOVERNING = ("policies/", ".agentplane/config.yaml")
+CHECK_VALIDATE, CHECK_APPROVAL, CHECK_POLICY = (
+    "agentplane/validate",
+    "agentplane/approval",
+    "agentplane/policy",
+)
+CONCLUSION = {
+    "awaiting_approval": "action_required",
+    "applied": "success",
+    "completed": "success",
+    "needs_clarification": "action_required",
+    "denied": "failure",
+    "rejected": "failure",
+    "failed": "failure",
+    "budget_exceeded": "failure",
+    "cancelled": "neutral",
+}
+FENCE = re.compile(r"```ya?ml\s*\n(.*?)```", re.DOTALL)
+
+
+@dataclass
+class Context:
+    """One delivery's view of one repository: API client, local clone, engine."""
+
+    client: GitHubClient
+    full: str
+    checkout: Checkout
+    engine: Engine
+
+
+class PullRequestDoor:
+    def __init__(
+        self,
+        settings: Settings,
+        backend: SandboxBackend,
+        state: PullState,
+        client_for: Callable[[int | None], GitHubClient] | None = None,
+        model_factory: Callable[[dict[str, Any]], Model] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.state = state
+        self.client_for = client_for or (lambda inst: GitHubClient(settings, inst))
+        self.model_factory = model_factory
+        self.redact = Redactor(
+            [*settings.webhook_secrets, settings.app_private_key, settings.github_token]
+        )
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def handle(self, d: Delivery) -> str:
+        """Handle or ignore one delivery; returns what was done (for logs and tests)."""
+        p = d.payload
+        repo = (p.get("repository") or {}).get("full_name")
+        if not isinstance(repo, str):
+            return "ignored: no repository"
+        inst = (p.get("installation") or {}).get("id")
+        self.state.seen_repo(repo, inst)
+        pr_number = int((p.get("pull_request") or {}).get("number") or 0)
+        key = (d.event, d.action)
+        if d.event == "pull_request" and d.action in ("opened", "synchronize", "reopened"):
+            return self.on_pull(self._ctx(repo, inst), pr_number)
+        if key == ("pull_request", "closed"):
+            return self.on_closed(self._ctx(repo, inst), pr_number)
+        if key == ("pull_request_review", "submitted"):
+            return self.on_review(self._ctx(repo, inst), pr_number, p["review"])
+        if key == ("pull_request_review", "dismissed"):
+            return self.on_dismissed(self._ctx(repo, inst), pr_number, p["review"])
+        if key == ("issue_comment", "created"):
+            return self.on_comment(self._ctx(repo, inst), p)
+        if d.event == "issues" and d.action in ("opened", "labeled"):
+            return self.on_issue(self._ctx(repo, inst), p["issue"])
+        if d.event == "agentplane.reconcile":
+            return self.on_pull(self._ctx(repo, inst), p["number"])
+        return f"ignored: {d.event}.{d.action}"
+
+    def _ctx(self, full: str, inst: int | None) -> Context:
+        client = self.client_for(inst)
+        meta = client.repo(full)
+        url = (
+            self.settings.clone_url.format(owner=meta.owner.login, repo=meta.name)
+            if self.settings.clone_url
+            else meta.clone_url
+        )
+        checkout = Checkout(self.settings.data_dir / "repos", full, url, client.token())
+        repo = checkout.sync(meta.default_branch, [])
+        kw: dict[str, Any] = {"model_factory": self.model_factory} if self.model_factory else {}
+        return Context(client, full, checkout, Engine(repo, self.backend, **kw))
+
+    # -- pull requests --------------------------------------------------------------------
+
+    def on_pull(self, ctx: Context, number: int) -> str:
+        pr = ctx.client.pull(ctx.full, number)
+        if pr.state != "open":
+            return "ignored: closed"
+        if pr.is_fork and not self.settings.allow_forks:
+            self._comment(
+                ctx,
+                number,
+                "fork",
+                "agentplane does not run jobs from fork pull "
+                "requests here (policy: allow_forks is off).",
+            )
+            return "refused: fork"
+        ctx.engine.repo = ctx.checkout.sync(ctx.engine.repo.default_branch(), [pr.head_ref])
+        if "Agentplane-Run:" in ctx.checkout.git("log", "-1", "--format=%B", pr.head_sha):
+            return "ignored: the head is agentplane's own applied commit"
+        governing = [f for f, _ in pr.files if f.startswith(GOVERNING)]
+        if governing:
+            self._policy_gate(ctx, pr, governing)
+        jobs = [
+            f
+            for f, status in pr.files
+            if f.startswith(JOBS_PREFIX) and f.endswith((".yaml", ".yml")) and status != "removed"
+        ]
+        if not jobs:
+            return "ignored: no job files" if not governing else "gated: policy change"
+        valid = self._validate(ctx, pr, jobs)
+        for job in valid:
+            self._run_job(ctx, pr, job)
+        ctx.checkout.push_audit()
+        return f"ran {len(valid)} of {len(jobs)} job(s)"
+
+    def _validate(self, ctx: Context, pr: PullInfo, jobs: list[str]) -> list[str]:
+        errors, valid = [], []
+        for path in jobs:
+            text = ctx.engine.repo.read_file(pr.head_sha, path) or ""
+            try:
+                parse_job(path, text)
+                valid.append(path)
+            except ValidationFailed as exc:
+                errors.extend(exc.errors)
+        ctx.client.check(
+            ctx.full,
+            CHECK_VALIDATE,
+            pr.head_sha,
+            conclusion="failure" if errors else "success",
+            title=f"{len(errors)} error(s) in job files" if errors else "job files are valid",
+            summary="\n".join(f"- `{e.render()}`" for e in errors) or "All job files valid.",
+            annotations=[
+                {
+                    "path": e.path,
+                    "start_line": e.line,
+                    "end_line": e.line,
+                    "start_column": e.col,
+                    "end_column": e.col,
+                    "annotation_level": "failure",
+                    "title": e.field or "job file",
+                    "message": e.message,
+                }
+                for e in errors
+            ],
+        )
+        return valid
+
+    def _run_job(self, ctx: Context, pr: PullInfo, job: str) -> None:
+        if self.state.run_for(ctx.full, pr.number, job, pr.head_sha):
+            return  # this head already has its run: a redelivery changes nothing
+        for old_job, head, run_id in self.state.runs(ctx.full, pr.number):
+            if old_job == job and head != pr.head_sha:
+                ctx.engine.cancel(run_id, f"superseded by a push ({pr.head_sha[:12]})")
+        engine = ctx.engine
+        parsed = parse_job(job, engine.repo.read_file(pr.head_sha, job) or "")
+        req = engine.request(
+            job,
+            door="pull_request",
+            requester=pr.author,
+            commit=pr.head_sha,
+            prompt=None if parsed.prompt else (pr.body or None),
+        )
+        rec = engine.start(req, DoorRef(repo=ctx.full, number=pr.number))
+        self.state.remember(ctx.full, pr.number, job, pr.head_sha, rec.run_id)
+        self.publish(ctx, rec)
+
+    def _policy_gate(self, ctx: Context, pr: PullInfo, files: list[str]) -> None:
+        owners = ", ".join(ctx.engine.policy().owners) or "(no owners: nobody can approve)"
+        ctx.client.check(
+            ctx.full,
+            CHECK_POLICY,
+            pr.head_sha,
+            conclusion="action_required",
+            title="changes to policy need a policy owner's approval",
+            summary=f"This PR edits {', '.join(files)}. Policy is read from the default branch"
+            f" only; merging needs an approving review from: {owners}.",
+        )
+
+    def on_closed(self, ctx: Context, number: int) -> str:
+        cancelled = 0
+        for _, _, run_id in self.state.runs(ctx.full, number):
+            if ctx.engine.cancel(run_id, "pull request closed").state == "cancelled":
+                cancelled += 1
+        if cancelled:
+            ctx.checkout.push_audit()
+        return f"cancelled {cancelled} run(s)"
+
+    # -- reviews: the gate ----------------------------------------------------------------
+
+    def _open_runs(self, ctx: Context, number: int) -> list[RunRecord]:
+        out = []
+        for _, _, run_id in self.state.runs(ctx.full, number):
+            rec = ctx.engine.load(run_id)
+            if rec.state == "awaiting_approval":
+                out.append(rec)
+        return out
+
+    def on_review(self, ctx: Context, number: int, review: dict[str, Any]) -> str:
+        state = str(review.get("state", "")).lower()
+        if state not in ("approved", "changes_requested"):
+            return f"ignored: review {state}"
+        reviewer = review["user"]["login"]
+        pr = ctx.client.pull(ctx.full, number)
+        outcomes = []
+        for rec in self._open_runs(ctx, number):
+            try:
+                rec = ctx.engine.decide(
+                    rec.run_id,
+                    reviewer,
+                    "approve" if state == "approved" else "deny",
+                    reviewed_commit=review.get("commit_id"),
+                    live_head=lambda: ctx.client.pull(ctx.full, number).head_sha,
+                )
+            except RunError as exc:
+                self._comment(
+                    ctx,
+                    number,
+                    f"review:{review.get('id')}:{rec.run_id}",
+                    f"@{reviewer}'s review does not count for `{rec.job_name}`: "
+                    f"{str(exc).split(': ', 1)[-1]}",
+                )
+                rec = ctx.engine.load(rec.run_id)
+            if rec.state == "applied" and rec.applied:
+                ctx.checkout.push_commit(rec.applied["commit"], pr.head_ref)
+            self.publish(ctx, rec)
+            outcomes.append(f"{rec.job_name}: {rec.state}")
+        ctx.checkout.push_audit()
+        return "; ".join(outcomes) or "ignored: no run awaiting approval"
+
+    def on_dismissed(self, ctx: Context, number: int, review: dict[str, Any]) -> str:
+        reviewer = review["user"]["login"]
+        for rec in self._open_runs(ctx, number):
+            self.publish(ctx, ctx.engine.withdraw(rec.run_id, reviewer, "review dismissed"))
+        ctx.checkout.push_audit()
+        return f"withdrew {reviewer}'s approval"
+
+    # -- comments and issues --------------------------------------------------------------
+
+    def on_comment(self, ctx: Context, p: dict[str, Any]) -> str:
+        comment, issue = p["comment"], p["issue"]
+        parsed = parse_comment(comment.get("body") or "")
+        if parsed is None or comment["user"]["login"].endswith("[bot]"):
+            return "ignored: not a command"
+        number = int(issue["number"])
+        if isinstance(parsed, Reply):
+            self._comment(ctx, number, f"reply:{comment['id']}", parsed.text)
+            return "replied"
+        login = comment["user"]["login"]
+        problem = self._authorise(ctx, parsed, login, number)
+        if problem:
+            ctx.client.react(ctx.full, comment["id"], "confused")
+            self._comment(ctx, number, f"reply:{comment['id']}", f"@{login}: {problem}")
+            return f"refused: {problem}"
+        ctx.client.react(ctx.full, comment["id"], "+1")
+        if parsed.verb in ("plan", "rerun") and "pull_request" in issue:
+            if parsed.verb == "rerun":
+                self._forget_head(ctx, number)
+            return self.on_pull(ctx, number)
+        if parsed.verb == "cancel":
+            return self.on_closed(ctx, number).replace("cancelled", "cancelled on request:")
+        self._comment(ctx, number, f"reply:{comment['id']}", _NOT_YET.get(parsed.verb, ""))
+        return f"acknowledged: {parsed.verb}"
+
+    def _authorise(self, ctx: Context, cmd: Command, login: str, number: int) -> str | None:
+        """By the commenter's role in policy, never by the mere ability to comment."""
+        policy = ctx.engine.policy()
+        if cmd.verb in ("plan", "rerun"):
+            if not any(
+                any(policy.matches(p, login) for p in jt.run_by) for jt in policy.job_types.values()
+            ):
+                return f"`{cmd.verb}` needs a role that may run jobs; you have none"
+            return None
+        runs = [ctx.engine.load(r) for _, _, r in self.state.runs(ctx.full, number)]
+        requesters = {r.requester for r in runs}
+        approvers = [
+            p
+            for r in runs
+            for g in Plan.model_validate(r.plan).gates
+            for p in (g.approvers.any_of or [])
+            + (g.approvers.all_of or [])
+            + (g.approvers.of or [])
+        ]
+        if login in requesters or any(policy.matches(p, login) for p in approvers):
+            return None
+        return f"`{cmd.verb}` is for the run's requester or its approvers"
+
+    def _forget_head(self, ctx: Context, number: int) -> None:
+        head = ctx.client.pull(ctx.full, number).head_sha
+        for job, run_head, run_id in self.state.runs(ctx.full, number):
+            if run_head == head:
+                ctx.engine.cancel(run_id, "rerun requested")
+                self.state.forget(ctx.full, number, job, head)
+
+    def on_issue(self, ctx: Context, issue: dict[str, Any]) -> str:
+        labels = {lbl.get("name") for lbl in issue.get("labels") or []}
+        if "agentplane" not in labels or "pull_request" in issue:
+            return "ignored: not an agentplane issue"
+        number = int(issue["number"])
+        match = FENCE.search(issue.get("body") or "")
+        if match is None:
+            self._comment(ctx, number, "issue-job", "Put the job in a fenced ```yaml block.")
+            return "replied: no job block"
+        name = f"issue-{number}"
+        path = f"{JOBS_PREFIX}{name}.yaml"
+        try:
+            job = parse_job(path, match.group(1))
+        except ValidationFailed as exc:
+            errors = "\n".join(e.render() for e in exc.errors)
+            self._comment(
+                ctx,
+                number,
+                "issue-job",
+                f"The job does not validate:\n```text\n"
+                f"{errors}\n```\nLines count from the start of the yaml block.",
+            )
+            return "replied: invalid job"
+        branch = f"agentplane/issue-{number}"
+        commit = ctx.engine.repo.commit_file(
+            ctx.engine.repo.policy_ref(),
+            path,
+            match.group(1),
+            f"Add job {job.name} from issue #{number}",
+        )
+        ctx.checkout.push_commit(commit, branch)
+        pr_number = ctx.client.create_pull(
+            ctx.full,
+            branch,
+            ctx.engine.repo.default_branch(),
+            f"agentplane job: {job.name}",
+            f"Adds `{path}` from #{number}, so it runs through review.\n\n{job.prompt or ''}",
+        )
+        self._comment(ctx, number, "issue-job", f"Opened #{pr_number} with the job.")
+        return f"opened PR #{pr_number}"
+
+    # -- output ---------------------------------------------------------------------------
+
+    def publish(self, ctx: Context, rec: RunRecord) -> None:
+        """Evidence comment and approval check for a run, with the audit head digest."""
+        ref = rec.artifact("proposal.diff")
+        patch = ctx.engine.audit.artifact(ref.sha256).decode() if ref else ""
+        head = ctx.engine.audit.head()
+        digest = head.digest if head else None
+        plan = Plan.model_validate(rec.plan)
+        body = render_pr_comment(rec, render_plan(plan), patch, digest)
+        if rec.door_ref and rec.door_ref.number:
+            self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)
+        ctx.client.check(
+            ctx.full,
+            CHECK_APPROVAL,
+            rec.commit,
+            conclusion=CONCLUSION.get(rec.state, "neutral"),
+            title=f"{rec.job_name}: {rec.state}",
+            summary=self.redact(
+                f"Run `{rec.run_id}`: {rec.transitions[-1].reason}\n\nAudit head: `{digest}`"
+            ),
+        )
+
+    def _comment(self, ctx: Context, number: int, key: str, body: str) -> None:
+        ctx.client.upsert_comment(ctx.full, number, key, self.redact(body))
+
+
+_NOT_YET = {
+    "apply": "Approval happens by an approving review; the bot applies as soon as every gate "
+    "passes. Nothing to apply now.",
+    "answer": "There is no open question for this pull request.",
+}
+
+
+def reconcile(door: PullRequestDoor, enqueue: Callable[[Delivery], bool]) -> int:
+    """Catch up after downtime: redeliver failed deliveries, re-derive open PRs' state."""
+    count = 0
+    try:
+        app = door.client_for(None)
+        for d in app.failed_deliveries():
+            app.redeliver(int(d["id"]))
+            count += 1
+    except AgentplaneError as exc:
+        log.warning("reconcile: cannot list deliveries: %s", exc)
+    for repo, inst in door.state.repos():
+        try:
+            numbers = door.client_for(inst).open_pulls(repo)
+        except AgentplaneError as exc:
+            log.warning("reconcile: %s: %s", repo, exc)
+            continue
+        for n in numbers:
+            payload = {"repository": {"full_name": repo}, "installation": {"id": inst}, "number": n}
+            # A fresh id per pass: handling is idempotent, so repeats cost nothing.
+            guid = f"reconcile-{repo}-{n}-{time.time_ns()}"
+            count += enqueue(Delivery("agentplane.reconcile", guid, "reconciler", payload))
+    return count

@@ -1,0 +1,100 @@
+"""The webhook endpoint: verify, dedupe, enqueue, answer fast; and every real payload is 2xx."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.config import Settings
+from bot.github.sansio import Delivery, signature
+from bot.queue import SqliteQueue
+from bot.server import Metrics, Worker, create_app
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "github"
+
+
+def post(client: TestClient, body: bytes, secret: str | None = "s", guid: str = "g1",
+         event: str = "ping", hook: str = "1") -> int:
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": guid, "X-GitHub-Hook-ID": hook,
+               "Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = signature(secret, body)
+    return client.post("/webhook", content=body, headers=headers).status_code
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> SqliteQueue:
+    return SqliteQueue(tmp_path / "q.db")
+
+
+def app(queue: SqliteQueue, secrets: tuple[str, ...] = ("s",)) -> TestClient:
+    return TestClient(create_app(Settings(webhook_secrets=secrets), queue))
+
+
+def test_signed_delivery_is_queued_once(queue: SqliteQueue) -> None:
+    client = app(queue)
+    assert post(client, b'{"zen": "x"}') == 202
+    assert post(client, b'{"zen": "x"}') == 202  # redelivery: same GUID
+    assert queue.counts() == {"queued": 1}
+
+
+@pytest.mark.parametrize("secret", [None, "wrong"])
+def test_forged_or_missing_signature_is_401_and_nothing_queued(queue: SqliteQueue,
+                                                               secret: str | None) -> None:
+    assert post(app(queue), b"{}", secret=secret) == 401
+    assert queue.counts() == {}
+
+
+def test_no_secret_configured_fails_closed(queue: SqliteQueue) -> None:
+    assert post(app(queue, secrets=()), b"{}") == 401
+    assert queue.counts() == {}
+
+
+def test_rotated_secrets_both_work(queue: SqliteQueue) -> None:
+    client = app(queue, secrets=("new", "old"))
+    assert post(client, b"{}", secret="old", guid="a") == 202
+    assert post(client, b"{}", secret="new", guid="b") == 202
+
+
+def test_healthz_and_metrics(queue: SqliteQueue) -> None:
+    client = app(queue)
+    post(client, b"{}")
+    health = client.get("/healthz").json()
+    assert health["ok"] and not health["can_act"] and health["queue"] == {"queued": 1}
+    text = client.get("/metrics").text
+    assert 'agentplane_deliveries_total{outcome="queued"} 1.0' in text
+    assert "agentplane_queue_depth 1.0" in text
+
+
+def test_worker_retries_failures_without_losing_them(queue: SqliteQueue) -> None:
+    calls: list[str] = []
+
+    def flaky(d: Delivery) -> str:
+        calls.append(d.delivery_id)
+        if len(calls) == 1:
+            raise RuntimeError("GitHub is down")
+        return "handled"
+
+    queue.put(Delivery("ping", "x", "1", {}))
+    worker = Worker(queue, flaky, Metrics())
+    assert worker.run_once() and queue.counts() == {"queued": 1}
+    assert worker.run_once() and queue.counts() == {"done": 1}
+    assert calls == ["x", "x"] and not worker.run_once()
+
+
+def examples() -> list[tuple[str, str, dict[str, object]]]:
+    data = json.loads((SHARED / "webhook-examples.json").read_text())
+    return [(e["name"], str(i), ex) for e in data for i, ex in enumerate(e["examples"])]
+
+
+def test_every_real_example_payload_is_acknowledged(queue: SqliteQueue) -> None:
+    client = app(queue)
+    cases = examples()
+    assert len(cases) > 300
+    for n, (event, i, payload) in enumerate(cases):
+        assert post(client, json.dumps(payload).encode(), guid=f"{event}-{i}-{n}",
+                    event=event) == 202, (event, i)
+    assert queue.counts() == {"queued": len(cases)}
