@@ -168,7 +168,7 @@ class Engine:
                     outcome = run_agent(
                         p.prompt,
                         broker,
-                        self.model_factory(p.model.params),
+                        self.model_factory(_model_params(p.model.params, rec.run_id, ws)),
                         p.budget,
                         lambda t: self._model_call(rec, p, t),
                     )
@@ -366,6 +366,13 @@ class Engine:
         rec.advance(state, self.now(), reason)
         self.audit.append(rec.run_id, rec.model_dump(mode="json"), artifacts or {})
         return rec
+
+
+def _model_params(params: dict[str, Any], run_id: str, ws: Path) -> dict[str, Any]:
+    # litellm's standard `metadata` tells providers and callbacks which run and which
+    # workspace a call belongs to (file-based providers resolve relative paths there).
+    metadata = {**params.get("metadata", {}), "agentplane_run": run_id, "agentplane_root": str(ws)}
+    return {**params, "metadata": metadata}
 
 
 def approval_problem(

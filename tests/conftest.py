@@ -41,14 +41,6 @@ def demo_repo(tmp_path: Path, as_developer: None) -> Path:
     """The demo repo: a calculator with a failing test, the shipped policy, job and script."""
     repo = tmp_path / "demo"
     build_repo(repo)
-    # Scripts are found relative to the repo, wherever the tests run from.
-    policy = repo / "policies" / "default.yaml"
-    policy.write_text(
-        policy.read_text().replace(
-            "api_base: .agentplane/scripts", f"api_base: {repo}/.agentplane/scripts"
-        )
-    )
-    git(repo, "commit", "-qam", "absolute script path for tests")
     return repo
 
 
@@ -76,8 +68,8 @@ def scripted_job(demo_repo: Path) -> Scripted:
         if f"  {name}-model:" not in text:
             text = text.replace(
                 "  classes:\n",
-                f"  classes:\n    {name}-model: {{model: scripted/"
-                f"{name}, api_base: {demo_repo}/.agentplane/scripts}}\n",
+                f"  classes:\n    {name}-model: {{model: scripted/{name}, "
+                "api_base: .agentplane/scripts}\n",
             )
             policy.write_text(text)
         git(demo_repo, "add", "-A")

@@ -206,7 +206,8 @@ def test_no_changes_completes(demo_repo: Path, scripted_job: Scripted) -> None:
 
 def test_missing_script_fails_the_run_cleanly(demo_repo: Path, scripted_job: Scripted) -> None:
     job = scripted_job("ghost", [])
-    (demo_repo / ".agentplane/scripts/ghost.yaml").unlink()
+    git(demo_repo, "rm", "-q", ".agentplane/scripts/ghost.yaml")
+    git(demo_repo, "commit", "-qm", "lose the script")
     _, rec = start(demo_repo, job)
     assert rec.state == "failed" and "no model script 'ghost'" in rec.transitions[-1].reason
 

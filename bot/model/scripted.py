@@ -24,9 +24,10 @@ def _error(status: int, message: str) -> Exception:
     return CustomLLMError(status_code=status, message=message)  # type: ignore[no-untyped-call]
 
 
-def load_script(model: str, api_base: str | None) -> list[dict[str, Any]]:
+def load_script(model: str, api_base: str | None, root: str | None = None) -> list[dict[str, Any]]:
+    """Turns of script `model`; a relative api_base is taken from the run's workspace root."""
     name = model.split("/", 1)[-1]
-    base = Path(api_base or ".")
+    base = Path(root or ".") / (api_base or ".")
     for candidate in (base / f"{name}.yaml", base / name):
         if candidate.is_file():
             data = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
@@ -41,7 +42,8 @@ class ScriptedLLM(CustomLLM):
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         model: str = kwargs["model"]
         messages: list[dict[str, Any]] = kwargs["messages"]
-        turns = load_script(model, kwargs.get("api_base"))
+        metadata = (kwargs.get("litellm_params") or {}).get("metadata") or {}
+        turns = load_script(model, kwargs.get("api_base"), metadata.get("agentplane_root"))
         index = sum(1 for m in messages if m.get("role") == "assistant")
         turn = turns[index] if index < len(turns) else {"content": "(script ended)"}
         calls = [
