@@ -29,6 +29,11 @@ class Settings(BaseModel):
     data_dir: Path = Path(".agentplane-bot")
     reconcile_seconds: float = 600.0
     allow_forks: bool = False
+    github_throttle: bool = Field(
+        True,
+        description="PyGithub's pauses between requests (GitHub's advice against "
+        "secondary rate limits); off only for local test doubles",
+    )
 
     @field_validator("api_url")
     @classmethod
@@ -66,6 +71,7 @@ ENV = {
     "AGENTPLANE_DATA_DIR": "data_dir",
     "AGENTPLANE_RECONCILE_SECONDS": "reconcile_seconds",
     "AGENTPLANE_ALLOW_FORKS": "allow_forks",
+    "AGENTPLANE_GITHUB_THROTTLE": "github_throttle",
 }
 
 

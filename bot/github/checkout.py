@@ -62,6 +62,8 @@ class Checkout:
         return GitRepo(self.path)
 
     def push_audit(self) -> None:
+        if not self.git("for-each-ref", f"refs/heads/{AUDIT}").strip():
+            return  # nothing recorded yet
         self.git("push", "-q", "origin", f"refs/heads/{AUDIT}:refs/heads/{AUDIT}")
 
     def push_commit(self, commit: str, branch: str) -> None:

@@ -46,6 +46,10 @@ class GitHubClient:
     def __init__(self, settings: Settings, installation_id: int | None = None) -> None:
         self.settings = settings
         retry = GithubRetry(total=5, backoff_factor=0.2)
+        # Lazy objects: only the calls we make go over the wire (no hidden GETs to build them).
+        opts: dict[str, Any] = {"base_url": settings.api_url, "retry": retry, "lazy": True}
+        if not settings.github_throttle:
+            opts.update(seconds_between_requests=None, seconds_between_writes=None)
         auth: Auth.Auth
         self.gh: Github | None = None
         self.integration: GithubIntegration | None = None
@@ -59,7 +63,7 @@ class GitHubClient:
             auth = Auth.Token(settings.github_token)
         else:
             raise GitHubError("no App credentials or token: the bot cannot act on GitHub")
-        self.gh = Github(auth=auth, base_url=settings.api_url, retry=retry)
+        self.gh = Github(auth=auth, **opts)
         self._auth = auth
 
     def _api(self) -> Github:
@@ -147,9 +151,13 @@ class GitHubClient:
         return int(self.call(issue.create_comment, tagged).id)
 
     def react(self, full_name: str, comment_id: int, content: str) -> None:
-        repo = self.repo(full_name)
-        comment = self.call(repo.get_issue_comment, comment_id)
-        self.call(comment.create_reaction, content)
+        # PyGithub reaches this endpoint only through a fetched comment; one request suffices.
+        self.call(
+            self._api().requester.requestJsonAndCheck,
+            "POST",
+            f"/repos/{full_name}/issues/comments/{comment_id}/reactions",
+            input={"content": content},
+        )
 
     def create_pull(self, full_name: str, head: str, base: str, title: str, body: str) -> int:
         pr = self.call(

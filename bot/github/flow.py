@@ -219,24 +219,22 @@ class PullRequestDoor:
             f" only; merging needs an approving review from: {owners}.",
         )
 
-    def on_closed(self, ctx: Context, number: int) -> str:
+    def on_closed(self, ctx: Context, number: int, reason: str = "pull request closed") -> str:
         cancelled = 0
-        for _, _, run_id in self.state.runs(ctx.full, number):
-            if ctx.engine.cancel(run_id, "pull request closed").state == "cancelled":
-                cancelled += 1
+        for rec in self._open_runs(ctx, number, ("awaiting_approval", "needs_clarification")):
+            self.publish(ctx, ctx.engine.cancel(rec.run_id, reason))
+            cancelled += 1
         if cancelled:
             ctx.checkout.push_audit()
         return f"cancelled {cancelled} run(s)"
 
     # -- reviews: the gate ----------------------------------------------------------------
 
-    def _open_runs(self, ctx: Context, number: int) -> list[RunRecord]:
-        out = []
-        for _, _, run_id in self.state.runs(ctx.full, number):
-            rec = ctx.engine.load(run_id)
-            if rec.state == "awaiting_approval":
-                out.append(rec)
-        return out
+    def _open_runs(
+        self, ctx: Context, number: int, states: tuple[str, ...] = ("awaiting_approval",)
+    ) -> list[RunRecord]:
+        runs = (ctx.engine.load(run_id) for _, _, run_id in self.state.runs(ctx.full, number))
+        return [rec for rec in runs if rec.state in states]
 
     def on_review(self, ctx: Context, number: int, review: dict[str, Any]) -> str:
         state = str(review.get("state", "")).lower()
@@ -300,7 +298,7 @@ class PullRequestDoor:
                 self._forget_head(ctx, number)
             return self.on_pull(ctx, number)
         if parsed.verb == "cancel":
-            return self.on_closed(ctx, number).replace("cancelled", "cancelled on request:")
+            return self.on_closed(ctx, number, f"cancelled by @{login}")
         self._comment(ctx, number, f"reply:{comment['id']}", _NOT_YET.get(parsed.verb, ""))
         return f"acknowledged: {parsed.verb}"
 

@@ -1,0 +1,204 @@
+"""The whole pull request story against the GitHub double: real repos, real sandbox, real audit."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bot.audit.log import AuditLog
+from bot.audit.verify import verify
+from bot.config import Settings
+from bot.demo import CALC, PROJECT, SHIPPED, TESTS
+from bot.github.flow import PullRequestDoor
+from bot.github.sansio import Delivery
+from bot.github.state import PullState
+from bot.queue import SqliteQueue
+from bot.sandbox.bwrap import BwrapBackend
+from bot.server import Metrics, Worker, create_app
+
+from .double import GitHubDouble
+
+REPO = "octo/demo"
+JOB = ".agentplane/jobs/fix-failing-test.yaml"
+
+
+def repo_files() -> dict[str, str]:
+    files = {rel: (PROJECT / rel).read_text() for rel in SHIPPED if rel != JOB}
+    # On GitHub, people are logins.
+    files["policies/default.yaml"] = files["policies/default.yaml"].replace(
+        "platform: [maya@example.com]", "platform: [maya]"
+    )
+    files.update({"src/calc.py": CALC, "tests/test_calc.py": TESTS, ".gitignore": "__pycache__/\n"})
+    return files
+
+
+@pytest.fixture
+def door(github: GitHubDouble, tmp_path: Path) -> PullRequestDoor:
+    github.create_repo(REPO, repo_files())
+    settings = Settings(
+        webhook_secrets=("s",),
+        app_id=github.app_id,
+        app_private_key=github.app_private_key_pem,
+        api_url=github.api_url,
+        data_dir=tmp_path / "bot",
+        github_throttle=False,
+    )
+    return PullRequestDoor(settings, BwrapBackend(), PullState(tmp_path / "bot" / "state.db"))
+
+
+def deliver(door: PullRequestDoor, event: str, payload: dict[str, Any], guid: str = "") -> str:
+    return door.handle(Delivery(event, guid or f"{event}-{id(payload)}", "1", payload))
+
+
+def add_job_pr(github: GitHubDouble, door: PullRequestDoor) -> tuple[int, str]:
+    github.commit(REPO, "add-job", {JOB: (PROJECT / JOB).read_text()}, start="main")
+    number, payload = github.open_pull(REPO, "add-job", author="dana")
+    assert deliver(door, "pull_request", payload) == "ran 1 of 1 job(s)"
+    return number, github.head_sha(REPO, number)
+
+
+def evidence(github: GitHubDouble, number: int) -> str:
+    bodies = [c.body for c in github.comments(REPO, number) if f"run:{JOB}" in c.body]
+    assert len(bodies) == 1, "exactly one evidence comment per job"
+    return bodies[0]
+
+
+def check(github: GitHubDouble, name: str, sha: str) -> dict[str, Any]:
+    runs = [c for c in github.check_runs(REPO) if c["name"] == name and c["head_sha"] == sha]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_the_whole_story(github: GitHubDouble, door: PullRequestDoor, tmp_path: Path) -> None:
+    number, head = add_job_pr(github, door)
+    assert check(github, "agentplane/validate", head)["conclusion"] == "success"
+    body = evidence(github, number)
+    assert "waiting for an approving review" in body and "+    return a + b" in body
+    assert "DENIED" not in body and "fs_write  tests/test_calc.py" in body
+    assert check(github, "agentplane/approval", head)["conclusion"] == "action_required"
+
+    # The author's own approval is refused, and so is a non-approver's.
+    for who in ("dana", "mallory"):
+        _, review = github.submit_review(REPO, number, who, "approved")
+        deliver(door, "pull_request_review", review)
+    replies = " ".join(c.body for c in github.comments(REPO, number))
+    assert "authors cannot approve their own run" in replies
+    assert "mallory is not an approver" in replies
+    assert check(github, "agentplane/approval", head)["conclusion"] == "action_required"
+
+    # A push makes an approval on the old head stale.
+    new_head = github.commit(REPO, "add-job", {"README.md": "more\n"})
+    deliver(door, "pull_request", github.payloads.pull_request(REPO, number, "synchronize"))
+    _, stale = github.submit_review(REPO, number, "maya", "approved", commit_id=head)
+    deliver(door, "pull_request_review", stale)
+    assert "stale" in " ".join(c.body for c in github.comments(REPO, number))
+    assert github.head_sha(REPO, number) == new_head
+
+    # An allowed approver on the head SHA: applied as a commit on the PR branch.
+    _, review = github.submit_review(REPO, number, "maya", "approved", commit_id=new_head)
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+    tip = github.head_sha(REPO, number)
+    assert tip != new_head
+    show = subprocess.run(
+        ["git", "--git-dir", str(github.repo(REPO).bare), "show", f"{tip}:src/calc.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "return a + b" in show.stdout
+    assert check(github, "agentplane/approval", new_head)["conclusion"] == "success"
+
+    # The audit branch was pushed and verifies from a fresh clone, against the printed head.
+    final = evidence(github, number)
+    digest = final.split("Audit head: `")[1].split("`")[0]
+    clone = tmp_path / "auditor"
+    subprocess.run(
+        ["git", "clone", "-q", "--no-checkout", github.clone_url(REPO), str(clone)], check=True
+    )
+    subprocess.run(
+        ["git", "-C", str(clone), "fetch", "-q", "origin", "agentplane/audit:agentplane/audit"],
+        check=True,
+    )
+    report = verify(AuditLog(clone), expect_head=digest)
+    assert report.ok, report.findings
+    states = [e.record["state"] for e in AuditLog(clone).entries()]
+    assert "applied" in states and "cancelled" in states  # the superseded run
+
+
+def test_replayed_delivery_has_no_second_effect(
+    github: GitHubDouble, door: PullRequestDoor, tmp_path: Path
+) -> None:
+    github.commit(REPO, "add-job", {JOB: (PROJECT / JOB).read_text()}, start="main")
+    number, payload = github.open_pull(REPO, "add-job", author="dana")
+    queue = SqliteQueue(tmp_path / "q.db")
+    client = TestClient(create_app(Settings(webhook_secrets=("s",)), queue))
+    for _ in range(2):
+        headers, body = github.signed("pull_request", payload, "s", delivery="guid-1")
+        assert client.post("/webhook", content=body, headers=headers).status_code == 202
+    worker = Worker(queue, door.handle, Metrics())
+    assert worker.run_once() and not worker.run_once()
+    # Even a second handling (a reconcile pass) posts and runs nothing new.
+    before = [(c.id, c.body) for c in github.comments(REPO, number)]
+    deliver(door, "pull_request", payload, guid="another")
+    assert [(c.id, c.body) for c in github.comments(REPO, number)] == before
+    assert len(door.state.runs(REPO, number)) == 1
+
+
+def test_crash_mid_delivery_is_redone_without_duplicates(
+    github: GitHubDouble, door: PullRequestDoor, tmp_path: Path
+) -> None:
+    github.commit(REPO, "add-job", {JOB: (PROJECT / JOB).read_text()}, start="main")
+    number, payload = github.open_pull(REPO, "add-job", author="dana")
+    queue = SqliteQueue(tmp_path / "q.db")
+    queue.put(Delivery("pull_request", "g", "1", payload))
+    leased = queue.lease(seconds=0.0)  # the worker took it, did the work, then died
+    assert leased is not None
+    door.handle(leased.delivery)
+    restarted = Worker(SqliteQueue(tmp_path / "q.db"), door.handle, Metrics())
+    assert restarted.run_once()
+    assert queue.counts() == {"done": 1}
+    evidence(github, number)  # still exactly one evidence comment
+    assert len(door.state.runs(REPO, number)) == 1
+
+
+def test_invalid_job_gets_annotations(github: GitHubDouble, door: PullRequestDoor) -> None:
+    github.commit(
+        REPO, "bad-job", {".agentplane/jobs/bad.yaml": "prompt: x\ntools: [hammer]\n"}, start="main"
+    )
+    number, payload = github.open_pull(REPO, "bad-job", author="dana")
+    assert deliver(door, "pull_request", payload) == "ran 0 of 1 job(s)"
+    run = check(github, "agentplane/validate", github.head_sha(REPO, number))
+    assert run["conclusion"] == "failure"
+    (note,) = run["output"]["annotations"]
+    assert (note["path"], note["start_line"], note["title"]) == (
+        ".agentplane/jobs/bad.yaml", 2, "tools[0]")
+    assert ".agentplane/jobs/bad.yaml:2:9: tools[0]" in run["output"]["summary"]
+
+
+def test_policy_change_is_gated_by_owners(github: GitHubDouble, door: PullRequestDoor) -> None:
+    github.commit(REPO, "widen", {"policies/extra.yaml": "owners: [dana]\n"}, start="main")
+    number, payload = github.open_pull(REPO, "widen", author="dana")
+    assert deliver(door, "pull_request", payload) == "gated: policy change"
+    run = check(github, "agentplane/policy", github.head_sha(REPO, number))
+    assert run["conclusion"] == "action_required" and "role:maintainer" in run["output"]["summary"]
+
+
+def test_comment_commands(github: GitHubDouble, door: PullRequestDoor) -> None:
+    number, _ = add_job_pr(github, door)
+    cid, typo = github.add_comment(REPO, number, "dana", "/agentplane aply")
+    assert deliver(door, "issue_comment", typo) == "replied"
+    assert any("Did you mean `/agentplane apply`?" in c.body for c in github.comments(REPO, number))
+    cid, cancel = github.add_comment(REPO, number, "mallory", "/agentplane cancel")
+    assert deliver(door, "issue_comment", cancel).startswith("refused")
+    assert github.reactions(REPO, cid) == ["confused"]
+    edited = github.edit_comment(cid, "/agentplane cancel", editor="dana")
+    assert deliver(door, "issue_comment", edited).startswith("ignored")  # edits never command
+    cid, cancel = github.add_comment(REPO, number, "dana", "/agentplane cancel")
+    assert "1 run(s)" in deliver(door, "issue_comment", cancel)
+    assert github.reactions(REPO, cid) == ["+1"]
+    assert "is cancelled" in evidence(github, number)
+    assert "cancelled by @dana" in evidence(github, number)
