@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each printing its ratio against a baseline from the same run."""
 
-from bench import bench_audit, bench_policy, bench_sandbox
+from bench import bench_audit, bench_policy, bench_sandbox, bench_sql, bench_webhook
 
-for bench in (bench_sandbox, bench_audit, bench_policy):
+for bench in (bench_sandbox, bench_audit, bench_policy, bench_webhook, bench_sql):
     bench.main()

@@ -17,7 +17,7 @@ from typing import Any
 from bot.globs import match_any
 from bot.plan import Plan
 from bot.record import Decision, ToolCall
-from bot.tools.base import ToolFailure, ToolSpec
+from bot.tools.base import ToolFailure, ToolRefused, ToolSpec
 
 MAX_RESULT_IN_RECORD = 4000
 
@@ -99,6 +99,9 @@ class Broker:
             try:
                 output = self.tools[name].handler(args).output
                 ok = True
+            except ToolRefused as exc:
+                verdict = Verdict("deny", exc.rule, exc.reason)
+                output = f"DENIED by {exc.rule}: {exc.reason}"
             except ToolFailure as exc:
                 output = f"ERROR: {exc}"
         output = self.redact(output)

@@ -12,7 +12,7 @@ import click
 
 from bot.errors import AgentplaneError, ValidationFailed
 from bot.job import job_schema
-from bot.render import render_evidence, render_plan, render_summary, render_tool_calls
+from bot.render import render_evidence, render_plan, render_summary
 from bot.validate import validate_paths
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,13 +95,12 @@ def run(job: str, prompt: str | None, verdict: str | None, backend: str, repo: s
 
 
 def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
+    if rec.tool_calls or rec.model_calls:
+        click.echo(render_evidence(rec, engine.patch(rec), engine.sql_evidence(rec)))
+        click.echo("")
     if rec.state != "awaiting_approval":
-        click.echo(render_tool_calls(rec) if rec.tool_calls else "")
         click.echo(render_summary(rec))
         raise SystemExit(0 if rec.state in ("completed", "applied") else 1)
-    patch = engine.audit.artifact(rec.artifact("proposal.diff").sha256).decode()
-    click.echo(render_evidence(rec, patch))
-    click.echo("")
     if verdict is None and sys.stdin.isatty():
         verdict = (
             "approve"

@@ -63,6 +63,8 @@ class Plan(Frozen):
     budget_rule: str
     model: ModelRoute | None
     clarification: str | None
+    backend: str | None = None
+    """The sandbox backend the job type's policy requires; None: the host's default."""
 
     def granted(self, kind: str) -> list[str]:
         return [d.subject for d in self.decisions if d.kind == kind and d.granted]
@@ -317,6 +319,7 @@ def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> P
         budget=_budget(req, policy, config),
         budget_rule=policy.rule("budgets"),
         model=route,
+        backend=jt.backend if jt is not None else None,
         clarification=clarification
         if route is not None
         else (clarification or f"model class {req.job.model!r} is not defined in policy"),

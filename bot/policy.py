@@ -6,7 +6,7 @@ Policy files live in `policies/*.yaml` and are read from the default branch only
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -21,6 +21,11 @@ class JobTypePolicy(Strict):
     tools: list[Tool] = Field(default_factory=list)
     scope: Scope = Field(default_factory=Scope)
     credentials: list[str] = Field(default_factory=list)
+    backend: Literal["bwrap", "docker"] | None = Field(
+        default=None,
+        description="Sandbox backend this job type must run in (e.g. docker for browser); "
+        "unset: the host's default",
+    )
 
 
 class GatePolicy(Strict):
@@ -62,6 +67,24 @@ class Models(Strict):
         return self
 
 
+class SqlConnectionPolicy(Strict):
+    """A named SQL connection. The DSN itself is never in policy or job files."""
+
+    dsn_env: str | None = Field(
+        None, description="Environment variable holding the DSN; default AGENTPLANE_SQL_<NAME>_DSN"
+    )
+    secrets_file: str | None = Field(
+        None, description="File (on the bot's host) whose content is the DSN; used if env is unset"
+    )
+    allow_analyze: bool = Field(default=False, description="EXPLAIN ANALYZE executes the statement")
+    require_standby: bool = Field(
+        default=True, description="Refuse to run unless pg_is_in_recovery()"
+    )
+    statement_timeout_ms: int = Field(default=5000, ge=1)
+    lock_timeout_ms: int = Field(default=1000, ge=1)
+    row_cap: int = Field(default=200, ge=1, description="Rows fetched per query, at most")
+
+
 class PolicyFile(Strict):
     """One file of policies/; the files are merged, and a name defined twice is an error."""
 
@@ -73,6 +96,7 @@ class PolicyFile(Strict):
     owners: list[str] = Field(default_factory=list, description="Who approves policy changes")
     budgets: Budgets | None = None
     models: Models | None = None
+    sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
 
 
 class Policy(BaseModel):
@@ -87,6 +111,7 @@ class Policy(BaseModel):
     owners: list[str] = Field(default_factory=list)
     budgets: Budgets = Field(default_factory=Budgets)
     models: Models = Field(default_factory=Models)
+    sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
     origins: dict[str, str] = Field(default_factory=dict)
     """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
 
@@ -116,7 +141,13 @@ class Policy(BaseModel):
 
 def merge_policy(files: list[tuple[str, str]]) -> Policy:
     """Merge policy files given as (path, text); every error is located."""
-    merged: dict[str, Any] = {"groups": {}, "roles": {}, "job_types": {}, "gates": []}
+    merged: dict[str, Any] = {
+        "groups": {},
+        "roles": {},
+        "job_types": {},
+        "gates": [],
+        "sql_connections": {},
+    }
     origins: dict[str, str] = {}
     errors: list[SourceError] = []
     for path, text in sorted(files):
@@ -126,7 +157,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
         except ValidationFailed as exc:
             errors.extend(exc.errors)
             continue
-        for section in ("groups", "roles", "job_types"):
+        for section in ("groups", "roles", "job_types", "sql_connections"):
             for key, value in getattr(part, section).items():
                 if key in merged[section]:
                     errors.append(

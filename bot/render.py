@@ -5,8 +5,11 @@ Pure functions over the models; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from bot.plan import Plan
 from bot.record import RunRecord
+from bot.sql.evidence import SqlEvidence, render_sql_evidence
 
 
 def _mark(granted: bool) -> str:
@@ -51,8 +54,10 @@ def render_tool_calls(rec: RunRecord) -> str:
     return "\n".join(lines)
 
 
-def render_evidence(rec: RunRecord, patch: str) -> str:
+def render_evidence(rec: RunRecord, patch: str, sql: Sequence[SqlEvidence] = ()) -> str:
     lines = [render_tool_calls(rec), ""]
+    if sql:
+        lines += [render_sql_evidence(list(sql)), ""]
     models = {m.model for m in rec.model_calls}
     lines.append(
         f"Model: {', '.join(sorted(models)) or '(none)'}; {len(rec.model_calls)} calls; "
@@ -95,7 +100,13 @@ STATE_HEADLINE = {
 }
 
 
-def render_pr_comment(rec: RunRecord, plan_text: str, patch: str, audit_head: str | None) -> str:
+def render_pr_comment(
+    rec: RunRecord,
+    plan_text: str,
+    patch: str,
+    audit_head: str | None,
+    sql: Sequence[SqlEvidence] = (),
+) -> str:
     """The evidence comment on a pull request: one per job, edited as the run moves."""
     last = rec.transitions[-1].reason if rec.transitions else ""
     lines = [
@@ -113,6 +124,16 @@ def render_pr_comment(rec: RunRecord, plan_text: str, patch: str, audit_head: st
         render_tool_calls(rec),
         "```",
     ]
+    if sql:
+        lines += [
+            "<details open><summary>SQL evidence</summary>",
+            "",
+            "```text",
+            render_sql_evidence(list(sql)),
+            "```",
+            "</details>",
+            "",
+        ]
     if rec.proposal is not None:
         pr = rec.proposal
         lines += [

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from bot.agent import Model, run_agent
 from bot.audit.log import AuditLog
 from bot.broker import Broker
-from bot.canonical import sha256_hex
+from bot.canonical import canonical_json, sha256_hex
 from bot.errors import AgentplaneError, RunError, ValidationFailed
 from bot.gitrepo import GitRepo
 from bot.globs import match_any
@@ -37,8 +37,8 @@ from bot.record import (
 )
 from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
-from bot.tools.filesystem import filesystem_tools
-from bot.tools.shell import shell_tool
+from bot.sql.evidence import SqlEvidence
+from bot.tools.toolbox import toolbox
 
 JOBS_DIR = ".agentplane/jobs"
 CONFIG_PATH = ".agentplane/config.yaml"
@@ -149,9 +149,8 @@ class Engine:
         started = time.perf_counter()
         writes = p.granted("write")
         with tempfile.TemporaryDirectory(prefix="agentplane-ws-") as tmp:
-            ws = Path(
-                tmp
-            )  # the mkdtemp dir itself: its parent (/tmp) is traversable by the sandbox uid
+            # The mkdtemp dir itself: its parent (/tmp) is traversable by the sandbox uid.
+            ws = Path(tmp)
             try:
                 self.repo.export(rec.commit, ws)
                 limits = Limits(wall_seconds=min(120.0, (p.budget.minutes or 10) * 60))
@@ -159,12 +158,11 @@ class Engine:
                 # the same second as a same-size edit is trusted over the new source.
                 env = (("PYTHONDONTWRITEBYTECODE", "1"),)
                 spec = SandboxSpec(ws, tuple(writes), limits=limits, env=env)
-                with self.backend.start(spec) as box:
-                    # Every tool is registered; the broker decides, so an ungranted call is
-                    # denied with the rule that withheld it rather than "unknown tool".
-                    tools = filesystem_tools(ws, lambda rel: match_any(rel, p.granted("read")))
-                    tools.append(shell_tool(box))
-                    broker = Broker(p, tools, rec.tool_calls.append)
+                with (
+                    self.backend.start(spec) as box,
+                    toolbox(p, self.policy(), ws, box) as kit,
+                ):
+                    broker = Broker(p, kit.tools, rec.tool_calls.append, kit.redact)
                     outcome = run_agent(
                         p.prompt,
                         broker,
@@ -193,6 +191,9 @@ class Engine:
                 )
             )
         artifacts: dict[str, bytes] = {}
+        for ev in kit.sql_evidence:
+            data = canonical_json(ev.model_dump(mode="json"))
+            artifacts[self._artifact(rec, f"sql-{ev.seq}.json", data, "application/json")] = data
         if diff.patch:
             patch = diff.patch.encode("utf-8")
             artifacts[self._artifact(rec, "proposal.diff", patch, "text/x-diff")] = patch
@@ -318,6 +319,17 @@ class Engine:
         if entry is None:
             raise RunError(f"no run {run_id!r} in the audit log (see `agentplane audit log`)")
         return RunRecord.model_validate(entry.record)
+
+    def patch(self, rec: RunRecord) -> str:
+        ref = rec.artifact("proposal.diff")
+        return self.audit.artifact(ref.sha256).decode() if ref else ""
+
+    def sql_evidence(self, rec: RunRecord) -> list[SqlEvidence]:
+        return [
+            SqlEvidence.model_validate_json(self.audit.artifact(a.sha256))
+            for a in rec.artifacts
+            if a.name.startswith("sql-") and a.name.endswith(".json")
+        ]
 
     def _proposal_bytes(self, rec: RunRecord) -> bytes:
         ref = rec.artifact("proposal.diff")

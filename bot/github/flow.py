@@ -377,12 +377,12 @@ class PullRequestDoor:
 
     def publish(self, ctx: Context, rec: RunRecord) -> None:
         """Evidence comment and approval check for a run, with the audit head digest."""
-        ref = rec.artifact("proposal.diff")
-        patch = ctx.engine.audit.artifact(ref.sha256).decode() if ref else ""
         head = ctx.engine.audit.head()
         digest = head.digest if head else None
         plan = Plan.model_validate(rec.plan)
-        body = render_pr_comment(rec, render_plan(plan), patch, digest)
+        body = render_pr_comment(
+            rec, render_plan(plan), ctx.engine.patch(rec), digest, ctx.engine.sql_evidence(rec)
+        )
         if rec.door_ref and rec.door_ref.number:
             self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)
         ctx.client.check(

@@ -11,6 +11,15 @@ class ToolFailure(Exception):
     """The call was allowed but failed (bad arguments, missing file): the model is told why."""
 
 
+class ToolRefused(ToolFailure):
+    """The tool itself refused the call under a rule (e.g. a write-shaped SQL statement)."""
+
+    def __init__(self, rule: str, reason: str) -> None:
+        self.rule = rule
+        self.reason = reason
+        super().__init__(f"REFUSED by {rule}: {reason}")
+
+
 @dataclass(frozen=True)
 class ToolOutcome:
     output: str

@@ -1,0 +1,1 @@
+"""SQL diagnostics on read-only PostgreSQL replicas: classify, connect, run, render evidence."""

@@ -1,0 +1,58 @@
+"""Every tool a run can call, assembled for one run, and closed with it.
+
+All tools are registered whatever the plan grants: the broker decides, so an
+ungranted call is denied with the rule that withheld it, not "unknown tool".
+Families that hold connections (SQL) open only what the plan grants.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.globs import match_any
+from bot.plan import Plan
+from bot.policy import Policy
+from bot.sandbox import Sandbox
+from bot.sql.connections import resolve_all
+from bot.sql.evidence import SqlEvidence
+from bot.tools.base import ToolSpec
+from bot.tools.filesystem import filesystem_tools
+from bot.tools.shell import shell_tool
+from bot.tools.sql import SqlTools
+
+
+@dataclass
+class Toolbox:
+    tools: list[ToolSpec]
+    redact: Callable[[str], str]
+    sql_evidence: list[SqlEvidence] = field(default_factory=list)
+
+
+@contextmanager
+def toolbox(
+    plan: Plan,
+    policy: Policy,
+    workspace: Path,
+    sandbox: Sandbox,
+    environ: Mapping[str, str] = os.environ,
+) -> Iterator[Toolbox]:
+    tools = filesystem_tools(workspace, lambda rel: match_any(rel, plan.granted("read")))
+    tools.append(shell_tool(sandbox))
+    box = Toolbox(tools, lambda s: s)
+    sql: SqlTools | None = None
+    if "sql" in plan.granted("tool"):
+        connections = resolve_all(
+            plan.granted("sql_connection"), policy.sql_connections, policy.rule, environ
+        )
+        sql = SqlTools(connections, box.sql_evidence.append)
+        box.tools += sql.specs()
+        box.redact = sql.redact
+    try:
+        yield box
+    finally:
+        if sql is not None:
+            sql.close()
