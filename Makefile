@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean sandbox-image
 
 $(STAMP): pyproject.toml scripts/host-deps scripts/debian-packages
 	./scripts/host-deps
@@ -19,7 +19,11 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/agentplane demo
 
-test: setup lint
+# The Docker sandbox image is built from this host's files (no registry here).
+sandbox-image: setup
+	./scripts/sandbox-image
+
+test: setup lint sandbox-image
 	$(BIN)/python -m pytest
 
 lint: setup

@@ -63,8 +63,12 @@ def _drive(url: str) -> list[float]:
             due = start + i / RATE
             if (delay := due - time.perf_counter()) > 0:
                 time.sleep(delay)
-            headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": f"d-{i}",
-                       "X-GitHub-Hook-ID": "1", "X-Hub-Signature-256": signature("s", BODY)}
+            headers = {
+                "X-GitHub-Event": "pull_request",
+                "X-GitHub-Delivery": f"d-{i}",
+                "X-GitHub-Hook-ID": "1",
+                "X-Hub-Signature-256": signature("s", BODY),
+            }
             began = time.perf_counter()
             response = client.post(url, content=BODY, headers=headers)
             latencies.append(time.perf_counter() - began)
@@ -78,16 +82,19 @@ def _pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        ours, ours_url = _serve(create_app(Settings(webhook_secrets=("s",)),
-                                           SqliteQueue(Path(tmp) / "q.db")))
+        ours, ours_url = _serve(
+            create_app(Settings(webhook_secrets=("s",)), SqliteQueue(Path(tmp) / "q.db"))
+        )
         bare, bare_url = _serve(_bare())
         _drive(bare_url)  # warm-up
         base, mine = _drive(bare_url), _drive(ours_url)
         ours.should_exit = bare.should_exit = True
-    print(f"webhook ack at {RATE} req/s: p50 {_pct(mine, 50):.2f} ms, p99 {_pct(mine, 99):.2f} ms"
-          f" (verify + durable enqueue); bare FastAPI p50 {_pct(base, 50):.2f} ms,"
-          f" p99 {_pct(base, 99):.2f} ms; ratio p50 {_pct(mine, 50) / _pct(base, 50):.1f}x,"
-          f" p99 {_pct(mine, 99) / _pct(base, 99):.1f}x")
+    print(
+        f"webhook ack at {RATE} req/s: p50 {_pct(mine, 50):.2f} ms, p99 {_pct(mine, 99):.2f} ms"
+        f" (verify + durable enqueue); bare FastAPI p50 {_pct(base, 50):.2f} ms,"
+        f" p99 {_pct(base, 99):.2f} ms; ratio p50 {_pct(mine, 50) / _pct(base, 50):.1f}x,"
+        f" p99 {_pct(mine, 99) / _pct(base, 99):.1f}x"
+    )
 
 
 if __name__ == "__main__":

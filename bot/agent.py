@@ -1,6 +1,7 @@
 """The agent loop: ask the model, send its tool calls through the broker, until it stops.
 
-Budgets are enforced here, by agentplane, per run: tool calls, usd and minutes.
+Budgets are enforced here, by agentplane, per run (litellm's global budget cannot see
+one job's spend): usd, tokens, tool calls and minutes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Literal, Protocol
 from bot.broker import Broker
 from bot.job import Budget
 from bot.model.client import ModelTurn
+from bot.tools.ask import NeedsAnswer
 
 
 class Model(Protocol):
@@ -23,53 +25,80 @@ class Model(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["done", "budget_exceeded"]
+    status: Literal["done", "budget_exceeded", "needs_clarification"]
     message: str
-    cost_usd: float
+    messages: list[dict[str, Any]]
+    """The whole conversation, so a paused run resumes exactly where it stopped."""
+    question_call: str | None = None
+    """The id of the `ask` call waiting for an answer."""
+
+
+@dataclass
+class Spent:
+    """What a run has used so far (carried across a pause for clarification)."""
+
+    usd: float = 0.0
+    tokens: int = 0
+    tool_calls: int = 0
 
 
 SYSTEM = """You are an agent run by agentplane, a governed runtime.
 Work only through the tools you are given. Every call is checked against policy
 and recorded; denied calls tell you why. File changes are staged as a proposal
 that a human reviews before anything is applied. Scope: read {read}; write {write}.
+If the task is ambiguous, use the `ask` tool rather than assume.
 When you are done, reply with a short summary of what you changed and why."""
 
 
+def opening(prompt: str, broker: Broker) -> list[dict[str, Any]]:
+    plan = broker.plan
+    scope = {"read": plan.granted("read") or "nothing", "write": plan.granted("write") or "nothing"}
+    return [
+        {"role": "system", "content": SYSTEM.format(**scope)},
+        {"role": "user", "content": prompt},
+    ]
+
+
+def over_budget(budget: Budget, spent: Spent, elapsed: float) -> str | None:
+    if budget.usd is not None and spent.usd > budget.usd:
+        return f"cost ${spent.usd:.4f} is over the budget of ${budget.usd}"
+    if budget.tokens is not None and spent.tokens > budget.tokens:
+        return f"{spent.tokens} tokens is over the budget of {budget.tokens}"
+    if budget.minutes is not None and elapsed > budget.minutes * 60:
+        return f"the run took longer than its {budget.minutes} minute budget"
+    if budget.tool_calls is not None and spent.tool_calls >= budget.tool_calls:
+        return f"the run used its {budget.tool_calls} tool calls"
+    return None
+
+
 def run_agent(
-    prompt: str,
+    messages: list[dict[str, Any]],
     broker: Broker,
     model: Model,
     budget: Budget,
     on_turn: Callable[[ModelTurn], None],
+    spent: Spent | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Outcome:
-    plan = broker.plan
-    messages: list[dict[str, Any]] = [
-        {
-            "role": "system",
-            "content": SYSTEM.format(
-                read=plan.granted("read") or "nothing", write=plan.granted("write") or "nothing"
-            ),
-        },
-        {"role": "user", "content": prompt},
-    ]
-    started, cost = clock(), 0.0
+    """Continue the conversation in messages until the model stops, asks, or runs out."""
+    messages = list(messages)
+    spent = spent or Spent()
+    started = clock()
 
     def over() -> str | None:
-        if budget.usd is not None and cost > budget.usd:
-            return f"cost ${cost:.4f} is over the budget of ${budget.usd}"
-        if budget.minutes is not None and clock() - started > budget.minutes * 60:
-            return f"the run took longer than its {budget.minutes} minute budget"
-        if budget.tool_calls is not None and broker.calls >= budget.tool_calls:
-            return f"the run used its {budget.tool_calls} tool calls"
-        return None
+        spent.tool_calls = broker.calls
+        return over_budget(budget, spent, clock() - started)
 
     while True:
+        if (reason := over()) is not None:
+            return Outcome("budget_exceeded", reason, messages)
         turn = model.complete(messages, broker.schemas())
-        cost += turn.cost_usd
+        spent.usd += turn.cost_usd
+        spent.tokens += turn.prompt_tokens + turn.completion_tokens
         on_turn(turn)
         if not turn.tool_calls:
-            return Outcome("done", turn.content or "", cost)
+            messages.append({"role": "assistant", "content": turn.content})
+            return Outcome("done", turn.content or "", messages)
         messages.append(
             {
                 "role": "assistant",
@@ -86,13 +115,10 @@ def run_agent(
         )
         for call in turn.tool_calls:
             if (reason := over()) is not None:
-                return Outcome("budget_exceeded", reason, cost)
-            messages.append(
-                {
-                    "role": "tool",
-                    "tool_call_id": call.id,
-                    "content": broker.call(call.name, call.arguments),
-                }
-            )
-        if (reason := over()) is not None:
-            return Outcome("budget_exceeded", reason, cost)
+                return Outcome("budget_exceeded", reason, messages)
+            try:
+                result = broker.call(call.name, call.arguments)
+            except NeedsAnswer as question:
+                # Later calls of the same turn are dropped: the answer may change them.
+                return Outcome("needs_clarification", question.question, messages, call.id)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": result})

@@ -17,9 +17,12 @@ from typing import Any
 from bot.globs import match_any
 from bot.plan import Plan
 from bot.record import Decision, ToolCall
+from bot.tools.ask import NeedsAnswer
 from bot.tools.base import ToolFailure, ToolRefused, ToolSpec
 
 MAX_RESULT_IN_RECORD = 4000
+ALWAYS = frozenset({"ask"})
+"""Capabilities no policy needs to grant: asking instead of assuming is never a risk."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,8 @@ def decide(plan: Plan, spec: ToolSpec | None, name: str, args: dict[str, Any]) -
     """Pure: may this call run under plan?"""
     if spec is None:
         return Verdict("deny", "broker#known-tools", f"there is no tool named {name!r}")
+    if spec.capability in ALWAYS:
+        return Verdict("allow", f"broker#{spec.capability}", "asking a human is always allowed")
     grant = next(
         (d for d in plan.decisions if d.kind == "tool" and d.subject == spec.capability), None
     )
@@ -66,17 +71,42 @@ class Broker:
         tools: list[ToolSpec],
         record: Callable[[ToolCall], None],
         redact: Callable[[str], str] = lambda s: s,
+        already: int = 0,
     ) -> None:
         self.plan = plan
         self.tools = {t.name: t for t in tools}
         self.record = record
         self.redact = redact
-        self.calls = 0
+        self.calls = already
+        """Calls so far in this run, including before a pause for clarification."""
 
     def schemas(self) -> list[dict[str, Any]]:
         """Only granted tools are offered; a model that calls others is denied all the same."""
-        granted = set(self.plan.granted("tool"))
+        granted = set(self.plan.granted("tool")) | ALWAYS
         return [t.schema() for t in self.tools.values() if t.capability in granted]
+
+    def _record(
+        self,
+        name: str,
+        args: dict[str, Any],
+        verdict: Verdict,
+        ok: bool,
+        output: str,
+        started: float,
+    ) -> None:
+        self.record(
+            ToolCall(
+                seq=self.calls,
+                tool=name,
+                arguments=json.loads(self.redact(json.dumps(args))),
+                decision=verdict.decision,
+                rule=verdict.rule,
+                reason=verdict.reason,
+                ok=ok,
+                result=self.redact(output)[:MAX_RESULT_IN_RECORD],
+                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
 
     def call(self, name: str, raw_arguments: str) -> str:
         started = time.perf_counter()
@@ -99,23 +129,16 @@ class Broker:
             try:
                 output = self.tools[name].handler(args).output
                 ok = True
+            except NeedsAnswer as question:
+                self._record(
+                    name, args, verdict, True, f"waiting for an answer: {question}", started
+                )
+                raise
             except ToolRefused as exc:
                 verdict = Verdict("deny", exc.rule, exc.reason)
                 output = f"DENIED by {exc.rule}: {exc.reason}"
             except ToolFailure as exc:
                 output = f"ERROR: {exc}"
         output = self.redact(output)
-        self.record(
-            ToolCall(
-                seq=self.calls,
-                tool=name,
-                arguments=json.loads(self.redact(json.dumps(args))),
-                decision=verdict.decision,
-                rule=verdict.rule,
-                reason=verdict.reason,
-                ok=ok,
-                result=output[:MAX_RESULT_IN_RECORD],
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            )
-        )
+        self._record(name, args, verdict, ok, output, started)
         return output

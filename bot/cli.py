@@ -10,9 +10,10 @@ from typing import Any, TypeVar
 
 import click
 
+from bot.cli_sandbox import register as register_sandbox
 from bot.errors import AgentplaneError, ValidationFailed
 from bot.job import job_schema
-from bot.render import render_evidence, render_plan, render_summary
+from bot.render import render_evidence, render_plan, render_summary, render_tool_calls
 from bot.validate import validate_paths
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,6 +96,17 @@ def run(job: str, prompt: str | None, verdict: str | None, backend: str, repo: s
 
 
 def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
+    while rec.state == "needs_clarification" and rec.question and sys.stdin.isatty():
+        click.echo(render_tool_calls(rec))
+        text = click.prompt(f"The agent asks: {rec.question.text}\nYour answer")
+        rec = engine.answer(rec.run_id, engine.repo.identity(), text)
+    if rec.state == "needs_clarification" and rec.question:
+        click.echo(render_tool_calls(rec))
+        click.echo(
+            f"The agent asks: {rec.question.text}\n"
+            f'  answer with `agentplane answer {rec.run_id} "..."`'
+        )
+        return
     if rec.tool_calls or rec.model_calls:
         click.echo(render_evidence(rec, engine.patch(rec), engine.sql_evidence(rec)))
         click.echo("")
@@ -132,6 +144,19 @@ def _decide(engine: Any, run_id: str, verdict: str) -> None:
 def approve(run_id: str, repo: str) -> None:
     """Approve a run waiting for approval (as your git identity), and apply it."""
     _decide(_engine(repo), run_id, "approve")
+
+
+@cli.command()
+@click.argument("run_id")
+@click.argument("text")
+@click.option("--approve", "verdict", flag_value="approve", help="Approve without asking.")
+@click.option("--deny", "verdict", flag_value="deny", help="Deny without asking.")
+@repo_option
+def answer(run_id: str, text: str, verdict: str | None, repo: str) -> None:
+    """Answer a run's question (needs_clarification) and resume it."""
+    engine = _engine(repo)
+    rec = engine.answer(run_id, engine.repo.identity(), text)
+    _after_propose(engine, rec, verdict)
 
 
 @cli.command()
@@ -219,6 +244,9 @@ def demo(dest: Path) -> None:
     from bot.demo import main as run_demo
 
     run_demo(dest.resolve())
+
+
+register_sandbox(cli)
 
 
 def main() -> None:

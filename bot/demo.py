@@ -47,6 +47,7 @@ if __name__ == "__main__":
 """
 SHIPPED = [
     "policies/default.yaml",
+    "policies/routing.yaml",
     ".agentplane/jobs/fix-failing-test.yaml",
     ".agentplane/scripts/fix-failing-test.yaml",
 ]

@@ -129,6 +129,19 @@ class GitRepo:
             self._git("read-tree", commit, env=env)
             self._git("--work-tree", str(dest), "checkout-index", "-a", "-f", env=env)
 
+    def apply_in(self, directory: Path, patch: str) -> None:
+        """Re-apply staged changes to a fresh export (resuming a paused run)."""
+        proc = subprocess.run(
+            ["git", "apply", "--binary", "-"],
+            cwd=directory,
+            input=patch,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode:
+            raise GitError(f"cannot restore the staged changes: {proc.stderr.strip()}")
+
     @contextmanager
     def _index(self) -> Iterator[dict[str, str]]:
         with tempfile.TemporaryDirectory(prefix="agentplane-index-") as tmp:

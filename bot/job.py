@@ -57,8 +57,30 @@ class NetworkScope(Strict):
     allow: list[str] = Field(default_factory=list, description="host or *.domain, optional :port")
 
 
+class GatedElement(Strict):
+    """An element whose click needs approval, e.g. `{role: button, name: Delete, action: delete}`.
+
+    `name` matches the accessible name case-insensitively as a substring, so a rule
+    gates more rather than less; form submits and non-GET requests are gated anyway.
+    """
+
+    action: Literal["submit", "delete", "purchase"]
+    role: str | None = Field(None, description="ARIA role, e.g. button or link")
+    name: str | None = Field(None, description="Part of the accessible name, any case")
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("name must not be blank (it would match every element)")
+        return v
+
+
 class BrowserScope(Strict):
     domains: list[str] = Field(default_factory=list)
+    gated: list[GatedElement] = Field(
+        default_factory=list, description="Elements whose clicks need approval (role and/or name)"
+    )
 
 
 class SqlScope(Strict):
@@ -83,6 +105,7 @@ class Budget(Strict):
     usd: Annotated[float, Field(ge=0)] | None = None
     minutes: Annotated[float, Field(gt=0)] | None = None
     tool_calls: Annotated[int, Field(ge=1)] | None = None
+    tokens: Annotated[int, Field(ge=1)] | None = None
 
 
 class Job(Strict):
@@ -99,7 +122,11 @@ class Job(Strict):
     artifact_contract: Contract = "diff"
     budget: Budget = Field(default_factory=Budget)
     schedule: str | None = Field(None, description="Five-field cron expression")
-    model: str = Field("auto", description="`auto` (routed by policy) or a model class from policy")
+    model: str = Field("auto", description="`auto` (routed by policy) or a model group from policy")
+    data_sensitivity: Literal["public", "internal", "customer", "restricted"] = Field(
+        "internal", description="Routing may keep customer or restricted data on some models"
+    )
+    latency: Literal["interactive", "batch"] = "batch"
 
     @field_validator("name")
     @classmethod

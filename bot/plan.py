@@ -14,9 +14,9 @@ from bot.globs import covers, domain_covers
 from bot.job import Budget
 from bot.policy import JobTypePolicy, Policy, RepoConfig
 from bot.request import RunRequest
+from bot.routing import route
 
 CONFIG_RULE = ".agentplane/config.yaml"
-LOW_CONFIDENCE = 0.5
 # Actions a capability can perform even if the job does not list them: policy gates them anyway.
 IMPLIED_ACTIONS = {"filesystem": "write", "shell": "write"}
 
@@ -42,7 +42,10 @@ class GatePlan(Frozen):
 
 class ModelRoute(Frozen):
     model_class: str
+    """The model group (a `model_name` of policy's model_list)."""
     params: dict[str, Any]
+    """The group's first deployment, shown in the plan."""
+    fallbacks: list[str] = []
     rule: str
     reason: str
 
@@ -225,7 +228,7 @@ def _gates(
 
 def _budget(req: RunRequest, policy: Policy, config: RepoConfig | None) -> Budget:
     values: dict[str, Any] = {}
-    for field in ("usd", "minutes", "tool_calls"):
+    for field in ("usd", "minutes", "tool_calls", "tokens"):
         candidates = [
             getattr(req.job.budget, field) or getattr(policy.budgets.default, field),
             getattr(policy.budgets.max, field),
@@ -236,50 +239,64 @@ def _budget(req: RunRequest, policy: Policy, config: RepoConfig | None) -> Budge
     return Budget(**values)
 
 
-def _route(req: RunRequest, policy: Policy, job_type: str) -> ModelRoute | None:
+def _route(
+    req: RunRequest, policy: Policy, job_type: str, mutating: bool, budget: Budget
+) -> ModelRoute | None:
     models = policy.models
+    groups = models.groups()
     if req.job.model != "auto":
-        if req.job.model not in models.classes:
+        if req.job.model not in groups:
             return None
-        return ModelRoute(
-            model_class=req.job.model,
-            params=models.classes[req.job.model],
-            rule=policy.rule(f"models.classes.{req.job.model}"),
-            reason="the job names this model class",
+        chosen = (req.job.model, "models", "the job names this model group")
+    else:
+        found = route(
+            models, job_type, req.job.data_sensitivity, mutating, req.job.latency, budget.usd
         )
-    for route in models.routes:
-        if not route.job_types or job_type in route.job_types:
-            return ModelRoute(
-                model_class=route.use,
-                params=models.classes[route.use],
-                rule=policy.rule(f"models.routes.{route.id}"),
-                reason=f"route {route.id} matches job type {job_type}",
-            )
-    if models.default is not None:
-        return ModelRoute(
-            model_class=models.default,
-            params=models.classes[models.default],
-            rule=policy.rule("models.default"),
-            reason="no route matched; default",
+        if found is None:
+            return None
+        chosen = found
+    group, key, reason = chosen
+    return ModelRoute(
+        model_class=group,
+        params=groups[group][0],
+        fallbacks=models.fallbacks_of(group),
+        rule=policy.rule(key),
+        reason=reason,
+    )
+
+
+def _clarification(
+    req: RunRequest, policy: Policy, prompt: str | None, confidence: float | None, mutating: bool
+) -> str | None:
+    """Ask before running rather than let the agent assume (policy's `clarify` rules)."""
+    rules = policy.clarify
+    if not prompt:
+        return "the run has no prompt: give one in the job file, the PR/issue, or with --prompt"
+    if confidence is not None and confidence < rules.min_confidence:
+        return f"the job type is unclear (confidence {confidence:.2f}); set job_type"
+    lowered = prompt.lower()
+    if (
+        mutating
+        and rules.mutating_needs_acceptance
+        and not any(m in lowered for m in rules.acceptance_markers)
+    ):
+        return (
+            "the job can change things but its prompt says nothing about what done looks "
+            "like: add acceptance criteria (e.g. 'Done when the tests pass')"
         )
     return None
 
 
 def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> Plan:
     prompt = req.prompt or req.job.prompt
-    clarification = (
-        None
-        if prompt
-        else ("the run has no prompt: give one in the job file, the PR/issue, or with --prompt")
-    )
+    confidence: float | None = None
     job_type: str
     if req.job.job_type is not None:
         job_type, type_reason = req.job.job_type, "declared in the job file"
     else:
         c = classify(prompt or "")
         job_type, type_reason = c.job_type, f"classified ({c.confidence:.2f}): {c.reason}"
-        if prompt and c.confidence < LOW_CONFIDENCE and clarification is None:
-            clarification = f"the job type is unclear ({c.reason}); set job_type in the job file"
+        confidence = c.confidence if prompt else None
     jt = policy.job_types.get(job_type)
     if jt is None:
         allowed = Decision(
@@ -303,7 +320,11 @@ def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> P
             req, jt, lambda k: policy.rule(f"job_types.{job_type}.{k}"), config
         )
     tools = [d.subject for d in decisions if d.kind == "tool" and d.granted]
-    route = _route(req, policy, job_type)
+    gates = _gates(req, policy, config, tools, job_type)
+    budget = _budget(req, policy, config)
+    mutating = bool(gates)
+    chosen = _route(req, policy, job_type, mutating, budget)
+    clarification = _clarification(req, policy, prompt, confidence, mutating)
     return Plan(
         job_name=req.job.name,
         job_digest=req.job.digest(),
@@ -315,12 +336,12 @@ def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> P
         commit=req.commit,
         allowed=allowed,
         decisions=decisions,
-        gates=_gates(req, policy, config, tools, job_type),
-        budget=_budget(req, policy, config),
+        gates=gates,
+        budget=budget,
         budget_rule=policy.rule("budgets"),
-        model=route,
+        model=chosen,
         backend=jt.backend if jt is not None else None,
         clarification=clarification
-        if route is not None
-        else (clarification or f"model class {req.job.model!r} is not defined in policy"),
+        if chosen is not None
+        else (clarification or f"model group {req.job.model!r} is not defined in policy"),
     )

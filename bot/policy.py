@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.approvers import Requirement
 from bot.errors import SourceError, ValidationFailed
 from bot.job import Action, Budget, JobType, Scope, Strict, Tool
+from bot.routing import Routing
 from bot.yamlsrc import parse, validate
 
 
@@ -41,30 +42,28 @@ class Budgets(Strict):
     max: Budget = Field(default_factory=Budget)
 
 
-class ModelRoute(Strict):
-    id: str
-    job_types: list[JobType] = Field(default_factory=list, description="Empty: any")
-    use: str = Field(description="A model class from models.classes")
+class Clarify(Strict):
+    """When the control plane must ask before running, instead of letting the agent assume."""
 
-
-class Models(Strict):
-    classes: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Class -> litellm params (model, api_base, ...)"
+    min_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="Ask when the job type was guessed less surely"
     )
-    routes: list[ModelRoute] = Field(default_factory=list)
-    default: str | None = None
-
-    @model_validator(mode="after")
-    def _known_classes(self) -> Models:
-        for i, route in enumerate(self.routes):
-            if route.use not in self.classes:
-                raise ValueError(f"routes[{i}].use: unknown model class {route.use!r}")
-        if self.default is not None and self.default not in self.classes:
-            raise ValueError(f"default: unknown model class {self.default!r}")
-        for name, params in self.classes.items():
-            if not isinstance(params.get("model"), str):
-                raise ValueError(f"classes.{name}: needs a litellm `model` string")
-        return self
+    mutating_needs_acceptance: bool = Field(
+        default=True,
+        description="Ask when a job that can change things has no acceptance "
+        "criteria in its prompt",
+    )
+    acceptance_markers: list[str] = Field(
+        default_factory=lambda: [
+            "done when",
+            "acceptance",
+            "expected",
+            "must",
+            "should",
+            "so that",
+            "passes",
+        ]
+    )
 
 
 class SqlConnectionPolicy(Strict):
@@ -95,7 +94,8 @@ class PolicyFile(Strict):
     default_approvers: Requirement | None = None
     owners: list[str] = Field(default_factory=list, description="Who approves policy changes")
     budgets: Budgets | None = None
-    models: Models | None = None
+    models: Routing | None = None
+    clarify: Clarify | None = None
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
 
 
@@ -110,7 +110,8 @@ class Policy(BaseModel):
     default_approvers: Requirement | None = None
     owners: list[str] = Field(default_factory=list)
     budgets: Budgets = Field(default_factory=Budgets)
-    models: Models = Field(default_factory=Models)
+    models: Routing = Field(default_factory=Routing)
+    clarify: Clarify = Field(default_factory=Clarify)
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
     origins: dict[str, str] = Field(default_factory=dict)
     """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
@@ -175,7 +176,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
                 continue
             merged["gates"].append(gate)
             origins[f"gates.{gate.id}"] = f"{path}#gates.{gate.id}"
-        for single in ("default_approvers", "owners", "budgets", "models"):
+        for single in ("default_approvers", "owners", "budgets", "models", "clarify"):
             value = getattr(part, single)
             if not value:
                 continue

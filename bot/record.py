@@ -32,7 +32,9 @@ FINAL: frozenset[str] = frozenset(
 TRANSITIONS: dict[str, frozenset[str]] = {
     "planned": frozenset({"needs_clarification", "denied", "running", "failed"}),
     "needs_clarification": frozenset({"planned", "failed", "cancelled"}),
-    "running": frozenset({"awaiting_approval", "completed", "failed", "budget_exceeded"}),
+    "running": frozenset(
+        {"awaiting_approval", "completed", "failed", "budget_exceeded", "needs_clarification"}
+    ),
     "awaiting_approval": frozenset(
         {"awaiting_approval", "approved", "rejected", "failed", "cancelled"}
     ),
@@ -57,7 +59,12 @@ class ToolCall(BaseModel):
 class ModelCall(BaseModel):
     seq: int
     model: str
+    """The deployment that answered."""
     model_class: str
+    """The routed group."""
+    group: str = ""
+    """The group that answered: another one when a fallback served the call."""
+    fallbacks: int = 0
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
@@ -90,6 +97,19 @@ class Proposal(BaseModel):
     additions: int
     deletions: int
     out_of_scope: list[str] = Field(default_factory=list)
+
+
+class Question(BaseModel):
+    text: str
+    call_id: str
+    asked_at: str
+
+
+class Clarification(BaseModel):
+    question: str
+    answer: str
+    by: str
+    at: str
 
 
 class DoorRef(BaseModel):
@@ -128,6 +148,10 @@ class RunRecord(BaseModel):
     proposal: Proposal | None = None
     approvals: list[Approval] = Field(default_factory=list)
     applied: dict[str, str] | None = None
+    question: Question | None = None
+    clarifications: list[Clarification] = Field(default_factory=list)
+    egress: list[dict[str, Any]] = Field(default_factory=list)
+    """Every connection the sandbox tried through the egress proxy, allowed or denied."""
     final_message: str | None = None
     cost_usd: float = 0.0
     timings: dict[str, float] = Field(default_factory=dict)

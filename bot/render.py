@@ -134,6 +134,15 @@ def render_pr_comment(
             "</details>",
             "",
         ]
+    if rec.state == "needs_clarification" and rec.question is not None:
+        lines += [
+            f"**The agent asks:** {rec.question.text}",
+            "",
+            "Answer with a comment: `/agentplane answer <your answer>`.",
+            "",
+        ]
+    for c in rec.clarifications:
+        lines.append(f"Asked: {c.question} Answered by @{c.by}: {c.answer}")
     if rec.proposal is not None:
         pr = rec.proposal
         lines += [

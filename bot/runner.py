@@ -7,6 +7,8 @@ interrupted anywhere resumes from its last record with nothing lost.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import secrets
 import tempfile
 import time
@@ -15,28 +17,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.agent import Model, run_agent
+from bot.agent import Model, Spent, opening, run_agent
 from bot.audit.log import AuditLog
 from bot.broker import Broker
 from bot.canonical import canonical_json, sha256_hex
 from bot.errors import AgentplaneError, RunError, ValidationFailed
-from bot.gitrepo import GitRepo
+from bot.gitrepo import GitRepo, WorkspaceDiff
 from bot.globs import match_any
 from bot.job import Job, parse_job
-from bot.model.client import LiteLLMClient
+from bot.model.client import LiteLLMClient, ModelTurn
 from bot.plan import GatePlan, Plan, plan
 from bot.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.record import (
     Approval,
     ArtifactRef,
+    Clarification,
     DoorRef,
     ModelCall,
     Proposal,
+    Question,
     RunRecord,
     ToolCall,
 )
 from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
+from bot.sandbox.backends import get_backend
 from bot.sql.evidence import SqlEvidence
 from bot.tools.toolbox import toolbox
 
@@ -143,40 +148,102 @@ class Engine:
             return self._advance(rec, "needs_clarification", p.clarification)
         return self._propose(rec, p)
 
-    def _propose(self, rec: RunRecord, p: Plan) -> RunRecord:
+    def _propose(self, rec: RunRecord, p: Plan, resume: Resume | None = None) -> RunRecord:
+        """Run the agent in the sandbox and stage what it changed; resumable after a question."""
         assert p.model is not None and p.prompt is not None  # runnable plans have both
-        self._advance(rec, "running", f"model {p.model.params.get('model')} ({p.model.rule})")
+        why = f"model group {p.model.model_class} ({p.model.rule})"
+        self._advance(rec, "running", "resumed with an answer" if resume else why)
         started = time.perf_counter()
         writes = p.granted("write")
+        domains = tuple(p.granted("network"))
+        policy = self.policy()
         with tempfile.TemporaryDirectory(prefix="agentplane-ws-") as tmp:
             # The mkdtemp dir itself: its parent (/tmp) is traversable by the sandbox uid.
             ws = Path(tmp)
             try:
                 self.repo.export(rec.commit, ws)
+                if resume is not None and resume.partial:
+                    self.repo.apply_in(ws, resume.partial)
                 limits = Limits(wall_seconds=min(120.0, (p.budget.minutes or 10) * 60))
                 # No bytecode caches: they would pollute the proposal, and a .pyc written in
                 # the same second as a same-size edit is trusted over the new source.
-                env = (("PYTHONDONTWRITEBYTECODE", "1"),)
-                spec = SandboxSpec(ws, tuple(writes), limits=limits, env=env)
-                with (
-                    self.backend.start(spec) as box,
-                    toolbox(p, self.policy(), ws, box) as kit,
-                ):
-                    broker = Broker(p, kit.tools, rec.tool_calls.append, kit.redact)
+                spec = SandboxSpec(
+                    ws,
+                    tuple(writes),
+                    limits=limits,
+                    env=(("PYTHONDONTWRITEBYTECODE", "1"),),
+                    network="allowlist" if domains else "none",
+                    allow_domains=domains,
+                )
+                backend = get_backend(p.backend) if p.backend else self.backend
+                config = {
+                    **self.model_config(policy, p),
+                    "metadata": {"agentplane_run": rec.run_id, "agentplane_root": str(ws)},
+                }
+                with backend.start(spec) as box, toolbox(p, policy, ws, box) as kit:
+                    broker = Broker(
+                        p, kit.tools, rec.tool_calls.append, kit.redact, already=len(rec.tool_calls)
+                    )
                     outcome = run_agent(
-                        p.prompt,
+                        resume.messages if resume else opening(p.prompt, broker),
                         broker,
-                        self.model_factory(_model_params(p.model.params, rec.run_id, ws)),
+                        self.model_factory(config),
                         p.budget,
                         lambda t: self._model_call(rec, p, t),
+                        _spent(rec),
                     )
+                rec.egress += [dataclasses.asdict(e) for e in box.egress_log()]
                 diff = self.repo.diff_workspace(rec.commit, ws, writes)
             except AgentplaneError as exc:
-                rec.timings["propose_ms"] = round((time.perf_counter() - started) * 1000, 1)
+                rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
                 return self._advance(rec, "failed", str(exc))
-        rec.timings["propose_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
+        artifacts = self._stage(rec, p, diff, kit.sql_evidence, outcome.messages)
+        if outcome.status == "needs_clarification":
+            rec.question = Question(
+                text=outcome.message, call_id=outcome.question_call or "", asked_at=self.now()
+            )
+            return self._advance(
+                rec, "needs_clarification", f"the agent asks: {outcome.message}", artifacts
+            )
         rec.final_message = outcome.message
+        if outcome.status == "budget_exceeded":
+            return self._advance(rec, "budget_exceeded", outcome.message, artifacts)
+        if rec.proposal is None:
+            return self._advance(rec, "completed", "no changes proposed", artifacts)
+        gates = "; ".join(
+            f"{g.action}: {g.approvers.describe()} ({g.rule})" for g in self._apply_gates(rec)
+        )
+        return self._advance(rec, "awaiting_approval", gates, artifacts)
+
+    def model_config(self, policy: Policy, p: Plan) -> dict[str, Any]:
+        assert p.model is not None
+        return policy.models.router_config(p.model.model_class)
+
+    def _stage(
+        self,
+        rec: RunRecord,
+        p: Plan,
+        diff: WorkspaceDiff,
+        sql: list[SqlEvidence],
+        messages: list[dict[str, Any]],
+    ) -> dict[str, bytes]:
+        """Artifacts of this step: the proposal diff, SQL evidence, and the transcript."""
+        artifacts: dict[str, bytes] = {}
+
+        def put(name: str, data: bytes, media_type: str) -> None:
+            rec.artifacts = [a for a in rec.artifacts if a.name != name]
+            artifacts[self._artifact(rec, name, data, media_type)] = data
+
+        seen = {
+            path
+            for c in rec.tool_calls
+            if c.tool == "workspace"
+            for path in [c.arguments.get("path")]
+        }
         for path in diff.out_of_scope:
+            if path in seen:
+                continue
             rec.tool_calls.append(
                 ToolCall(
                     seq=len(rec.tool_calls) + 1,
@@ -190,13 +257,15 @@ class Engine:
                     duration_ms=0.0,
                 )
             )
-        artifacts: dict[str, bytes] = {}
-        for ev in kit.sql_evidence:
-            data = canonical_json(ev.model_dump(mode="json"))
-            artifacts[self._artifact(rec, f"sql-{ev.seq}.json", data, "application/json")] = data
+        for ev in sql:
+            put(
+                f"sql-{ev.seq}.json", canonical_json(ev.model_dump(mode="json")), "application/json"
+            )
+        put("transcript.json", canonical_json(messages), "application/json")
+        rec.proposal = None
         if diff.patch:
             patch = diff.patch.encode("utf-8")
-            artifacts[self._artifact(rec, "proposal.diff", patch, "text/x-diff")] = patch
+            put("proposal.diff", patch, "text/x-diff")
             adds, dels = _diffstat(diff.patch)
             rec.proposal = Proposal(
                 digest="sha256:" + sha256_hex(patch),
@@ -205,18 +274,35 @@ class Engine:
                 deletions=dels,
                 out_of_scope=list(diff.out_of_scope),
             )
-        if outcome.status == "budget_exceeded":
-            return self._advance(rec, "budget_exceeded", outcome.message, artifacts)
-        if rec.proposal is None:
-            return self._advance(rec, "completed", "no changes proposed", artifacts)
-        return self._advance(
-            rec,
-            "awaiting_approval",
-            "; ".join(
-                f"{g.action}: {g.approvers.describe()} ({g.rule})" for g in self._apply_gates(rec)
-            ),
-            artifacts,
+        return artifacts
+
+    def answer(self, run_id: str, who: str, text: str) -> RunRecord:
+        """Answer the run's open question and resume it where it stopped."""
+        rec = self.load(run_id)
+        if rec.state != "needs_clarification" or rec.question is None:
+            raise RunError(f"run {run_id} is {rec.state}; it has no open question")
+        if who != rec.requester and not self._may_answer(rec, who):
+            raise RunError(f"{who} may not answer for run {run_id}: ask its requester")
+        transcript = rec.artifact("transcript.json")
+        messages = json.loads(self.audit.artifact(transcript.sha256)) if transcript else []
+        messages.append(
+            {
+                "role": "tool",
+                "tool_call_id": rec.question.call_id,
+                "content": f"Answer from {who}: {text}",
+            }
         )
+        rec.clarifications.append(
+            Clarification(question=rec.question.text, answer=text, by=who, at=self.now())
+        )
+        rec.question = None
+        self._advance(rec, "planned", f"{who} answered")
+        p = Plan.model_validate(rec.plan)
+        return self._propose(rec, p, Resume(messages, self.patch(rec)))
+
+    def _may_answer(self, rec: RunRecord, who: str) -> bool:
+        policy = self.policy()
+        return any(policy.matches(pr, who) for g in self._apply_gates(rec) for pr in _principals(g))
 
     def decide(
         self,
@@ -357,7 +443,7 @@ class Engine:
         )
         return digest
 
-    def _model_call(self, rec: RunRecord, p: Plan, turn: Any) -> None:
+    def _model_call(self, rec: RunRecord, p: Plan, turn: ModelTurn) -> None:
         rec.cost_usd = round(rec.cost_usd + turn.cost_usd, 6)
         rec.model_calls.append(
             ModelCall(
@@ -369,6 +455,8 @@ class Engine:
                 cost_usd=turn.cost_usd,
                 latency_ms=turn.latency_ms,
                 finish=turn.finish,
+                group=turn.group,
+                fallbacks=turn.fallbacks,
             )
         )
 
@@ -380,11 +468,21 @@ class Engine:
         return rec
 
 
-def _model_params(params: dict[str, Any], run_id: str, ws: Path) -> dict[str, Any]:
-    # litellm's standard `metadata` tells providers and callbacks which run and which
-    # workspace a call belongs to (file-based providers resolve relative paths there).
-    metadata = {**params.get("metadata", {}), "agentplane_run": run_id, "agentplane_root": str(ws)}
-    return {**params, "metadata": metadata}
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """Where a paused run picks up: the conversation so far and its staged changes."""
+
+    messages: list[dict[str, Any]]
+    partial: str
+
+
+def _spent(rec: RunRecord) -> Spent:
+    tokens = sum(m.prompt_tokens + m.completion_tokens for m in rec.model_calls)
+    return Spent(usd=rec.cost_usd, tokens=tokens, tool_calls=len(rec.tool_calls))
+
+
+def _ms(started: float, before: float) -> float:
+    return round(before + (time.perf_counter() - started) * 1000, 1)
 
 
 def approval_problem(

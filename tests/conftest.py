@@ -54,7 +54,7 @@ def scripted_job(demo_repo: Path) -> Scripted:
     def make(name: str, turns: list[dict[str, Any]], **job: Any) -> str:
         spec = {
             "job_type": "code",
-            "prompt": "fix the failing test",
+            "prompt": "fix the failing test; done when the tests pass",
             "tools": ["filesystem", "shell"],
             "scope": {"filesystem": {"write": ["src/**"]}},
         }
@@ -63,13 +63,13 @@ def scripted_job(demo_repo: Path) -> Scripted:
         (demo_repo / ".agentplane/scripts" / f"{name}.yaml").write_text(
             yaml.safe_dump({"turns": turns})
         )
-        policy = demo_repo / "policies" / "default.yaml"
+        policy = demo_repo / "policies" / "routing.yaml"
         text = policy.read_text()
         if f"  {name}-model:" not in text:
             text = text.replace(
-                "  classes:\n",
+                "  model_list:\n",
                 f"  classes:\n    {name}-model: {{model: scripted/{name}, "
-                "api_base: .agentplane/scripts}\n",
+                "api_base: .agentplane/scripts}\n  model_list:\n",
             )
             policy.write_text(text)
         git(demo_repo, "add", "-A")

@@ -25,7 +25,7 @@ models:
     small: {model: ollama/qwen}
     frontier: {model: anthropic/claude}
   routes:
-    - {id: sql-frontier, job_types: [sql], use: frontier}
+    - {id: sql-frontier, when: {job_types: [sql]}, use: frontier}
   default: small
 """
 POLICY_OBJ = merge_policy([("policies/p.yaml", POLICY)])
@@ -46,7 +46,7 @@ def req(
 
 CODE_JOB = """
 job_type: code
-prompt: fix the bug
+prompt: fix the bug; done when the tests pass
 tools: [filesystem, shell]
 scope: {filesystem: {write: ["src/**"]}}
 """
@@ -148,10 +148,18 @@ def test_unknown_model_class_needs_clarification() -> None:
 
 
 def test_no_prompt_anywhere_stops_for_clarification() -> None:
-    p = plan(req(CODE_JOB.replace("prompt: fix the bug\n", "")), POLICY_OBJ)
+    p = plan(
+        req(CODE_JOB.replace("prompt: fix the bug; done when the tests pass\n", "")), POLICY_OBJ
+    )
     assert not p.runnable and "no prompt" in (p.clarification or "")
-    p = plan(req(CODE_JOB.replace("prompt: fix the bug\n", ""), prompt="from the PR"), POLICY_OBJ)
-    assert p.runnable and p.prompt == "from the PR"
+    p = plan(
+        req(
+            CODE_JOB.replace("prompt: fix the bug; done when the tests pass\n", ""),
+            prompt="from the PR; done when green",
+        ),
+        POLICY_OBJ,
+    )
+    assert p.runnable and p.prompt == "from the PR; done when green"
 
 
 def test_job_type_is_classified_when_omitted_with_reason() -> None:

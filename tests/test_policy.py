@@ -70,7 +70,7 @@ def test_unknown_model_class_in_route() -> None:
     bad = "models:\n  classes: {a: {model: x/y}}\n  routes: [{id: r, use: b}]\n"
     with pytest.raises(ValidationFailed) as info:
         merge_policy([("policies/a.yaml", bad)])
-    assert "unknown model class 'b'" in info.value.errors[0].message
+    assert "routes[0].use: unknown model group 'b'" in info.value.errors[0].message
 
 
 def test_no_policy_files_fails_closed() -> None:

@@ -41,7 +41,7 @@ def test_demo_job_proposes_a_fix_and_waits_for_approval(demo_repo: Path) -> None
     assert "OK" in rec.tool_calls[-1].result  # tests pass in the sandbox after the fix
     assert [t.state for t in rec.transitions] == ["planned", "running", "awaiting_approval"]
     assert rec.model_calls and rec.model_calls[0].model == "scripted/fix-failing-test"
-    assert rec.model["rule"] == "policies/default.yaml#models.routes.code"
+    assert rec.model["rule"] == "policies/routing.yaml#models.routes.code"
 
 
 def test_working_tree_is_untouched_by_a_run(demo_repo: Path) -> None:
@@ -237,8 +237,11 @@ def test_withdrawn_approval_stops_counting(demo_repo: Path) -> None:
     policy.write_text(
         policy.read_text()
         .replace("platform: [maya@example.com]", "platform: [maya@example.com, omar@example.com]")
-        .replace("approvers: {any_of: [role:maintainer]}\n  - id: irreversible",
-                 "approvers: {count: 2, of: [role:maintainer]}\n  - id: irreversible"))
+        .replace(
+            "approvers: {any_of: [role:maintainer]}\n  - id: irreversible",
+            "approvers: {count: 2, of: [role:maintainer]}\n  - id: irreversible",
+        )
+    )
     git(demo_repo, "commit", "-qam", "two approvers")
     e, rec = start(demo_repo)
     assert e.decide(rec.run_id, MAINTAINER[1], "approve").state == "awaiting_approval"
@@ -246,3 +249,19 @@ def test_withdrawn_approval_stops_counting(demo_repo: Path) -> None:
     after = e.decide(rec.run_id, "omar@example.com", "approve")
     assert after.state == "awaiting_approval"  # maya's withdrawn approval no longer counts
     assert e.cancel(rec.run_id, "PR closed").state == "cancelled"
+
+
+def test_policy_can_require_the_docker_backend(demo_repo: Path) -> None:
+    policy = demo_repo / "policies/default.yaml"
+    policy.write_text(
+        policy.read_text().replace(
+            "    tools: [filesystem, shell]\n",
+            "    tools: [filesystem, shell]\n    backend: docker\n",
+            1,
+        )
+    )
+    git(demo_repo, "commit", "-qam", "code jobs run in docker")
+    e, rec = start(demo_repo)
+    assert e.plan(e.request("fix-failing-test")).backend == "docker"
+    assert rec.state == "awaiting_approval", rec.transitions
+    assert "OK" in rec.tool_calls[-1].result  # the tests ran green inside the container

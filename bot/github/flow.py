@@ -297,10 +297,22 @@ class PullRequestDoor:
             if parsed.verb == "rerun":
                 self._forget_head(ctx, number)
             return self.on_pull(ctx, number)
+        if parsed.verb == "answer":
+            return self.on_answer(ctx, number, login, parsed.argument)
         if parsed.verb == "cancel":
             return self.on_closed(ctx, number, f"cancelled by @{login}")
         self._comment(ctx, number, f"reply:{comment['id']}", _NOT_YET.get(parsed.verb, ""))
         return f"acknowledged: {parsed.verb}"
+
+    def on_answer(self, ctx: Context, number: int, login: str, text: str) -> str:
+        waiting = self._open_runs(ctx, number, ("needs_clarification",))
+        if not waiting:
+            self._comment(ctx, number, f"answer:{login}", _NOT_YET["answer"])
+            return "ignored: no open question"
+        for rec in waiting:
+            self.publish(ctx, ctx.engine.answer(rec.run_id, login, text))
+        ctx.checkout.push_audit()
+        return f"answered {len(waiting)} run(s)"
 
     def _authorise(self, ctx: Context, cmd: Command, login: str, number: int) -> str | None:
         """By the commenter's role in policy, never by the mere ability to comment."""

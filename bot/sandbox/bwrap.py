@@ -2,9 +2,10 @@
 
 The mount namespace is the boundary: the host filesystem is absent except a
 read-only /usr, a handful of /etc files and the workspace. Every namespace is
-unshared, so the network is a fresh loopback. When the controller is root the
-sandbox runs as nobody (65534), because RLIMIT_NPROC is not enforced for uid 0
-and a userns breakout must not land on host root.
+unshared, so the network is a fresh loopback; with network=allowlist the egress
+proxy's unix socket is bound in and a forwarder on 127.0.0.1 leads to it. When
+the controller is root the sandbox runs as nobody (65534), because RLIMIT_NPROC is
+not enforced for uid 0 and a userns breakout must not land on host root.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from bot.errors import SandboxError
-from bot.sandbox.spec import ExecResult, Limits, Sandbox, SandboxBackend, SandboxSpec
+from bot.sandbox.proxy import SANDBOX_DIR, EgressGate
+from bot.sandbox.spec import (
+    EgressEvent,
+    ExecResult,
+    Limits,
+    Sandbox,
+    SandboxBackend,
+    SandboxSpec,
+)
 
 SANDBOX_UID = 65534
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -160,20 +169,29 @@ def _check_reachable(workspace: Path) -> None:
 
 
 class BwrapSandbox(Sandbox):
-    def __init__(self, spec: SandboxSpec, workspace: Path, bwrap: str) -> None:
+    def __init__(
+        self, spec: SandboxSpec, workspace: Path, bwrap: str, gate: EgressGate | None = None
+    ) -> None:
         self.spec = spec
         self.workspace = workspace
         self._bwrap = bwrap
         self._writable = writable_dirs(spec.write_globs)
+        self._gate = gate
         self._closed = False
 
     def command(self, argv: list[str]) -> list[str]:
         """The full host command line that runs argv in this sandbox."""
         env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **dict(self.spec.env)}
+        if self._gate is not None:
+            env.update(self._gate.env)
+            # The net namespace is still unshared: the bound socket is the only way out.
+            argv = self._gate.forwarder(argv)
         args = _system_args(self.spec.limits.memory_bytes)
         for key, value in env.items():
             args += ["--setenv", key, value]
         args += ["--ro-bind", str(self.workspace), "/workspace"]
+        if self._gate is not None:
+            args += ["--ro-bind", self._gate.dir, SANDBOX_DIR]
         for rel in self._writable:
             # Checked on every exec: a previous command may have swapped a dir for a symlink.
             host = _safe_dir(self.workspace, rel)
@@ -214,8 +232,13 @@ class BwrapSandbox(Sandbox):
         code = TIMEOUT_EXIT_CODE if timed_out else proc.returncode
         return ExecResult(code, out, err, timed_out=timed_out)
 
+    def egress_log(self) -> list[EgressEvent]:
+        return self._gate.proxy.log if self._gate is not None else []
+
     def close(self) -> None:
         self._closed = True
+        if self._gate is not None:
+            self._gate.close()
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -316,8 +339,6 @@ class BwrapBackend(SandboxBackend):
         ok, detail = _probe()
         if not ok:
             raise SandboxError(f"bwrap backend unavailable: {detail}")
-        if spec.network != "none":
-            raise SandboxError(f"bwrap backend supports network 'none' only, not {spec.network!r}")
         workspace = spec.workspace.resolve()
         if not workspace.is_dir():
             raise SandboxError(f"workspace {spec.workspace} is not a directory")
@@ -329,4 +350,7 @@ class BwrapBackend(SandboxBackend):
             os.chown(workspace, SANDBOX_UID, SANDBOX_UID)
             for path in writable:
                 _chown_tree(path)
-        return BwrapSandbox(spec, workspace, detail)
+        gate = None
+        if spec.network == "allowlist":
+            gate = EgressGate(spec.allow_domains, spec.egress_private_ok)
+        return BwrapSandbox(spec, workspace, detail, gate)

@@ -11,6 +11,8 @@ import abc
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.errors import SandboxError
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -28,10 +30,22 @@ class SandboxSpec:
     write_globs: tuple[str, ...] = ()
     """Globs, relative to the workspace, the job may write. Empty: read-only."""
     network: str = "none"
-    """`none` only in this slice; `allowlist` arrives with the egress proxy."""
+    """`none`: no network at all. `allowlist`: only the egress proxy, which lets
+    through the names in allow_domains (HTTP_PROXY/HTTPS_PROXY point at it)."""
     limits: Limits = field(default_factory=Limits)
     env: tuple[tuple[str, str], ...] = ()
     """The only environment the command sees (the host's is never passed)."""
+    allow_domains: tuple[str, ...] = ()
+    """`name`, `*.name`, optionally `:port` (default 80 and 443); network=allowlist only."""
+    egress_private_ok: tuple[str, ...] = ()
+    """Networks (CIDR) the proxy may reach although not public. Tests and local mirrors
+    only: a job's allowlist never opens the controller's own network by itself."""
+
+    def __post_init__(self) -> None:
+        if self.network not in ("none", "allowlist"):
+            raise SandboxError(f"network must be 'none' or 'allowlist', not {self.network!r}")
+        if self.allow_domains and self.network != "allowlist":
+            raise SandboxError("allow_domains needs network='allowlist'")
 
 
 @dataclass(frozen=True)
@@ -42,12 +56,33 @@ class ExecResult:
     timed_out: bool = False
 
 
+@dataclass(frozen=True)
+class EgressEvent:
+    """One connection the egress proxy allowed or denied (goes into the run record)."""
+
+    host: str
+    port: int
+    decision: str
+    """`allow` or `deny`."""
+    rule: str
+    """The allow_domains entry that matched, or why it was denied (e.g. `default-deny`)."""
+    address: str = ""
+    """The IP the proxy resolved and connected to (empty when denied before resolving)."""
+    bytes_up: int = 0
+    bytes_down: int = 0
+    duration_ms: float = 0.0
+
+
 class Sandbox(abc.ABC):
     """One started sandbox: reused for every command of a run."""
 
     @abc.abstractmethod
     def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:
         """Run argv inside the sandbox, cwd /workspace; never raises for a non-zero exit."""
+
+    def egress_log(self) -> list[EgressEvent]:
+        """Every connection through the egress proxy so far (empty for network none)."""
+        return []
 
     def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release whatever the backend holds (containers, temp dirs)."""

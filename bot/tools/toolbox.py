@@ -19,6 +19,7 @@ from bot.policy import Policy
 from bot.sandbox import Sandbox
 from bot.sql.connections import resolve_all
 from bot.sql.evidence import SqlEvidence
+from bot.tools.ask import ask_tool
 from bot.tools.base import ToolSpec
 from bot.tools.filesystem import filesystem_tools
 from bot.tools.shell import shell_tool
@@ -41,7 +42,7 @@ def toolbox(
     environ: Mapping[str, str] = os.environ,
 ) -> Iterator[Toolbox]:
     tools = filesystem_tools(workspace, lambda rel: match_any(rel, plan.granted("read")))
-    tools.append(shell_tool(sandbox))
+    tools += [shell_tool(sandbox), ask_tool()]
     box = Toolbox(tools, lambda s: s)
     sql: SqlTools | None = None
     if "sql" in plan.granted("tool"):

@@ -1,4 +1,4 @@
-"""Escape attempts against the real bubblewrap backend (no mocks).
+"""Escape attempts, one suite for every backend (real bwrap, real Docker, no mocks).
 
 Every attempt is paired with a positive control in the same sandbox, so a test
 cannot pass just because the sandbox is broken and nothing runs at all.
@@ -10,23 +10,22 @@ import os
 import socket
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bot.errors import SandboxError
-from bot.sandbox.bwrap import MAX_OUTPUT_BYTES, BwrapBackend, BwrapSandbox, writable_dirs
-from bot.sandbox.spec import ExecResult, Limits, Sandbox, SandboxSpec
+from bot.sandbox.bwrap import MAX_OUTPUT_BYTES, writable_dirs
+from bot.sandbox.spec import ExecResult, Limits, Sandbox, SandboxBackend, SandboxSpec
 
 
 def start(
-    backend: BwrapBackend,
+    backend: SandboxBackend,
     workspace: Path,
     write_globs: tuple[str, ...] = ("src/**/*.py",),
     limits: Limits | None = None,
     env: tuple[tuple[str, str], ...] = (),
-) -> BwrapSandbox:
+) -> Sandbox:
     spec = SandboxSpec(workspace, write_globs, limits=limits or Limits(wall_seconds=30), env=env)
     return backend.start(spec)
 
@@ -81,12 +80,13 @@ def test_writable_dirs_rejects_globs_leaving_the_workspace(glob: str) -> None:
         writable_dirs((glob,))
 
 
-def test_backend_is_available_here(backend: BwrapBackend) -> None:
-    assert backend.name == "bwrap"
+def test_backend_is_available_here(backend: SandboxBackend) -> None:
+    assert backend.name in ("bwrap", "docker")
     assert backend.available() == (True, "")
 
 
-def test_write_outside_workspace_is_blocked(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("write outside the workspace")
+def test_write_outside_workspace_is_blocked(backend: SandboxBackend, workspace: Path) -> None:
     marker = f"agentplane-{uuid.uuid4().hex}"
     with start(backend, workspace) as sb:
         for target in ("/usr/x", "/etc/x", "/x", "/proc/x"):
@@ -100,8 +100,9 @@ def test_write_outside_workspace_is_blocked(backend: BwrapBackend, workspace: Pa
     assert (workspace / "src/pkg/new.py").read_text() == "x = 1\n"
 
 
+@pytest.mark.escape("write outside the write scope")
 def test_write_inside_workspace_outside_scope_is_blocked(
-    backend: BwrapBackend, workspace: Path
+    backend: SandboxBackend, workspace: Path
 ) -> None:
     with start(backend, workspace, ("src/**/*.py",)) as sb:
         for script in (
@@ -120,7 +121,8 @@ def test_write_inside_workspace_outside_scope_is_blocked(
     assert (workspace / "src/new").is_dir()
 
 
-def test_empty_write_scope_is_read_only(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("write with an empty write scope")
+def test_empty_write_scope_is_read_only(backend: SandboxBackend, workspace: Path) -> None:
     with start(backend, workspace, ()) as sb:
         assert sh(sb, "echo pwned >> src/pkg/mod.py").exit_code != 0
         assert sh(sb, "touch new").exit_code != 0
@@ -128,15 +130,17 @@ def test_empty_write_scope_is_read_only(backend: BwrapBackend, workspace: Path) 
     assert "pwned" not in (workspace / "src/pkg/mod.py").read_text()
 
 
+@pytest.mark.escape("write through a symlinked scope")
 def test_write_scope_through_symlink_is_refused(
-    backend: BwrapBackend, workspace: Path, tmp_path: Path
+    backend: SandboxBackend, workspace: Path, tmp_path: Path
 ) -> None:
     (workspace / "out").symlink_to(tmp_path)
     with pytest.raises(SandboxError, match="symlink"):
         start(backend, workspace, ("out/*.txt",))
 
 
-def test_read_etc_shadow_is_blocked(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("read /etc/shadow")
+def test_read_etc_shadow_is_blocked(backend: SandboxBackend, workspace: Path) -> None:
     with start(backend, workspace) as sb:
         assert sh(sb, "cat /etc/shadow").exit_code != 0
         assert sh(sb, "cat /etc/gshadow").exit_code != 0
@@ -146,8 +150,9 @@ def test_read_etc_shadow_is_blocked(backend: BwrapBackend, workspace: Path) -> N
     assert "root:" in passwd.stdout
 
 
+@pytest.mark.escape("read the controller's home")
 def test_read_controller_home_and_ssh_keys_is_blocked(
-    backend: BwrapBackend, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: SandboxBackend, workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
@@ -173,8 +178,9 @@ def test_read_controller_home_and_ssh_keys_is_blocked(
         assert_ok(sh(sb, "cat /workspace/README.md"))
 
 
+@pytest.mark.escape("read the controller's environment")
 def test_controller_environment_is_invisible(
-    backend: BwrapBackend, workspace: Path, monkeypatch: pytest.MonkeyPatch
+    backend: SandboxBackend, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret = f"s3cr3t-{uuid.uuid4().hex}"
     monkeypatch.setenv("AGENTPLANE_TEST_SECRET", secret)
@@ -209,7 +215,8 @@ c.sendall(b"ping"); print(conn.recv(4).decode())
 """
 
 
-def test_host_loopback_is_unreachable(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("reach host loopback directly")
+def test_host_loopback_is_unreachable(backend: SandboxBackend, workspace: Path) -> None:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -229,7 +236,8 @@ def test_host_loopback_is_unreachable(backend: BwrapBackend, workspace: Path) ->
     assert own_loopback.stdout.strip() == "ping"
 
 
-def test_internet_is_unreachable(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("reach the internet directly")
+def test_internet_is_unreachable(backend: SandboxBackend, workspace: Path) -> None:
     with start(backend, workspace) as sb:
         attempt = sb.exec(["python3", "-c", CONNECT, "1.1.1.1", "53"])
         interfaces = sb.exec(["cat", "/proc/net/dev"])
@@ -256,7 +264,8 @@ else:
 """
 
 
-def test_fork_bomb_is_stopped_by_pids_limit(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("fork bomb")
+def test_fork_bomb_is_stopped_by_pids_limit(backend: SandboxBackend, workspace: Path) -> None:
     limits = Limits(pids=32, wall_seconds=30)
     with start(backend, workspace, limits=limits) as sb:
         result = py(sb, FORK_BOMB)
@@ -267,7 +276,7 @@ def test_fork_bomb_is_stopped_by_pids_limit(backend: BwrapBackend, workspace: Pa
 
 
 def test_finished_commands_do_not_eat_the_pids_budget(
-    backend: BwrapBackend, workspace: Path
+    backend: SandboxBackend, workspace: Path
 ) -> None:
     # Each exec must leave no zombie behind: zombies count against RLIMIT_NPROC.
     with start(backend, workspace, limits=Limits(pids=12, wall_seconds=30)) as sb:
@@ -279,17 +288,20 @@ def test_finished_commands_do_not_eat_the_pids_budget(
     assert_ok(after)
 
 
-def test_memory_bomb_is_stopped_by_memory_limit(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("memory bomb")
+def test_memory_bomb_is_stopped_by_memory_limit(backend: SandboxBackend, workspace: Path) -> None:
     limits = Limits(memory_bytes=256 << 20, wall_seconds=30)
     with start(backend, workspace, limits=limits) as sb:
         small = py(sb, "b = bytearray(32 << 20); print(len(b))")
         bomb = py(sb, "b = bytearray(2 << 30); print('allocated')")
     assert_ok(small)
+    # bwrap: RLIMIT_AS raises MemoryError; Docker: the cgroup OOM-kills the command.
     assert bomb.exit_code != 0 and "allocated" not in bomb.stdout
-    assert "MemoryError" in bomb.stderr
+    assert "MemoryError" in bomb.stderr or bomb.exit_code == 137, bomb
 
 
-def test_busy_loop_is_stopped_by_cpu_limit(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("cpu burn")
+def test_busy_loop_is_stopped_by_cpu_limit(backend: SandboxBackend, workspace: Path) -> None:
     with start(backend, workspace, limits=Limits(cpu_seconds=1, wall_seconds=30)) as sb:
         began = time.monotonic()
         spin = py(sb, "while True: pass")
@@ -300,7 +312,8 @@ def test_busy_loop_is_stopped_by_cpu_limit(backend: BwrapBackend, workspace: Pat
     assert_ok(after)
 
 
-def test_disk_fill_is_stopped_by_file_size_limit(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("disk fill")
+def test_disk_fill_is_stopped_by_file_size_limit(backend: SandboxBackend, workspace: Path) -> None:
     limit = 4 << 20
     with start(backend, workspace, ("out/*",), Limits(file_size_bytes=limit)) as sb:
         small = sh(sb, "head -c 1000 /dev/zero > out/small")
@@ -311,7 +324,8 @@ def test_disk_fill_is_stopped_by_file_size_limit(backend: BwrapBackend, workspac
     assert (workspace / "out/big").stat().st_size <= limit
 
 
-def test_sleep_is_stopped_by_wall_time(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("outlive the wall time")
+def test_sleep_is_stopped_by_wall_time(backend: SandboxBackend, workspace: Path) -> None:
     marker = f"30.{os.getpid()}{uuid.uuid4().int % 10000}"
     with start(backend, workspace, limits=Limits(wall_seconds=1.0)) as sb:
         began = time.monotonic()
@@ -329,14 +343,14 @@ def test_sleep_is_stopped_by_wall_time(backend: BwrapBackend, workspace: Path) -
     assert_ok(quick)
 
 
-def test_exec_timeout_is_capped_by_call_timeout(backend: BwrapBackend, workspace: Path) -> None:
+def test_exec_timeout_is_capped_by_call_timeout(backend: SandboxBackend, workspace: Path) -> None:
     with start(backend, workspace) as sb:
         began = time.monotonic()
         result = sb.exec(["sleep", "30"], timeout=0.5)
     assert result.timed_out and time.monotonic() - began < 10
 
 
-def test_output_is_capped(backend: BwrapBackend, workspace: Path) -> None:
+def test_output_is_capped(backend: SandboxBackend, workspace: Path) -> None:
     with start(backend, workspace) as sb:
         result = sh(sb, f"head -c {MAX_OUTPUT_BYTES + 12345} /dev/zero | tr '\\0' x")
     assert_ok(result)
@@ -345,7 +359,8 @@ def test_output_is_capped(backend: BwrapBackend, workspace: Path) -> None:
     assert len(result.stdout) < MAX_OUTPUT_BYTES + 200
 
 
-def test_signalling_the_controller_fails(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("signal or ptrace the controller")
+def test_signalling_the_controller_fails(backend: SandboxBackend, workspace: Path) -> None:
     me = os.getpid()
     with start(backend, workspace) as sb:
         attempt = sh(sb, f"kill -9 {me}; echo rc=$?")
@@ -356,7 +371,8 @@ def test_signalling_the_controller_fails(backend: BwrapBackend, workspace: Path)
     assert int(own.stdout) < 10  # only the sandbox's own processes are visible
 
 
-def test_mount_fails(backend: BwrapBackend, workspace: Path) -> None:
+@pytest.mark.escape("mount")
+def test_mount_fails(backend: SandboxBackend, workspace: Path) -> None:
     with start(backend, workspace) as sb:
         attempt = sh(sb, "mount -t tmpfs none /workspace")
         also = sh(sb, "unshare -rm mount -t tmpfs none /workspace")
@@ -368,10 +384,10 @@ def test_mount_fails(backend: BwrapBackend, workspace: Path) -> None:
 
 RAISE_LIMIT = """
 import resource
-soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-resource.setrlimit(resource.RLIMIT_NPROC, (soft // 2, hard))  # lowering is allowed
+soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+resource.setrlimit(resource.RLIMIT_CPU, (soft // 2, hard))  # lowering is allowed
 try:
-    resource.setrlimit(resource.RLIMIT_NPROC, (hard + 1, hard + 1))
+    resource.setrlimit(resource.RLIMIT_CPU, (hard + 1, hard + 1))
 except (ValueError, OSError) as e:
     print("blocked", hard)
 else:
@@ -379,15 +395,22 @@ else:
 """
 
 
-def test_raising_own_limits_fails(backend: BwrapBackend, workspace: Path) -> None:
-    limits = Limits(pids=40)
-    with start(backend, workspace, limits=replace(limits, wall_seconds=30)) as sb:
-        cli = sh(sb, "prlimit --pid $$ --nproc=unlimited")
-        cli_check = sh(
-            sb, "prlimit --pid $$ --nproc=unlimited; prlimit --nproc --noheadings -o HARD"
-        )
+@pytest.mark.escape("change its own limits")
+def test_raising_own_limits_fails(backend: SandboxBackend, workspace: Path) -> None:
+    limits = Limits(cpu_seconds=40, wall_seconds=30)
+    with start(backend, workspace, limits=limits) as sb:
+        cli = sh(sb, "prlimit --pid $$ --cpu=unlimited")
+        cli_check = sh(sb, "prlimit --pid $$ --cpu=unlimited; prlimit --cpu --noheadings -o HARD")
         python = py(sb, RAISE_LIMIT)
+        # The cgroup limits (Docker) are not reachable either: /sys is absent or read-only.
+        cgroup = sh(
+            sb,
+            "for f in /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes "
+            "/sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max; do "
+            "echo max > $f 2>/dev/null && echo raised $f; done; true",
+        )
     assert cli.exit_code != 0
-    assert cli_check.stdout.split()[-1] == str(limits.pids)
+    assert cli_check.stdout.split()[-1] == str(limits.cpu_seconds)
     assert_ok(python)
-    assert python.stdout.split() == ["blocked", str(limits.pids)]
+    assert python.stdout.split() == ["blocked", str(limits.cpu_seconds)]
+    assert "raised" not in cgroup.stdout, cgroup

@@ -1,0 +1,92 @@
+"""`agentplane doctor` and `agentplane sandbox run`: the sandbox, seen from a terminal."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from bot.errors import SandboxError
+from bot.sandbox.backends import BACKENDS, DEFAULT, make_backend
+from bot.sandbox.spec import Limits, SandboxSpec
+
+SANDBOX_ERROR_EXIT = 125
+"""As `docker run`: the sandbox itself failed, so no command status to pass on."""
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(doctor)
+    cli.add_command(sandbox)
+
+
+@click.command()
+def doctor() -> None:
+    """Which sandbox backends work on this host, and why not."""
+    usable = 0
+    for name in BACKENDS:
+        ok, why = make_backend(name).available()
+        usable += ok
+        click.echo(f"{name:<7} {'ok' if ok else 'unavailable: ' + why}")
+    if not usable:
+        sys.exit(1)
+
+
+@click.group()
+def sandbox() -> None:
+    """Run commands under the sandbox a job would get (for debugging policy)."""
+
+
+@sandbox.command("run", context_settings={"ignore_unknown_options": True})
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=DEFAULT, show_default=True)
+@click.option("--write", "writes", multiple=True, help="A write-scope glob (repeatable).")
+@click.option(
+    "--allow-domain", "domains", multiple=True, help="name, *.name, optionally :port (repeatable)."
+)
+@click.option(
+    "--workspace",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Copied to a throwaway /workspace, as a job's checkout is.",
+)
+@click.option("--timeout", type=float, default=Limits().wall_seconds, show_default=True)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def sandbox_run(
+    backend: str,
+    writes: tuple[str, ...],
+    domains: tuple[str, ...],
+    workspace: Path,
+    timeout: float,
+    command: tuple[str, ...],
+) -> None:
+    """Run COMMAND (after `--`) in a sandbox; exits with its status (124: timed out)."""
+    with tempfile.TemporaryDirectory(prefix="agentplane-ws-") as tmp:
+        ws = Path(tmp)  # mkdtemp's own dir: its parent /tmp is traversable by the sandbox
+        try:
+            shutil.copytree(workspace, ws, symlinks=True, dirs_exist_ok=True)
+            spec = SandboxSpec(
+                ws,
+                writes,
+                network="allowlist" if domains else "none",
+                limits=Limits(wall_seconds=timeout),
+                allow_domains=domains,
+            )
+            with make_backend(backend).start(spec) as box:
+                result = box.exec(list(command))
+            events = box.egress_log()
+        except (SandboxError, OSError) as exc:
+            click.echo(f"agentplane: sandbox: {exc}", err=True)
+            sys.exit(SANDBOX_ERROR_EXIT)
+    sys.stdout.write(result.stdout)
+    sys.stderr.write(result.stderr)
+    for e in events:
+        click.echo(
+            f"egress {e.decision} {e.host}:{e.port} {e.rule} up={e.bytes_up}B down={e.bytes_down}B",
+            err=True,
+        )
+    if result.timed_out:
+        click.echo(f"agentplane: timed out after {timeout:g}s", err=True)
+    sys.exit(result.exit_code)

@@ -1,0 +1,317 @@
+"""The Docker backend: one container per run, every tool call a `docker exec` in it.
+
+The container is what bwrap builds per command, kept for the run: read-only root
+from the local image (see image.py), the workspace bound read-only with the write
+scope bound read-write over it, no capabilities, no-new-privileges, Docker's
+default seccomp profile, pids / memory / CPU limits, network none (or only the
+egress proxy's unix socket). Each container is labelled with its controller's pid
+and start time, so containers a killed controller left behind are reaped when
+the next backend starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from docker.types import Mount, Ulimit
+
+from bot.errors import SandboxError
+from bot.sandbox.bwrap import (
+    MAX_OUTPUT_BYTES,
+    SANDBOX_PATH,
+    SANDBOX_UID,
+    TIMEOUT_EXIT_CODE,
+    _check_reachable,
+    _chown_tree,
+    _safe_dir,
+    writable_dirs,
+)
+from bot.sandbox.image import IMAGE
+from bot.sandbox.proxy import SANDBOX_DIR, EgressGate
+from bot.sandbox.spec import EgressEvent, ExecResult, Sandbox, SandboxBackend, SandboxSpec
+
+LABEL = "agentplane.sandbox"
+LABEL_PID = "agentplane.controller-pid"
+LABEL_START = "agentplane.controller-start"
+LABEL_HOST = "agentplane.controller-host"
+_BUILD_HINT = "build it with scripts/sandbox-image (offline, from this host's files)"
+
+# pid 1: reaps orphans (zombies would eat the pids limit) and survives `kill -9 -1`,
+# which is how a timed-out call's whole tree is killed. With arguments it keeps the
+# egress forwarder running, respawning it after such a kill.
+INIT = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+fwd = subprocess.Popen(sys.argv[1:]).pid if len(sys.argv) > 1 else None
+while True:
+    try:
+        pid, _ = os.wait()
+    except ChildProcessError:
+        time.sleep(0.5)
+        continue
+    if pid == fwd:
+        time.sleep(0.05)
+        fwd = subprocess.Popen(sys.argv[1:]).pid
+"""
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of pid (clock ticks since boot): tells pid reuse apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def reap(client: docker.DockerClient) -> list[str]:
+    """Remove sandboxes whose controller on this host is gone; returns their ids."""
+    reaped = []
+    for box in client.containers.list(all=True, filters={"label": LABEL}):
+        labels = box.labels
+        if labels.get(LABEL_HOST) != socket.gethostname():
+            continue  # another host's controller shares this engine: not ours to judge
+        pid = int(labels.get(LABEL_PID, "0"))
+        if pid and _start_time(pid) == labels.get(LABEL_START):
+            continue
+        with contextlib.suppress(docker.errors.NotFound):
+            box.remove(force=True)
+            reaped.append(str(box.id))
+    return reaped
+
+
+class DockerSandbox(Sandbox):
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        container: Container,
+        spec: SandboxSpec,
+        user: str,
+        gate: EgressGate | None,
+    ) -> None:
+        self.spec = spec
+        self.container = container
+        self._api = client.api
+        self._user = user
+        self._gate = gate
+        self._closed = False
+
+    def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:
+        if self._closed:
+            raise SandboxError("sandbox is closed")
+        if not argv:
+            raise SandboxError("empty command")
+        wall = self.spec.limits.wall_seconds
+        wall = min(wall, timeout) if timeout is not None else wall
+        deadline = time.monotonic() + wall
+        try:
+            exec_id = self._api.exec_create(
+                self.container.id, argv, user=self._user, workdir="/workspace"
+            )["Id"]
+            chunks = self._api.exec_start(exec_id, stream=True, demux=True)
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"docker exec failed: {exc.explanation or exc}") from exc
+        out = _Output()
+        reader = threading.Thread(target=out.drain, args=(chunks,), daemon=True)
+        reader.start()
+        timed_out = False
+        while reader.is_alive():
+            reader.join(0.05)
+            if time.monotonic() >= deadline:
+                timed_out = True
+                self._kill_all()
+            elif reader.is_alive() and not self._running(exec_id):
+                # Its own process is done; children still hold the pipes. bwrap's
+                # pid-1 semantics: nothing outlives the call that started it.
+                self._kill_all()
+            else:
+                continue
+            reader.join(5.0)
+            break
+        code = self._api.exec_inspect(exec_id).get("ExitCode")
+        if timed_out:
+            code = TIMEOUT_EXIT_CODE
+        return ExecResult(code if code is not None else -1, *out.texts(), timed_out=timed_out)
+
+    def _running(self, exec_id: str) -> bool:
+        return bool(self._api.exec_inspect(exec_id).get("Running"))
+
+    def _kill_all(self) -> None:
+        """SIGKILL every sandbox process but pid 1; restart the container if even that fails."""
+        try:
+            killer = self._api.exec_create(self.container.id, ["kill", "-9", "-1"], user=self._user)
+            self._api.exec_start(killer["Id"])
+        except docker.errors.APIError:
+            # E.g. the pids limit is full, so not even `kill` can start.
+            self.container.restart(timeout=0)
+
+    def egress_log(self) -> list[EgressEvent]:
+        return self._gate.proxy.log if self._gate is not None else []
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            with contextlib.suppress(docker.errors.NotFound):
+                self.container.remove(force=True)
+        finally:
+            if self._gate is not None:
+                self._gate.close()
+
+
+class _Output:
+    def __init__(self) -> None:
+        self.bufs = [bytearray(), bytearray()]
+        self.dropped = [0, 0]
+
+    def drain(self, chunks: Any) -> None:
+        with contextlib.suppress(Exception):  # the stream dies with a killed exec
+            for pair in chunks:
+                for i, chunk in enumerate(pair):
+                    if chunk:
+                        room = max(0, MAX_OUTPUT_BYTES - len(self.bufs[i]))
+                        self.bufs[i] += chunk[:room]
+                        self.dropped[i] += max(0, len(chunk) - room)
+
+    def texts(self) -> tuple[str, str]:
+        texts = []
+        for buf, dropped in zip(self.bufs, self.dropped, strict=True):
+            text = buf.decode("utf-8", errors="replace")
+            if dropped:
+                text += f"\n[... output truncated: {dropped} more bytes dropped ...]\n"
+            texts.append(text)
+        return texts[0], texts[1]
+
+
+class DockerBackend(SandboxBackend):
+    name = "docker"
+
+    def __init__(self, client: docker.DockerClient | None = None, image: str = IMAGE) -> None:
+        self._client = client
+        self.image = image
+        self.reaped: list[str] = []
+        self._started = False
+
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = docker.from_env(timeout=30)
+                self._client.ping()
+            except docker.errors.DockerException as exc:
+                self._client = None
+                raise SandboxError(
+                    f"cannot reach the Docker engine ({exc}): start dockerd, or set DOCKER_HOST"
+                ) from exc
+        if not self._started:
+            self._started = True
+            self.reaped = reap(self._client)
+        return self._client
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            client = self.client()
+            client.images.get(self.image)
+        except SandboxError as exc:
+            return False, str(exc)
+        except docker.errors.ImageNotFound:
+            return False, f"the sandbox image {self.image} is missing: {_BUILD_HINT}"
+        except docker.errors.APIError as exc:
+            return False, f"the Docker engine refused: {exc.explanation or exc}"
+        return True, ""
+
+    def start(self, spec: SandboxSpec) -> DockerSandbox:
+        client = self.client()
+        workspace = spec.workspace.resolve()
+        if not workspace.is_dir():
+            raise SandboxError(f"workspace {spec.workspace} is not a directory")
+        uid = SANDBOX_UID if os.geteuid() == 0 else os.getuid()
+        mounts = [Mount("/workspace", str(workspace), type="bind", read_only=True)]
+        writable = []
+        for rel in writable_dirs(spec.write_globs):
+            host = _safe_dir(workspace, rel)
+            writable.append(host)
+            mounts.append(Mount(f"/workspace/{rel}", str(host), type="bind", read_only=False))
+        if os.geteuid() == 0:
+            _check_reachable(workspace)
+            os.chown(workspace, SANDBOX_UID, SANDBOX_UID)
+            for path in writable:
+                _chown_tree(path)
+        gate = None
+        if spec.network == "allowlist":
+            gate = EgressGate(spec.allow_domains, spec.egress_private_ok)
+            mounts.append(Mount(SANDBOX_DIR, gate.dir, type="bind", read_only=True))
+        try:
+            container = self._run(client, spec, mounts, uid, gate)
+        except BaseException:
+            if gate is not None:
+                gate.close()
+            raise
+        return DockerSandbox(client, container, spec, f"{uid}:{uid}", gate)
+
+    def _run(
+        self,
+        client: docker.DockerClient,
+        spec: SandboxSpec,
+        mounts: list[Mount],
+        uid: int,
+        gate: EgressGate | None,
+    ) -> Container:
+        limits = spec.limits
+        env = {"PATH": SANDBOX_PATH, "HOME": "/tmp", "LANG": "C.UTF-8", **dict(spec.env)}
+        if gate is not None:
+            env.update(gate.env)
+        labels = {
+            LABEL: "1",
+            LABEL_PID: str(os.getpid()),
+            LABEL_START: _start_time(os.getpid()) or "",
+            LABEL_HOST: socket.gethostname(),
+        }
+        command = ["python3", "-c", INIT, *(gate.forwarder() if gate else [])]
+        try:
+            container: Container = client.containers.create(
+                self.image,
+                command,
+                user=f"{uid}:{uid}",
+                environment=env,
+                labels=labels,
+                mounts=mounts,
+                working_dir="/workspace",
+                hostname="sandbox",
+                read_only=True,
+                tmpfs={"/tmp": f"size={limits.memory_bytes},mode=1777,nosuid,nodev"},
+                network_mode="none",
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=limits.pids,
+                mem_limit=limits.memory_bytes,
+                memswap_limit=limits.memory_bytes,
+                nano_cpus=1_000_000_000,
+                ulimits=[
+                    Ulimit(name="cpu", soft=limits.cpu_seconds, hard=limits.cpu_seconds),
+                    Ulimit(name="fsize", soft=limits.file_size_bytes, hard=limits.file_size_bytes),
+                    Ulimit(name="core", soft=0, hard=0),
+                ],
+            )
+        except docker.errors.ImageNotFound as exc:
+            raise SandboxError(f"the sandbox image {self.image} is missing: {_BUILD_HINT}") from exc
+        except docker.errors.APIError as exc:
+            raise SandboxError(f"docker could not create the sandbox: {exc}") from exc
+        try:
+            container.start()
+        except BaseException as exc:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+            if isinstance(exc, docker.errors.APIError):
+                raise SandboxError(f"docker could not start the sandbox: {exc}") from exc
+            raise
+        return container
