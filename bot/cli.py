@@ -167,6 +167,33 @@ def deny(run_id: str, repo: str) -> None:
     _decide(_engine(repo), run_id, "deny")
 
 
+@cli.command()
+@click.argument("run_id")
+@click.option(
+    "--script-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default="build/replays",
+    show_default=True,
+    help="Where the recorded turns are written as a model script.",
+)
+@repo_option
+def replay(run_id: str, script_dir: Path, repo: str) -> None:
+    """Re-run RUN against its recorded model turns; prints both proposal digests."""
+    engine = _engine(repo)
+    script_dir.mkdir(parents=True, exist_ok=True)
+    old = engine.load(run_id)
+    new = engine.replay(run_id, script_dir)
+    before = old.proposal.digest if old.proposal else "(no proposal)"
+    after = new.proposal.digest if new.proposal else "(no proposal)"
+    same = "same" if before == after else "DIFFERENT"
+    click.echo(
+        f"replayed {run_id} as {new.run_id}: {new.state}\n  proposal {before}\n"
+        f"  replay   {after}\n  {same}"
+    )
+    if before != after:
+        raise SystemExit(1)
+
+
 @cli.group()
 def audit() -> None:
     """The audit branch: log, show, verify."""

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from bot.agent import Model, Spent, opening, run_agent
 from bot.audit.log import AuditLog
 from bot.broker import Broker
@@ -26,6 +28,7 @@ from bot.gitrepo import GitRepo, WorkspaceDiff
 from bot.globs import match_any
 from bot.job import Job, parse_job
 from bot.model.client import LiteLLMClient, ModelTurn
+from bot.model.scripted import script_from_transcript
 from bot.plan import GatePlan, Plan, plan
 from bot.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.record import (
@@ -124,7 +127,13 @@ class Engine:
 
     # -- the path -------------------------------------------------------------------------
 
-    def start(self, req: RunRequest, door_ref: DoorRef | None = None) -> RunRecord:
+    def start(
+        self,
+        req: RunRequest,
+        door_ref: DoorRef | None = None,
+        model_override: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Plan and propose. model_override replaces the routed model (replays only)."""
         p = self.plan(req)
         rec = RunRecord(
             door_ref=door_ref,
@@ -146,7 +155,23 @@ class Engine:
             return self._advance(rec, "denied", f"{p.allowed.rule}: {p.allowed.reason}")
         if p.clarification is not None:
             return self._advance(rec, "needs_clarification", p.clarification)
+        if model_override is not None:
+            rec.model = {**(rec.model or {}), "override": model_override}
         return self._propose(rec, p)
+
+    def replay(self, run_id: str, script_dir: Path) -> RunRecord:
+        """Re-run a recorded run against its recorded model turns (never a live model)."""
+        old = self.load(run_id)
+        ref = old.artifact("transcript.json")
+        if ref is None:
+            raise RunError(f"run {run_id} has no transcript to replay")
+        script = script_from_transcript(json.loads(self.audit.artifact(ref.sha256)))
+        name = f"replay-{run_id}"
+        (script_dir / f"{name}.yaml").write_text(yaml.safe_dump(script, sort_keys=False))
+        req = self.request(old.job_path, prompt=old.prompt, commit=old.commit)
+        override = {"model": f"scripted/{name}", "api_base": str(script_dir.resolve())}
+        rec = self.start(req, model_override=override)
+        return rec
 
     def _propose(self, rec: RunRecord, p: Plan, resume: Resume | None = None) -> RunRecord:
         """Run the agent in the sandbox and stage what it changed; resumable after a question."""
@@ -177,7 +202,7 @@ class Engine:
                 )
                 backend = get_backend(p.backend) if p.backend else self.backend
                 config = {
-                    **self.model_config(policy, p),
+                    **self.model_config(policy, p, rec),
                     "metadata": {"agentplane_run": rec.run_id, "agentplane_root": str(ws)},
                 }
                 with backend.start(spec) as box, toolbox(p, policy, ws, box) as kit:
@@ -216,7 +241,10 @@ class Engine:
         )
         return self._advance(rec, "awaiting_approval", gates, artifacts)
 
-    def model_config(self, policy: Policy, p: Plan) -> dict[str, Any]:
+    def model_config(self, policy: Policy, p: Plan, rec: RunRecord) -> dict[str, Any]:
+        override = (rec.model or {}).get("override")
+        if isinstance(override, dict):
+            return dict(override)
         assert p.model is not None
         return policy.models.router_config(p.model.model_class)
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bot.demo import MAINTAINER
-from tests.conftest import git
+from tests.conftest import Scripted, git
 
 
 def agentplane(
@@ -139,3 +139,16 @@ def test_killed_while_awaiting_approval_resumes_with_nothing_lost(demo_repo: Pat
     assert done.returncode == 0, done.stderr
     assert "return a + b" in git(demo_repo, "show", f"agentplane/run/{run_id}:src/calc.py")
     assert agentplane(demo_repo, "audit", "verify").returncode == 0
+
+
+def test_clarification_on_the_terminal(demo_repo: Path, scripted_job: Scripted) -> None:
+    from tests.test_runner import ASKS
+
+    job = scripted_job("asker", ASKS)
+    out = agentplane(demo_repo, "run", job)
+    assert out.returncode == 0, out.stderr
+    assert "The agent asks: Should b.py use tabs or spaces?" in out.stdout
+    run_id = re.search(r"agentplane answer (\S+)", out.stdout).group(1)  # type: ignore[union-attr]
+    answered = agentplane(demo_repo, "answer", run_id, "spaces")
+    assert answered.returncode == 0, answered.stderr
+    assert "Waiting for approval" in answered.stdout and "src/b.py" in answered.stdout

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from bot.audit.log import AuditLog
@@ -31,6 +32,11 @@ def repo_files() -> dict[str, str]:
     # On GitHub, people are logins.
     files["policies/default.yaml"] = files["policies/default.yaml"].replace(
         "platform: [maya@example.com]", "platform: [maya]"
+    )
+    files["policies/routing.yaml"] = files["policies/routing.yaml"].replace(
+        "  model_list:\n",
+        "  classes: {asker: {model: scripted/asker, api_base: .agentplane/scripts}}\n"
+        "  model_list:\n",
     )
     files.update({"src/calc.py": CALC, "tests/test_calc.py": TESTS, ".gitignore": "__pycache__/\n"})
     return files
@@ -175,7 +181,10 @@ def test_invalid_job_gets_annotations(github: GitHubDouble, door: PullRequestDoo
     assert run["conclusion"] == "failure"
     (note,) = run["output"]["annotations"]
     assert (note["path"], note["start_line"], note["title"]) == (
-        ".agentplane/jobs/bad.yaml", 2, "tools[0]")
+        ".agentplane/jobs/bad.yaml",
+        2,
+        "tools[0]",
+    )
     assert ".agentplane/jobs/bad.yaml:2:9: tools[0]" in run["output"]["summary"]
 
 
@@ -202,3 +211,45 @@ def test_comment_commands(github: GitHubDouble, door: PullRequestDoor) -> None:
     assert github.reactions(REPO, cid) == ["+1"]
     assert "is cancelled" in evidence(github, number)
     assert "cancelled by @dana" in evidence(github, number)
+
+
+def test_clarification_round_trip_on_a_pull_request(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    job = (
+        "job_type: code\nmodel: asker\ntools: [filesystem]\n"
+        "prompt: add a greeting module; done when src/hello.py exists\n"
+        "scope: {filesystem: {write: ['src/**']}}\n"
+    )
+    script = yaml.safe_dump(
+        {
+            "turns": [
+                {"tool_calls": [{"name": "ask", "arguments": {"question": "English or French?"}}]},
+                {
+                    "tool_calls": [
+                        {
+                            "name": "fs_write",
+                            "arguments": {"path": "src/hello.py", "content": "print('bonjour')\n"},
+                        }
+                    ]
+                },
+                {"content": "Added a French greeting."},
+            ]
+        }
+    )
+    github.commit(
+        REPO,
+        "ask",
+        {".agentplane/jobs/asker.yaml": job, ".agentplane/scripts/asker.yaml": script},
+        start="main",
+    )
+    number, payload = github.open_pull(REPO, "ask", author="dana")
+    deliver(door, "pull_request", payload)
+    body = next(c.body for c in github.comments(REPO, number) if "run:" in c.body)
+    assert "**The agent asks:** English or French?" in body
+    assert "/agentplane answer" in body
+    _, answer = github.add_comment(REPO, number, "dana", "/agentplane answer French please")
+    assert deliver(door, "issue_comment", answer) == "answered 1 run(s)"
+    body = next(c.body for c in github.comments(REPO, number) if "run:" in c.body)
+    assert "waiting for an approving review" in body and "bonjour" in body
+    assert "Answered by @dana: French please" in body
