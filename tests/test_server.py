@@ -12,8 +12,9 @@ from bot.config import Settings
 from bot.github.sansio import Delivery, signature
 from bot.queue import SqliteQueue
 from bot.server import Metrics, Worker, create_app
+from tests.shared import GITHUB
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "github"
+SHARED = GITHUB
 
 
 def post(client: TestClient, body: bytes, secret: str | None = "s", guid: str = "g1",

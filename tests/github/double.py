@@ -36,6 +36,8 @@ import pygit2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.shared import GITHUB
+
 from . import openapi
 
 PREFIX = "/api/v3"  # GitHub Enterprise layout, so a bot that drops its base path is caught
@@ -1582,8 +1584,8 @@ def _rate_limit(ctx: Context) -> Result:
 
 # -- webhook payloads, derived from GitHub's real examples --------------------------
 
-WEBHOOK_EXAMPLES = Path("/work/shared/github/webhook-examples.json")
-WEBHOOK_SCHEMA = Path("/work/shared/github/webhook-schema.json")
+WEBHOOK_EXAMPLES = GITHUB / "webhook-examples.json"
+WEBHOOK_SCHEMA = GITHUB / "webhook-schema.json"
 # Examples that fail their own schema (upstream drift), so builders never start from them.
 SKIPPED_WEBHOOK_EXAMPLES: dict[str, str] = {}
 

@@ -27,8 +27,10 @@ import jsonschema
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
+from tests.shared import GITHUB
+
 SPEC = Path(
-    os.environ.get("AGENTPLANE_GITHUB_OPENAPI", "/work/shared/github/openapi-api.github.com.json")
+    os.environ.get("AGENTPLANE_GITHUB_OPENAPI", str(GITHUB / "openapi-api.github.com.json"))
 )
 ROOT = "urn:github:openapi"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
