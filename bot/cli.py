@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from bot.cli_browser import register as register_browser
 from bot.cli_sandbox import register as register_sandbox
 from bot.errors import AgentplaneError, ValidationFailed
 from bot.job import job_schema
@@ -274,6 +275,7 @@ def demo(dest: Path) -> None:
 
 
 register_sandbox(cli)
+register_browser(cli)
 
 
 def main() -> None:

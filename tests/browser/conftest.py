@@ -1,0 +1,108 @@
+"""Browser test fixtures: the local admin console, a browser plan, a broker over BrowserTools."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bot.broker import Broker
+from bot.browser.driver import DEBIAN_CHROMIUM, ENV_CHROMIUM, BrowserCredential
+from bot.job import GatedElement, parse_job
+from bot.plan import Plan, plan
+from bot.policy import merge_policy
+from bot.record import ToolCall
+from bot.request import RunRequest
+from bot.tools.browser import BrowserTools
+from tests.browser.site import PASSWORD, USERNAME, AdminSite
+
+POLICY = """
+groups: {platform: [maya@example.com]}
+roles: {maintainer: [group:platform], developer: ["*"]}
+job_types:
+  browser:
+    run_by: [role:developer]
+    tools: [browser]
+    scope:
+      browser: {domains: ["127.0.0.1", "admin.internal.example.com"]}
+    credentials: [admin-console]
+gates:
+  - {id: browser-submit, actions: [submit], approvers: {any_of: [role:maintainer]}}
+  - {id: irreversible, actions: [delete, purchase], approvers: {count: 2, of: [role:maintainer]}}
+models:
+  classes: {recorded: {model: scripted/admin-edit, api_base: .agentplane/scripts}}
+  default: recorded
+"""
+JOB = """
+job_type: browser
+prompt: Change bob's email to bob@new.example.com in the admin console.
+tools: [browser]
+scope:
+  browser:
+    domains: ["127.0.0.1"]
+    gated:
+      - {role: button, name: Delete, action: delete}
+credentials: [admin-console]
+approval_required_for: [submit, delete]
+"""
+
+
+def have_chromium() -> bool:
+    path = os.environ.get(ENV_CHROMIUM) or DEBIAN_CHROMIUM
+    return os.access(path, os.X_OK) or shutil.which("chromium") is not None
+
+
+needs_chromium = pytest.mark.skipif(
+    not have_chromium(), reason="no Chromium: apt-get install chromium (scripts/host-deps)"
+)
+
+
+def browser_plan(job_text: str = JOB) -> Plan:
+    job = parse_job(".agentplane/jobs/admin-edit.yaml", job_text)
+    req = RunRequest(
+        job=job,
+        job_path=".agentplane/jobs/admin-edit.yaml",
+        requester="dana@example.com",
+        repo="demo",
+        commit="0" * 40,
+    )
+    return plan(req, merge_policy([("policies/default.yaml", POLICY)]))
+
+
+@dataclass
+class Driven:
+    """BrowserTools behind the real broker, as a run would use them."""
+
+    tools: BrowserTools
+    broker: Broker
+    calls: list[ToolCall] = field(default_factory=list)
+
+    def call(self, tool: str, /, **args: Any) -> str:
+        return self.broker.call(tool, json.dumps(args))
+
+
+@pytest.fixture
+def site() -> Iterator[AdminSite]:
+    with AdminSite() as s:
+        yield s
+
+
+@pytest.fixture
+def credential(site: AdminSite) -> BrowserCredential:
+    return BrowserCredential("admin-console", USERNAME, PASSWORD, site.url)
+
+
+@pytest.fixture
+def driven(credential: BrowserCredential) -> Iterator[Driven]:
+    p = browser_plan()
+    gated = [GatedElement(action="delete", role="button", name="Delete")]
+    tools = BrowserTools.from_plan(p, gated, ".agentplane/jobs/admin-edit.yaml", credential)
+    calls: list[ToolCall] = []
+    broker = Broker(p, tools.specs(), calls.append, tools.redact)
+    yield Driven(tools, broker, calls)
+    tools.close()
