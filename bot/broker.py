@@ -127,8 +127,15 @@ class Broker:
             output = f"DENIED by {verdict.rule}: {verdict.reason}"
         else:
             try:
-                output = self.tools[name].handler(args).output
-                ok = True
+                outcome = self.tools[name].handler(args)
+                output, ok = outcome.output, True
+                if outcome.held is not None:
+                    gate = next((g for g in self.plan.gates if g.action == outcome.held), None)
+                    verdict = Verdict(
+                        "needs_approval",
+                        gate.rule if gate else "policy#gates",
+                        f"{outcome.held} held for approval",
+                    )
             except NeedsAnswer as question:
                 self._record(
                     name, args, verdict, True, f"waiting for an answer: {question}", started

@@ -109,7 +109,7 @@ def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
         )
         return
     if rec.tool_calls or rec.model_calls:
-        click.echo(render_evidence(rec, engine.patch(rec), engine.sql_evidence(rec)))
+        click.echo(render_evidence(rec, engine.patch(rec), engine.evidence_sections(rec)))
         click.echo("")
     if rec.state != "awaiting_approval":
         click.echo(render_summary(rec))

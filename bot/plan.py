@@ -18,7 +18,11 @@ from bot.routing import route
 
 CONFIG_RULE = ".agentplane/config.yaml"
 # Actions a capability can perform even if the job does not list them: policy gates them anyway.
-IMPLIED_ACTIONS = {"filesystem": "write", "shell": "write"}
+IMPLIED_ACTIONS: dict[str, tuple[str, ...]] = {
+    "filesystem": ("write",),
+    "shell": ("write",),
+    "browser": ("submit", "delete", "purchase"),
+}
 
 
 class Frozen(BaseModel):
@@ -190,7 +194,7 @@ def _gates(
 ) -> list[GatePlan]:
     actions: list[str] = list(req.job.approval_required_for)
     actions += config.approval_required_for if config else []
-    actions += [IMPLIED_ACTIONS[t] for t in tools if t in IMPLIED_ACTIONS]
+    actions += [a for t in tools for a in IMPLIED_ACTIONS.get(t, ())]
     gates: list[GatePlan] = []
     for action in dict.fromkeys(actions):
         gate = next(

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from bot.canonical import digest_of
 from bot.errors import RunError
 
 State = Literal[
@@ -90,13 +91,34 @@ class Approval(BaseModel):
     reason: str
 
 
+class BrowserPending(BaseModel):
+    """The browser request held at the gate: exactly what an approval releases."""
+
+    action: str
+    method: str
+    url: str
+    body_sha256: str | None
+    step: int
+    pending_digest: str
+
+
 class Proposal(BaseModel):
     digest: str
-    """sha256 of the patch bytes (the `proposal.diff` artifact)."""
-    changed: list[str]
-    additions: int
-    deletions: int
+    """What an approval binds to: the patch's sha256 and the held browser request."""
+    patch_sha256: str | None = None
+    changed: list[str] = Field(default_factory=list)
+    additions: int = 0
+    deletions: int = 0
     out_of_scope: list[str] = Field(default_factory=list)
+    browser: BrowserPending | None = None
+
+    def expected_digest(self) -> str:
+        return digest_of(
+            {
+                "patch": self.patch_sha256,
+                "browser": self.browser.pending_digest if self.browser else None,
+            }
+        )
 
 
 class Question(BaseModel):

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from bot.plan import Plan
 from bot.record import RunRecord
-from bot.sql.evidence import SqlEvidence, render_sql_evidence
 
 
 def _mark(granted: bool) -> str:
@@ -54,10 +53,11 @@ def render_tool_calls(rec: RunRecord) -> str:
     return "\n".join(lines)
 
 
-def render_evidence(rec: RunRecord, patch: str, sql: Sequence[SqlEvidence] = ()) -> str:
+def render_evidence(rec: RunRecord, patch: str, sections: Sequence[str] = ()) -> str:
+    """sections: tool-specific evidence already rendered (SQL results, browser steps)."""
     lines = [render_tool_calls(rec), ""]
-    if sql:
-        lines += [render_sql_evidence(list(sql)), ""]
+    for section in sections:
+        lines += [section, ""]
     models = {m.model for m in rec.model_calls}
     lines.append(
         f"Model: {', '.join(sorted(models)) or '(none)'}; {len(rec.model_calls)} calls; "
@@ -105,7 +105,7 @@ def render_pr_comment(
     plan_text: str,
     patch: str,
     audit_head: str | None,
-    sql: Sequence[SqlEvidence] = (),
+    sections: Sequence[str] = (),
 ) -> str:
     """The evidence comment on a pull request: one per job, edited as the run moves."""
     last = rec.transitions[-1].reason if rec.transitions else ""
@@ -124,12 +124,12 @@ def render_pr_comment(
         render_tool_calls(rec),
         "```",
     ]
-    if sql:
+    for section in sections:
         lines += [
-            "<details open><summary>SQL evidence</summary>",
+            "<details open><summary>Evidence</summary>",
             "",
             "```text",
-            render_sql_evidence(list(sql)),
+            section,
             "```",
             "</details>",
             "",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import secrets
 import tempfile
 import time
@@ -22,7 +23,12 @@ import yaml
 from bot.agent import Model, Spent, opening, run_agent
 from bot.audit.log import AuditLog
 from bot.broker import Broker
+from bot.browser.errors import ReplayDiffers
+from bot.browser.evidence import render_browser_evidence
+from bot.browser.model import BrowserRun
+from bot.browser.replay import release
 from bot.canonical import canonical_json, sha256_hex
+from bot.credentials import browser_credential
 from bot.errors import AgentplaneError, RunError, ValidationFailed
 from bot.gitrepo import GitRepo, WorkspaceDiff
 from bot.globs import match_any
@@ -34,6 +40,7 @@ from bot.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.record import (
     Approval,
     ArtifactRef,
+    BrowserPending,
     Clarification,
     DoorRef,
     ModelCall,
@@ -45,8 +52,10 @@ from bot.record import (
 from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.backends import get_backend
-from bot.sql.evidence import SqlEvidence
-from bot.tools.toolbox import toolbox
+from bot.sql.evidence import SqlEvidence, render_sql_evidence
+from bot.tools.browser import RUN_ARTIFACT
+from bot.tools.browser import media_type as browser_media_type
+from bot.tools.toolbox import Toolbox, toolbox
 
 JOBS_DIR = ".agentplane/jobs"
 CONFIG_PATH = ".agentplane/config.yaml"
@@ -205,7 +214,11 @@ class Engine:
                     **self.model_config(policy, p, rec),
                     "metadata": {"agentplane_run": rec.run_id, "agentplane_root": str(ws)},
                 }
-                with backend.start(spec) as box, toolbox(p, policy, ws, box) as kit:
+                job = self.load_job(rec.job_path, rec.commit)[1]
+                with (
+                    backend.start(spec) as box,
+                    toolbox(p, policy, ws, box, job.scope.browser.gated, rec.job_path) as kit,
+                ):
                     broker = Broker(
                         p, kit.tools, rec.tool_calls.append, kit.redact, already=len(rec.tool_calls)
                     )
@@ -223,7 +236,7 @@ class Engine:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
                 return self._advance(rec, "failed", str(exc))
         rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
-        artifacts = self._stage(rec, p, diff, kit.sql_evidence, outcome.messages)
+        artifacts = self._stage(rec, p, diff, kit, outcome.messages)
         if outcome.status == "needs_clarification":
             rec.question = Question(
                 text=outcome.message, call_id=outcome.question_call or "", asked_at=self.now()
@@ -253,10 +266,10 @@ class Engine:
         rec: RunRecord,
         p: Plan,
         diff: WorkspaceDiff,
-        sql: list[SqlEvidence],
+        kit: Toolbox,
         messages: list[dict[str, Any]],
     ) -> dict[str, bytes]:
-        """Artifacts of this step: the proposal diff, SQL evidence, and the transcript."""
+        """Artifacts of this step and the proposal: diff, held browser request, evidence."""
         artifacts: dict[str, bytes] = {}
 
         def put(name: str, data: bytes, media_type: str) -> None:
@@ -285,23 +298,44 @@ class Engine:
                     duration_ms=0.0,
                 )
             )
-        for ev in sql:
+        for ev in kit.sql_evidence:
             put(
                 f"sql-{ev.seq}.json", canonical_json(ev.model_dump(mode="json")), "application/json"
             )
+        for a in kit.browser_artifacts:
+            put(a.name, a.data, a.media_type)
         put("transcript.json", canonical_json(messages), "application/json")
         rec.proposal = None
+        held = kit.browser.pending if kit.browser else None
+        if not diff.patch and held is None:
+            return artifacts
+        proposal = Proposal(digest="", out_of_scope=list(diff.out_of_scope))
         if diff.patch:
             patch = diff.patch.encode("utf-8")
             put("proposal.diff", patch, "text/x-diff")
             adds, dels = _diffstat(diff.patch)
-            rec.proposal = Proposal(
-                digest="sha256:" + sha256_hex(patch),
-                changed=list(diff.changed),
-                additions=adds,
-                deletions=dels,
-                out_of_scope=list(diff.out_of_scope),
+            proposal = proposal.model_copy(
+                update={
+                    "patch_sha256": sha256_hex(patch),
+                    "changed": list(diff.changed),
+                    "additions": adds,
+                    "deletions": dels,
+                }
             )
+        if held is not None:
+            proposal = proposal.model_copy(
+                update={
+                    "browser": BrowserPending(
+                        action=held.action,
+                        method=held.method,
+                        url=held.url,
+                        body_sha256=held.body_sha256,
+                        step=held.step,
+                        pending_digest=held.digest(),
+                    )
+                }
+            )
+        rec.proposal = proposal.model_copy(update={"digest": proposal.expected_digest()})
         return artifacts
 
     def answer(self, run_id: str, who: str, text: str) -> RunRecord:
@@ -392,23 +426,67 @@ class Engine:
         return self._apply(rec, patch)
 
     def _apply(self, rec: RunRecord, patch: bytes) -> RunRecord:
-        """Deterministic: commits exactly the approved patch; the model is never asked again."""
-        branch = f"agentplane/run/{rec.run_id}"
-        approval = rec.approvals[-1]
-        message = (
-            f"agentplane: {rec.job_name} ({rec.run_id})\n\n{rec.final_message or ''}\n\n"
-            f"Agentplane-Run: {rec.run_id}\n"
-            f"Agentplane-Proposal: {rec.proposal.digest if rec.proposal else ''}\n"
-            f"Approved-by: {', '.join(a.approver for a in rec.approvals if a.counted)}\n"
-        )
+        """Deterministic: applies exactly what was approved; the model is never asked again."""
+        artifacts: dict[str, bytes] = {}
+        done: list[str] = []
+        if rec.proposal is not None and rec.proposal.browser is not None:
+            problem = self._release(rec, artifacts)
+            if problem is not None:
+                return self._advance(rec, "failed", problem, artifacts)
+            done.append(f"released {rec.applied and rec.applied['request']}")
+        if patch:
+            branch = f"agentplane/run/{rec.run_id}"
+            approvers = ", ".join(a.approver for a in rec.approvals if a.counted)
+            message = (
+                f"agentplane: {rec.job_name} ({rec.run_id})\n\n{rec.final_message or ''}\n\n"
+                f"Agentplane-Run: {rec.run_id}\n"
+                f"Agentplane-Proposal: {rec.proposal.digest if rec.proposal else ''}\n"
+                f"Approved-by: {approvers}\n"
+            )
+            try:
+                commit = self.repo.commit_patch(
+                    rec.commit,
+                    patch.decode("utf-8"),
+                    branch,
+                    message,
+                    BOT_IDENTITY,
+                    rec.approvals[-1].at,
+                )
+            except AgentplaneError as exc:
+                return self._advance(rec, "failed", f"apply failed: {exc}", artifacts)
+            rec.applied = {**(rec.applied or {}), "branch": branch, "commit": commit}
+            done.append(f"committed {commit[:12]} on {branch}")
+        return self._advance(rec, "applied", "; ".join(done), artifacts)
+
+    def _release(self, rec: RunRecord, artifacts: dict[str, bytes]) -> str | None:
+        """Replay the browser steps and send the one approved request; why not, if not."""
+        assert rec.proposal is not None and rec.proposal.browser is not None
+        held = rec.proposal.browser
+        run = self.browser_run(rec)
+        names = Plan.model_validate(rec.plan).granted("credential")
         try:
-            commit = self.repo.commit_patch(
-                rec.commit, patch.decode("utf-8"), branch, message, BOT_IDENTITY, approval.at
+            if run is None:
+                raise RunError("the run's browser-run.json artifact is missing")
+            credential = browser_credential(names[0], os.environ) if names else None
+            released = release(
+                run, held.pending_digest, credential=credential, job_rule=rec.job_path
+            )
+        except ReplayDiffers as exc:
+            self._artifacts(rec, exc.artifacts, artifacts)
+            return "the page differs from what was approved; nothing was sent: " + "; ".join(
+                exc.differences
             )
         except AgentplaneError as exc:
-            return self._advance(rec, "failed", f"apply failed: {exc}")
-        rec.applied = {"branch": branch, "commit": commit}
-        return self._advance(rec, "applied", f"committed {commit[:12]} on {branch}")
+            return f"apply failed: {exc}"
+        self._artifacts(rec, released.artifacts, artifacts)
+        rec.applied = {"request": f"{held.method} {released.url}", "status": str(released.status)}
+        return None
+
+    def _artifacts(
+        self, rec: RunRecord, files: Mapping[str, bytes], into: dict[str, bytes]
+    ) -> None:
+        for name, data in files.items():
+            into[self._artifact(rec, name, data, browser_media_type(name))] = data
 
     def withdraw(self, run_id: str, approver: str, reason: str) -> RunRecord:
         """A dismissed review: that person's approvals stop counting."""
@@ -438,6 +516,15 @@ class Engine:
         ref = rec.artifact("proposal.diff")
         return self.audit.artifact(ref.sha256).decode() if ref else ""
 
+    def evidence_sections(self, rec: RunRecord) -> list[str]:
+        """Tool-specific evidence, rendered: SQL results and plans, browser steps and gate."""
+        sections = []
+        if sql := self.sql_evidence(rec):
+            sections.append(render_sql_evidence(sql))
+        if (run := self.browser_run(rec)) is not None:
+            sections.append(render_browser_evidence(run, rec.run_id))
+        return sections
+
     def sql_evidence(self, rec: RunRecord) -> list[SqlEvidence]:
         return [
             SqlEvidence.model_validate_json(self.audit.artifact(a.sha256))
@@ -445,23 +532,31 @@ class Engine:
             if a.name.startswith("sql-") and a.name.endswith(".json")
         ]
 
+    def browser_run(self, rec: RunRecord) -> BrowserRun | None:
+        ref = rec.artifact(RUN_ARTIFACT)
+        return BrowserRun.model_validate_json(self.audit.artifact(ref.sha256)) if ref else None
+
     def _proposal_bytes(self, rec: RunRecord) -> bytes:
         ref = rec.artifact("proposal.diff")
         assert rec.proposal is not None
         data = self.audit.artifact(ref.sha256) if ref else b""
         # The approval binds to this digest: whatever is applied must be what was reviewed.
-        if "sha256:" + sha256_hex(data) != rec.proposal.digest:
+        patch_ok = (sha256_hex(data) if data else None) == rec.proposal.patch_sha256
+        if not patch_ok or rec.proposal.expected_digest() != rec.proposal.digest:
             raise RunError(f"run {rec.run_id}: the stored proposal does not match its digest")
         return data
 
     def _apply_gates(self, rec: RunRecord) -> list[GatePlan]:
         p = Plan.model_validate(rec.plan)
-        changed = rec.proposal.changed if rec.proposal else []
+        proposal = rec.proposal
+        changed = proposal.changed if proposal else []
+        actions = set(APPLY_ACTIONS if proposal and proposal.patch_sha256 else ())
+        if proposal and proposal.browser:
+            actions.add(proposal.browser.action)
         return [
             g
             for g in p.gates
-            if g.action in APPLY_ACTIONS
-            and (not g.paths or any(match_any(c, g.paths) for c in changed))
+            if g.action in actions and (not g.paths or any(match_any(c, g.paths) for c in changed))
         ]
 
     def _artifact(self, rec: RunRecord, name: str, data: bytes, media_type: str) -> str:

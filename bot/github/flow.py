@@ -393,7 +393,7 @@ class PullRequestDoor:
         digest = head.digest if head else None
         plan = Plan.model_validate(rec.plan)
         body = render_pr_comment(
-            rec, render_plan(plan), ctx.engine.patch(rec), digest, ctx.engine.sql_evidence(rec)
+            rec, render_plan(plan), ctx.engine.patch(rec), digest, ctx.engine.evidence_sections(rec)
         )
         if rec.door_ref and rec.door_ref.number:
             self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)

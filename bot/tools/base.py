@@ -24,6 +24,8 @@ class ToolRefused(ToolFailure):
 class ToolOutcome:
     output: str
     mutates: bool = False
+    held: str | None = None
+    """The action (submit, delete...) of a request the tool holds for approval."""
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,11 @@ class BrowserTools:
 
     def _call(self, fn: Any, *args: Any) -> ToolOutcome:
         try:
-            return ToolOutcome(self.redact(fn(*args)), mutates=self.pending is not None)
+            output = self.redact(fn(*args))
+            held = self.pending
+            return ToolOutcome(
+                output, mutates=held is not None, held=held.action if held is not None else None
+            )
         except StepRefused as exc:
             raise ToolRefused(exc.rule, exc.reason) from None
         except BrowserError as exc:

@@ -7,13 +7,16 @@ Families that hold connections (SQL) open only what the plan grants.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.credentials import browser_credential
 from bot.globs import match_any
+from bot.job import GatedElement
 from bot.plan import Plan
 from bot.policy import Policy
 from bot.sandbox import Sandbox
@@ -21,6 +24,7 @@ from bot.sql.connections import resolve_all
 from bot.sql.evidence import SqlEvidence
 from bot.tools.ask import ask_tool
 from bot.tools.base import ToolSpec
+from bot.tools.browser import Artifact, BrowserTools
 from bot.tools.filesystem import filesystem_tools
 from bot.tools.shell import shell_tool
 from bot.tools.sql import SqlTools
@@ -31,6 +35,8 @@ class Toolbox:
     tools: list[ToolSpec]
     redact: Callable[[str], str]
     sql_evidence: list[SqlEvidence] = field(default_factory=list)
+    browser: BrowserTools | None = None
+    browser_artifacts: list[Artifact] = field(default_factory=list)
 
 
 @contextmanager
@@ -39,6 +45,8 @@ def toolbox(
     policy: Policy,
     workspace: Path,
     sandbox: Sandbox,
+    gated: Sequence[GatedElement] = (),
+    job_path: str = "job",
     environ: Mapping[str, str] = os.environ,
 ) -> Iterator[Toolbox]:
     tools = filesystem_tools(workspace, lambda rel: match_any(rel, plan.granted("read")))
@@ -52,8 +60,17 @@ def toolbox(
         sql = SqlTools(connections, box.sql_evidence.append)
         box.tools += sql.specs()
         box.redact = sql.redact
+    if "browser" in plan.granted("tool"):
+        names = plan.granted("credential")
+        credential = browser_credential(names[0], environ) if names else None
+        box.browser = BrowserTools.from_plan(plan, gated, job_path, credential)
+        box.tools += box.browser.specs()
+        redactors = [box.redact, box.browser.redact]
+        box.redact = lambda s: functools.reduce(lambda acc, r: r(acc), redactors, s)
     try:
         yield box
     finally:
         if sql is not None:
             sql.close()
+        if box.browser is not None:
+            box.browser_artifacts = box.browser.close()

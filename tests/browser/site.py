@@ -34,7 +34,9 @@ class User:
 class State:
     users: dict[int, User] = field(default_factory=dict)
     writes: Counter[str] = field(default_factory=Counter)
-    """`METHOD /path` -> how many times it reached the server."""
+    """`METHOD /path` -> how many times it reached the server (even if refused)."""
+    applied: Counter[str] = field(default_factory=Counter)
+    """`METHOD /path` -> how many times it changed state (authorised and accepted)."""
     bodies: list[tuple[str, str]] = field(default_factory=list)
     form_version: int = 1
     """Bump to change the edit form between approval and apply."""
@@ -48,6 +50,7 @@ class State:
             3: User(3, "carol", "carol@example.com", "editor"),
         }
         self.writes.clear()
+        self.applied.clear()
         self.bodies.clear()
         self.form_version = 1
         self.notes = "Quarterly access review due Friday."
@@ -177,6 +180,7 @@ class Handler(BaseHTTPRequestHandler):
                 u.role = fields.get("role", u.role)
             else:
                 return self._send(404, _page("Not found", ""))
+            s.applied[f"POST {path}"] += 1
         self._send(303, b"", {"Location": "/users"})
 
 

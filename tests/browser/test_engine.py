@@ -1,70 +1,112 @@
-"""The admin-edit job through the Engine: plan, propose, hold, approve, replay, release.
+"""Browser jobs through the Engine: plan, propose, hold, approve, replay, release.
 
-Skipped until the runner has the browser hook (see the skip reason); the module-level
-tests in test_browser.py cover the same behaviour on BrowserTools and release() now.
+The same path as every other job: the broker holds the submit, the record keeps the
+pending request and the gate screenshot, and apply replays and releases it once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.demo import MAINTAINER
 from bot.gitrepo import GitRepo
+from bot.record import RunRecord
 from bot.runner import Engine
 from bot.sandbox.bwrap import BwrapBackend
 from tests.browser.conftest import needs_chromium
 from tests.browser.site import AdminSite
 from tests.conftest import Scripted
 
-pytestmark = [
-    needs_chromium,
-    pytest.mark.skip(
-        reason="needs runner hook: toolbox() building BrowserTools.from_plan(...) with the job's "
-        "scope.browser.gated and the admin-console credential, _propose storing its artifacts "
-        "and a browser pending request as the proposal, and _apply calling "
-        "bot.browser.replay.release()"
-    ),
-]
+pytestmark = [needs_chromium]
+
+PASSWORD = "s3cret-admin-pw"
 
 
-def test_admin_edit_holds_then_applies_once(
-    demo_repo: Path, scripted_job: Scripted, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def site() -> Iterator[AdminSite]:
+    with AdminSite() as s:
+        yield s
+
+
+@pytest.fixture
+def held(
+    demo_repo: Path, scripted_job: Scripted, site: AdminSite, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Engine, RunRecord]:
+    policy = demo_repo / "policies/default.yaml"
+    policy.write_text(
+        policy.read_text().replace(
+            "job_types:\n",
+            "job_types:\n  browser:\n    run_by: [role:developer]\n    tools: [browser]\n"
+            "    scope: {browser: {domains: ['127.0.0.1']}}\n"
+            "    credentials: [admin-console]\n",
+        )
+    )
+    monkeypatch.setenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:{PASSWORD}@{site.url}")
+    turns: list[dict[str, Any]] = [
+        {"tool_calls": [{"name": "goto", "arguments": {"url": f"{site.url}/users/2/edit"}}]},
+        {"tool_calls": [{"name": "fill", "arguments": {"label": "Email", "text": "b@x.io"}}]},
+        {"tool_calls": [{"name": "click", "arguments": {"role": "button", "name": "Save"}}]},
+        {"content": "held"},
+    ]
+    job = scripted_job(
+        "admin-edit",
+        turns,
+        job_type="browser",
+        tools=["browser"],
+        prompt="Change bob's email to b@x.io; done when the list shows it",
+        scope={"browser": {"domains": ["127.0.0.1"]}},
+        credentials=["admin-console"],
+        approval_required_for=["submit"],
+    )
+    e = Engine(GitRepo(demo_repo), BwrapBackend())
+    rec = e.start(e.request(job))
+    assert rec.state == "awaiting_approval", rec.transitions
+    assert not site.state.writes  # held: nothing reached the server
+    return e, rec
+
+
+def test_submit_is_held_with_evidence_then_applies_once(
+    held: tuple[Engine, RunRecord], site: AdminSite
 ) -> None:
-    with AdminSite() as site:
-        policy = demo_repo / "policies/default.yaml"
-        policy.write_text(
-            policy.read_text().replace(
-                "job_types:\n",
-                "job_types:\n  browser:\n    run_by: [role:developer]\n    tools: [browser]\n"
-                "    scope: {browser: {domains: ['127.0.0.1']}}\n"
-                "    credentials: [admin-console]\n",
-            )
-        )
-        monkeypatch.setenv(
-            "AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:s3cret-admin-pw@{site.url}"
-        )
-        turns = [
-            {"tool_calls": [{"name": "goto", "arguments": {"url": f"{site.url}/users/2/edit"}}]},
-            {"tool_calls": [{"name": "fill", "arguments": {"label": "Email", "text": "b@x.io"}}]},
-            {"tool_calls": [{"name": "click", "arguments": {"role": "button", "name": "Save"}}]},
-            {"content": "held"},
-        ]
-        job = scripted_job(
-            "admin-edit",
-            turns,
-            job_type="browser",
-            tools=["browser"],
-            scope={"browser": {"domains": ["127.0.0.1"]}},
-            credentials=["admin-console"],
-            approval_required_for=["submit"],
-        )
-        e = Engine(GitRepo(demo_repo), BwrapBackend())
-        rec = e.start(e.request(job))
-        assert rec.state == "awaiting_approval" and not site.state.writes
-        names = {a.name for a in rec.artifacts}
-        assert {"trace.zip", "browser.har", "gate.png", "browser-run.json"} <= names
-        done = e.decide(rec.run_id, MAINTAINER[1], "approve")
-        assert done.state == "applied"
-        assert site.state.writes == {"POST /users/2": 1}
+    e, rec = held
+    assert rec.proposal is not None and rec.proposal.browser is not None
+    assert (rec.proposal.browser.action, rec.proposal.browser.method) == ("submit", "POST")
+    assert {"trace.zip", "browser.har", "gate.png", "browser-run.json"} <= {
+        a.name for a in rec.artifacts
+    }
+    held_call = next(c for c in rec.tool_calls if c.decision == "needs_approval")
+    assert held_call.tool == "click" and held_call.rule.endswith("#default_approvers")
+    (section,) = e.evidence_sections(rec)
+    assert "playwright show-trace" in section and f"POST {site.url}/users/2" in section
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert done.state == "applied" and done.applied == {
+        "request": f"POST {site.url}/users/2",
+        "status": "303",
+    }
+    # Lands once. Chromium may first try without the Basic credentials (a 401
+    # challenge, no effect) when the form posts outside the auth cache's path.
+    assert site.state.applied == {"POST /users/2": 1}
+    assert site.state.users[2].email == "b@x.io"
+    assert PASSWORD not in done.model_dump_json()
+
+
+def test_a_denied_submit_never_reaches_the_server(
+    held: tuple[Engine, RunRecord], site: AdminSite
+) -> None:
+    e, rec = held
+    assert e.decide(rec.run_id, MAINTAINER[1], "deny").state == "rejected"
+    assert not site.state.writes and site.state.users[2].email == "bob@example.com"
+
+
+def test_a_page_changed_after_approval_stops_the_apply(
+    held: tuple[Engine, RunRecord], site: AdminSite
+) -> None:
+    e, rec = held
+    site.state.form_version = 2  # the form now posts elsewhere
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert done.state == "failed" and "differs" in done.transitions[-1].reason
+    assert not site.state.applied and site.state.users[2].email == "bob@example.com"

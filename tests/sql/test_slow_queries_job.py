@@ -68,5 +68,11 @@ def test_slow_queries_job_explains_the_top_queries(
         ["git", "log", "-p", "agentplane/audit"], cwd=demo_repo, capture_output=True, text=True
     ).stdout
     assert rec.run_id in audit
-    for text in (audit, rendered, render_evidence(rec, "", evidence), *seen, rec.model_dump_json()):
+    for text in (
+        audit,
+        rendered,
+        render_evidence(rec, "", engine.evidence_sections(rec)),
+        *seen,
+        rec.model_dump_json(),
+    ):
         assert PASSWORD not in text
