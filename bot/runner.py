@@ -516,13 +516,15 @@ class Engine:
         ref = rec.artifact("proposal.diff")
         return self.audit.artifact(ref.sha256).decode() if ref else ""
 
-    def evidence_sections(self, rec: RunRecord) -> list[str]:
+    def evidence_sections(
+        self, rec: RunRecord, links: Mapping[str, str] | None = None
+    ) -> list[str]:
         """Tool-specific evidence, rendered: SQL results and plans, browser steps and gate."""
         sections = []
         if sql := self.sql_evidence(rec):
             sections.append(render_sql_evidence(sql))
         if (run := self.browser_run(rec)) is not None:
-            sections.append(render_browser_evidence(run, rec.run_id))
+            sections.append(render_browser_evidence(run, rec.run_id, links))
         return sections
 
     def sql_evidence(self, rec: RunRecord) -> list[SqlEvidence]:

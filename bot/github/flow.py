@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.agent import Model
+from bot.audit.log import artifact_path, entry_path
 from bot.config import Settings
 from bot.errors import AgentplaneError, RunError, ValidationFailed
-from bot.github.checkout import Checkout
+from bot.github.checkout import AUDIT, Checkout
 from bot.github.client import GitHubClient, PullInfo
 from bot.github.commands import Command, Reply, parse_comment
 from bot.github.sansio import Delivery
@@ -61,6 +62,11 @@ class Context:
     full: str
     checkout: Checkout
     engine: Engine
+    html_url: str = ""
+
+    def on_audit_branch(self, path: str) -> str:
+        """A link to a file of the pushed audit branch (records and artifacts live there)."""
+        return f"{self.html_url}/blob/{AUDIT}/{path}"
 
 
 class PullRequestDoor:
@@ -120,7 +126,7 @@ class PullRequestDoor:
         checkout = Checkout(self.settings.data_dir / "repos", full, url, client.token())
         repo = checkout.sync(meta.default_branch, [])
         kw: dict[str, Any] = {"model_factory": self.model_factory} if self.model_factory else {}
-        return Context(client, full, checkout, Engine(repo, self.backend, **kw))
+        return Context(client, full, checkout, Engine(repo, self.backend, **kw), meta.html_url)
 
     # -- pull requests --------------------------------------------------------------------
 
@@ -392,9 +398,16 @@ class PullRequestDoor:
         head = ctx.engine.audit.head()
         digest = head.digest if head else None
         plan = Plan.model_validate(rec.plan)
+        links = {a.name: ctx.on_audit_branch(artifact_path(a.sha256)) for a in rec.artifacts}
         body = render_pr_comment(
-            rec, render_plan(plan), ctx.engine.patch(rec), digest, ctx.engine.evidence_sections(rec)
+            rec,
+            render_plan(plan),
+            ctx.engine.patch(rec),
+            digest,
+            ctx.engine.evidence_sections(rec, links),
         )
+        if head is not None:
+            body += f"\nRecord: {ctx.on_audit_branch(entry_path(head.seq))}"
         if rec.door_ref and rec.door_ref.number:
             self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)
         ctx.client.check(

@@ -215,6 +215,8 @@ class GitHubDouble:
         self.repos: dict[str, Repo] = {}
         self.installations: dict[str, int] = {}  # account login -> installation id
         self.pulls: dict[tuple[str, int], Pull] = {}
+        self.issues: dict[tuple[str, int], dict[str, Any]] = {}
+        """Plain issues (not PRs): title, body, user, labels."""
         self._comments: dict[int, Comment] = {}
         self._reviews: list[Review] = []
         self._check_runs: dict[int, dict[str, Any]] = {}
@@ -399,7 +401,7 @@ class GitHubDouble:
             if repo.tip(branch) is None:
                 raise HTTPError(422, f"branch {branch!r} does not exist in {full_name}")
         with self._lock:
-            number = 1 + max([n for (r, n) in self.pulls if r == full_name] or [0])
+            number = 1 + max([n for (r, n) in [*self.pulls, *self.issues] if r == full_name] or [0])
             number = max(number, 1 + max([c.number for c in self._comments.values()] or [0]))
             stamp = now()
             pull = Pull(
@@ -454,6 +456,29 @@ class GitHubDouble:
         )
         self._reviews.append(review)
         return Event(review.id, self.payloads.review(review))
+
+    def open_issue(
+        self,
+        full_name: str,
+        *,
+        author: str = "dana",
+        title: str = "An issue",
+        body: str = "",
+        labels: tuple[str, ...] = (),
+    ) -> Event:
+        """A plain issue (not a PR); returns (number, `issues` labeled-or-opened payload)."""
+        with self._lock:
+            taken = [n for (r, n) in [*self.pulls, *self.issues] if r == full_name]
+            number = 1 + max(taken or [0])
+            self.issues[(full_name, number)] = {
+                "title": title,
+                "body": body,
+                "user": author,
+                "labels": list(labels),
+            }
+        return Event(
+            number, self.payloads.issue(full_name, number, "labeled" if labels else "opened")
+        )
 
     def add_comment(self, full_name: str, number: int, user: str, body: str) -> Event:
         """`user` comments on issue/PR `number`; returns (id, issue_comment created payload)."""
@@ -1363,8 +1388,10 @@ def _checks_for_ref(ctx: Context) -> Result:
 def _issue_exists(ctx: Context) -> tuple[Repo, int]:
     repo = ctx.repo()
     number = int(ctx.params["issue_number"])
-    if (repo.full_name, number) not in ctx.gh.pulls:
-        raise HTTPError(404, "Not Found")  # the double models only PRs as issues
+    if (repo.full_name, number) not in ctx.gh.pulls and (repo.full_name, number) not in (
+        ctx.gh.issues
+    ):
+        raise HTTPError(404, "Not Found")
     return repo, number
 
 
@@ -1738,6 +1765,28 @@ class PayloadBuilder:
         r["_links"] = {"html": {"href": html}, "pull_request": {"href": api}}
         payload["sender"] = self._user(payload["sender"], review.user)
         return self._finish("pull_request_review", "submitted", payload)
+
+    def issue(self, full_name: str, number: int, action: str) -> dict[str, Any]:
+        state = self.gh.issues[(full_name, number)]
+        payload = self._start("issues", action, full_name)
+        api = f"{self.gh.api_url}/repos/{full_name}"
+        issue = payload["issue"]
+        template = issue["labels"][0] if issue.get("labels") else {}
+        issue.update(
+            number=number,
+            url=f"{api}/issues/{number}",
+            comments_url=f"{api}/issues/{number}/comments",
+            html_url=f"https://github.com/{full_name}/issues/{number}",
+            title=state["title"],
+            body=state["body"],
+            user=self._user(issue["user"], state["user"]),
+            labels=[{**template, "name": name} for name in state["labels"]],
+        )
+        issue.pop("pull_request", None)
+        if action == "labeled" and state["labels"]:
+            payload["label"] = {**template, "name": state["labels"][-1]}
+        payload["sender"] = self._user(payload["sender"], state["user"])
+        return self._finish("issues", action, payload)
 
     def issue_comment(
         self,

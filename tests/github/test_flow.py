@@ -121,6 +121,8 @@ def test_the_whole_story(github: GitHubDouble, door: PullRequestDoor, tmp_path: 
     # The audit branch was pushed and verifies from a fresh clone, against the printed head.
     final = evidence(github, number)
     digest = final.split("Audit head: `")[1].split("`")[0]
+    record_link = final.rsplit("Record: ", 1)[1].strip()
+    assert record_link.startswith("https://github.com/octo/demo/blob/agentplane/audit/log/")
     clone = tmp_path / "auditor"
     subprocess.run(
         ["git", "clone", "-q", "--no-checkout", github.clone_url(REPO), str(clone)], check=True
@@ -253,3 +255,50 @@ def test_clarification_round_trip_on_a_pull_request(
     body = next(c.body for c in github.comments(REPO, number) if "run:" in c.body)
     assert "waiting for an approving review" in body and "bonjour" in body
     assert "Answered by @dana: French please" in body
+
+
+def test_an_issue_with_a_job_becomes_a_pull_request(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    job = "prompt: tidy the docs; done when they build\ntools: [filesystem]\n"
+    number, payload = github.open_issue(
+        REPO, body=f"Please run:\n```yaml\n{job}```\n", labels=("agentplane",)
+    )
+    result = deliver(door, "issues", payload)
+    assert result.startswith("opened PR #")
+    pr = int(result.split("#")[1])
+    assert github.pulls[(REPO, pr)].head == f"agentplane/issue-{number}"
+    reply = github.comments(REPO, number)[0].body
+    assert f"Opened #{pr}" in reply
+    added = subprocess.run(
+        [
+            "git",
+            "--git-dir",
+            str(github.repo(REPO).bare),
+            "show",
+            f"agentplane/issue-{number}:.agentplane/jobs/issue-{number}.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert added == job
+
+
+def test_a_bad_job_in_an_issue_gets_the_errors_quoted(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, payload = github.open_issue(
+        REPO, body="```yaml\ntools: [hammer]\n```", labels=("agentplane",)
+    )
+    assert deliver(door, "issues", payload) == "replied: invalid job"
+    reply = github.comments(REPO, number)[0].body
+    assert ".agentplane/jobs/issue-1.yaml:1:9: tools[0]" in reply
+
+
+def test_closing_the_pull_request_cancels_its_runs(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, _ = add_job_pr(github, door)
+    assert deliver(door, "pull_request", github.close_pull(REPO, number)) == "cancelled 1 run(s)"
+    assert "is cancelled" in evidence(github, number)
