@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import abc
 import json
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.github.sansio import Delivery
+from bot.sqlite import open_db
 
 MAX_ATTEMPTS = 5
 
@@ -51,19 +50,16 @@ class DeliveryQueue(abc.ABC):
 
 class SqliteQueue(DeliveryQueue):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # acked means on disk
-            self._db.execute("""CREATE TABLE IF NOT EXISTS deliveries (
+        self._db, self._lock = open_db(
+            path,
+            """CREATE TABLE IF NOT EXISTS deliveries (
                 id INTEGER PRIMARY KEY AUTOINCREMENT,
                 hook_id TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT NOT NULL,
                 payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
                 attempts INTEGER NOT NULL DEFAULT 0, lease_until REAL NOT NULL DEFAULT 0,
                 error TEXT, received_at REAL NOT NULL,
-                UNIQUE (hook_id, delivery_id))""")
+                UNIQUE (hook_id, delivery_id))""",
+        )
 
     def put(self, delivery: Delivery) -> bool:
         with self._lock:

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from pathlib import Path
+
+from bot.sqlite import open_db
 
 
 class PullState:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("""CREATE TABLE IF NOT EXISTS pr_runs (
+        self._db, self._lock = open_db(
+            path,
+            """CREATE TABLE IF NOT EXISTS pr_runs (
                 repo TEXT NOT NULL, number INTEGER NOT NULL, job TEXT NOT NULL,
                 head TEXT NOT NULL, run_id TEXT NOT NULL,
-                PRIMARY KEY (repo, number, job, head))""")
-            self._db.execute("""CREATE TABLE IF NOT EXISTS repos (
-                repo TEXT PRIMARY KEY, installation INTEGER)""")
+                PRIMARY KEY (repo, number, job, head))""",
+            """CREATE TABLE IF NOT EXISTS repos (
+                repo TEXT PRIMARY KEY, installation INTEGER)""",
+        )
 
     def run_for(self, repo: str, number: int, job: str, head: str) -> str | None:
         with self._lock:

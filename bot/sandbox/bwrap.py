@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -32,8 +31,8 @@ from bot.sandbox.spec import (
     SandboxBackend,
     SandboxSpec,
 )
+from bot.sandbox.workspace import SANDBOX_UID, prepare, safe_dir, writable_dirs
 
-SANDBOX_UID = 65534
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_OUTPUT_BYTES = 4 << 20
 TIMEOUT_EXIT_CODE = 124
@@ -51,34 +50,7 @@ _ETC_FILES = (
     "passwd",
 )
 _SYSTEM_DIRS = ("/bin", "/lib", "/lib32", "/lib64", "/libx32", "/sbin")
-_WILDCARDS = frozenset("*?[")
 _INSTALL_HINT = "install the Debian package bubblewrap (apt-get install bubblewrap)"
-
-
-def writable_dirs(write_globs: Iterable[str]) -> tuple[str, ...]:
-    """The workspace-relative directories to mount read-write for these globs.
-
-    Each glob contributes the literal directory prefix before its first wildcard
-    component (its parent directory when it has none); "." is the whole
-    workspace. Nested results are dropped: their parent mount already covers them.
-    """
-    prefixes: set[PurePosixPath] = set()
-    for glob in write_globs:
-        if glob.startswith("/"):
-            raise SandboxError(f"write glob {glob!r} must be relative to the workspace")
-        parts = [p for p in glob.split("/") if p not in ("", ".")]
-        if ".." in parts:
-            raise SandboxError(f"write glob {glob!r} must not leave the workspace")
-        if not parts:
-            raise SandboxError(f"write glob {glob!r} is empty")
-        wild = [i for i, part in enumerate(parts) if _WILDCARDS & set(part)]
-        # No wildcard: a file path, whose directory must be writable (or a "dir/" itself).
-        literal = parts[: wild[0]] if wild else parts if glob.endswith("/") else parts[:-1]
-        prefixes.add(PurePosixPath(*literal) if literal else PurePosixPath("."))
-    if PurePosixPath(".") in prefixes:
-        return (".",)
-    kept = [p for p in prefixes if not any(q in p.parents for q in prefixes)]
-    return tuple(sorted(str(p) for p in kept))
 
 
 def _system_args(tmp_size: int) -> list[str]:
@@ -133,41 +105,6 @@ def _wrapper(limits: Limits) -> list[str]:
     return cmd
 
 
-def _safe_dir(workspace: Path, rel: str) -> Path:
-    """workspace/rel as a real directory, created if missing, never via a symlink.
-
-    A symlink here (from the repo, or planted by an earlier command) would turn the
-    read-write bind into a bind of an arbitrary host directory.
-    """
-    path = workspace
-    for part in PurePosixPath(rel).parts:
-        path = path / part
-        if path.is_symlink():
-            raise SandboxError(f"write scope {rel!r} goes through a symlink: {path}")
-        if not path.exists():
-            path.mkdir()
-        elif not path.is_dir():
-            raise SandboxError(f"write scope {rel!r} is not a directory: {path}")
-    return path
-
-
-def _chown_tree(root: Path) -> None:
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [".", *dirnames, *filenames]:
-            os.chown(os.path.join(dirpath, name), SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
-
-
-def _check_reachable(workspace: Path) -> None:
-    for parent in workspace.parents:
-        st = parent.stat()
-        if not (st.st_mode & 0o001 or st.st_uid == SANDBOX_UID):
-            raise SandboxError(
-                f"workspace {workspace} is not reachable by the sandbox uid {SANDBOX_UID}: "
-                f"{parent} has mode {st.st_mode & 0o777:o}; create workspaces under a "
-                "world-traversable directory such as /tmp"
-            )
-
-
 class BwrapSandbox(Sandbox):
     def __init__(
         self, spec: SandboxSpec, workspace: Path, bwrap: str, gate: EgressGate | None = None
@@ -194,7 +131,7 @@ class BwrapSandbox(Sandbox):
             args += ["--ro-bind", self._gate.dir, SANDBOX_DIR]
         for rel in self._writable:
             # Checked on every exec: a previous command may have swapped a dir for a symlink.
-            host = _safe_dir(self.workspace, rel)
+            host = safe_dir(self.workspace, rel)
             args += ["--bind", str(host), str(PurePosixPath("/workspace", rel))]
         # Last, once every mount point exists: the root tmpfs (/, /etc) becomes read-only too.
         args += ["--remount-ro", "/", "--chdir", "/workspace", "--", *argv]
@@ -339,17 +276,7 @@ class BwrapBackend(SandboxBackend):
         ok, detail = _probe()
         if not ok:
             raise SandboxError(f"bwrap backend unavailable: {detail}")
-        workspace = spec.workspace.resolve()
-        if not workspace.is_dir():
-            raise SandboxError(f"workspace {spec.workspace} is not a directory")
-        writable = [_safe_dir(workspace, rel) for rel in writable_dirs(spec.write_globs)]
-        if os.geteuid() == 0:
-            _check_reachable(workspace)
-            # The root dir so the sandbox can enter it (mkdtemp makes it 0700); the
-            # write scope so it can write there. The rest keeps its owner: ro anyway.
-            os.chown(workspace, SANDBOX_UID, SANDBOX_UID)
-            for path in writable:
-                _chown_tree(path)
+        workspace, _ = prepare(spec)
         gate = None
         if spec.network == "allowlist":
             gate = EgressGate(spec.allow_domains, spec.egress_private_ok)

@@ -28,16 +28,12 @@ from bot.errors import SandboxError
 from bot.sandbox.bwrap import (
     MAX_OUTPUT_BYTES,
     SANDBOX_PATH,
-    SANDBOX_UID,
     TIMEOUT_EXIT_CODE,
-    _check_reachable,
-    _chown_tree,
-    _safe_dir,
-    writable_dirs,
 )
 from bot.sandbox.image import IMAGE
 from bot.sandbox.proxy import SANDBOX_DIR, EgressGate
 from bot.sandbox.spec import EgressEvent, ExecResult, Sandbox, SandboxBackend, SandboxSpec
+from bot.sandbox.workspace import SANDBOX_UID, prepare
 
 LABEL = "agentplane.sandbox"
 LABEL_PID = "agentplane.controller-pid"
@@ -231,21 +227,15 @@ class DockerBackend(SandboxBackend):
 
     def start(self, spec: SandboxSpec) -> DockerSandbox:
         client = self.client()
-        workspace = spec.workspace.resolve()
-        if not workspace.is_dir():
-            raise SandboxError(f"workspace {spec.workspace} is not a directory")
+        workspace, writable = prepare(spec)
         uid = SANDBOX_UID if os.geteuid() == 0 else os.getuid()
         mounts = [Mount("/workspace", str(workspace), type="bind", read_only=True)]
-        writable = []
-        for rel in writable_dirs(spec.write_globs):
-            host = _safe_dir(workspace, rel)
-            writable.append(host)
-            mounts.append(Mount(f"/workspace/{rel}", str(host), type="bind", read_only=False))
-        if os.geteuid() == 0:
-            _check_reachable(workspace)
-            os.chown(workspace, SANDBOX_UID, SANDBOX_UID)
-            for path in writable:
-                _chown_tree(path)
+        mounts += [
+            Mount(
+                f"/workspace/{host.relative_to(workspace)}", str(host), type="bind", read_only=False
+            )
+            for host in writable
+        ]
         gate = None
         if spec.network == "allowlist":
             gate = EgressGate(spec.allow_domains, spec.egress_private_ok)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import SandboxError
-from bot.sandbox.bwrap import MAX_OUTPUT_BYTES, writable_dirs
+from bot.sandbox.bwrap import MAX_OUTPUT_BYTES
 from bot.sandbox.spec import ExecResult, Limits, Sandbox, SandboxBackend, SandboxSpec
+from bot.sandbox.workspace import writable_dirs
 
 
 def start(
