@@ -49,6 +49,12 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.runs = Counter(
+            "agentplane_runs_total",
+            "Run states published, by state",
+            ["state"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "agentplane_handle_seconds", "Time to handle one delivery", registry=self.registry
         )
@@ -173,6 +179,12 @@ def build(settings: Settings) -> FastAPI:
     queue = SqliteQueue(settings.data_dir / "queue.db")
     if not settings.can_act:
         return create_app(settings, queue)
-    door = PullRequestDoor(settings, get_backend(), PullState(settings.data_dir / "state.db"))
-    worker = Worker(queue, door.handle, Metrics())
+    metrics = Metrics()
+    door = PullRequestDoor(
+        settings,
+        get_backend(),
+        PullState(settings.data_dir / "state.db"),
+        on_publish=lambda rec: metrics.runs.labels(rec.state).inc(),
+    )
+    worker = Worker(queue, door.handle, metrics)
     return create_app(settings, queue, worker, reconciler=lambda: reconcile(door, queue.put))

@@ -17,10 +17,20 @@ from tests.shared import GITHUB
 SHARED = GITHUB
 
 
-def post(client: TestClient, body: bytes, secret: str | None = "s", guid: str = "g1",
-         event: str = "ping", hook: str = "1") -> int:
-    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": guid, "X-GitHub-Hook-ID": hook,
-               "Content-Type": "application/json"}
+def post(
+    client: TestClient,
+    body: bytes,
+    secret: str | None = "s",
+    guid: str = "g1",
+    event: str = "ping",
+    hook: str = "1",
+) -> int:
+    headers = {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": guid,
+        "X-GitHub-Hook-ID": hook,
+        "Content-Type": "application/json",
+    }
     if secret is not None:
         headers["X-Hub-Signature-256"] = signature(secret, body)
     return client.post("/webhook", content=body, headers=headers).status_code
@@ -43,8 +53,9 @@ def test_signed_delivery_is_queued_once(queue: SqliteQueue) -> None:
 
 
 @pytest.mark.parametrize("secret", [None, "wrong"])
-def test_forged_or_missing_signature_is_401_and_nothing_queued(queue: SqliteQueue,
-                                                               secret: str | None) -> None:
+def test_forged_or_missing_signature_is_401_and_nothing_queued(
+    queue: SqliteQueue, secret: str | None
+) -> None:
     assert post(app(queue), b"{}", secret=secret) == 401
     assert queue.counts() == {}
 
@@ -96,6 +107,21 @@ def test_every_real_example_payload_is_acknowledged(queue: SqliteQueue) -> None:
     cases = examples()
     assert len(cases) > 300
     for n, (event, i, payload) in enumerate(cases):
-        assert post(client, json.dumps(payload).encode(), guid=f"{event}-{i}-{n}",
-                    event=event) == 202, (event, i)
+        assert (
+            post(client, json.dumps(payload).encode(), guid=f"{event}-{i}-{n}", event=event) == 202
+        ), (event, i)
     assert queue.counts() == {"queued": len(cases)}
+
+
+def test_build_wires_the_embedded_default(tmp_path: Path) -> None:
+    from bot.server import build
+
+    idle = TestClient(build(Settings(webhook_secrets=("s",), data_dir=tmp_path / "a")))
+    assert idle.get("/healthz").json()["can_act"] is False
+    with TestClient(
+        build(Settings(webhook_secrets=("s",), github_token="t", data_dir=tmp_path / "b"))
+    ) as acting:
+        health = acting.get("/healthz").json()
+        assert health["can_act"] and health["problems"] == []
+        assert "agentplane_runs_total" in acting.get("/metrics").text
+    assert (tmp_path / "b" / "queue.db").exists() and (tmp_path / "b" / "state.db").exists()

@@ -77,12 +77,14 @@ class PullRequestDoor:
         state: PullState,
         client_for: Callable[[int | None], GitHubClient] | None = None,
         model_factory: Callable[[dict[str, Any]], Model] | None = None,
+        on_publish: Callable[[RunRecord], None] = lambda rec: None,
     ) -> None:
         self.settings = settings
         self.backend = backend
         self.state = state
         self.client_for = client_for or (lambda inst: GitHubClient(settings, inst))
         self.model_factory = model_factory
+        self.on_publish = on_publish
         self.redact = Redactor(
             [*settings.webhook_secrets, settings.app_private_key, settings.github_token]
         )
@@ -395,6 +397,7 @@ class PullRequestDoor:
 
     def publish(self, ctx: Context, rec: RunRecord) -> None:
         """Evidence comment and approval check for a run, with the audit head digest."""
+        self.on_publish(rec)
         head = ctx.engine.audit.head()
         digest = head.digest if head else None
         plan = Plan.model_validate(rec.plan)
