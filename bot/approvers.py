@@ -40,6 +40,9 @@ class Requirement(BaseModel):
             raise ValueError("count and of go together")
         return self
 
+    def principals(self) -> list[str]:
+        return [*(self.any_of or []), *(self.all_of or []), *(self.of or [])]
+
     def describe(self) -> str:
         if self.any_of is not None:
             return "any of " + ", ".join(self.any_of)

@@ -30,12 +30,12 @@ from bot.browser.replay import release
 from bot.canonical import canonical_json, sha256_hex
 from bot.credentials import browser_credential
 from bot.errors import AgentplaneError, RunError, ValidationFailed
+from bot.gate import approval_problem, may_decide, open_gates
 from bot.gitrepo import GitRepo, WorkspaceDiff
-from bot.globs import match_any
 from bot.job import Job, parse_job
 from bot.model.client import LiteLLMClient, ModelTurn
 from bot.model.scripted import script_from_transcript
-from bot.plan import GatePlan, Plan, plan
+from bot.plan import Plan, plan
 from bot.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.record import (
     Approval,
@@ -59,7 +59,6 @@ from bot.tools.toolbox import Toolbox, toolbox
 
 JOBS_DIR = ".agentplane/jobs"
 CONFIG_PATH = ".agentplane/config.yaml"
-APPLY_ACTIONS = ("write", "commit")
 BOT_IDENTITY = ("agentplane", "agentplane@localhost")
 
 
@@ -250,7 +249,7 @@ class Engine:
         if rec.proposal is None:
             return self._advance(rec, "completed", "no changes proposed", artifacts)
         gates = "; ".join(
-            f"{g.action}: {g.approvers.describe()} ({g.rule})" for g in self._apply_gates(rec)
+            f"{g.action}: {g.approvers.describe()} ({g.rule})" for g in open_gates(rec)
         )
         return self._advance(rec, "awaiting_approval", gates, artifacts)
 
@@ -363,8 +362,7 @@ class Engine:
         return self._propose(rec, p, Resume(messages, self.patch(rec)))
 
     def _may_answer(self, rec: RunRecord, who: str) -> bool:
-        policy = self.policy()
-        return any(policy.matches(pr, who) for g in self._apply_gates(rec) for pr in _principals(g))
+        return may_decide(self.policy(), open_gates(rec), who)
 
     def decide(
         self,
@@ -384,7 +382,7 @@ class Engine:
         if rec.state != "awaiting_approval" or rec.proposal is None:
             raise RunError(f"run {run_id} is {rec.state}, not awaiting approval")
         patch = self._proposal_bytes(rec)
-        gates = self._apply_gates(rec)
+        gates = open_gates(rec)
         policy = self.policy()
         problem = approval_problem(rec, approver, reviewed_commit or rec.commit, gates, policy)
         rec.approvals.append(
@@ -548,19 +546,6 @@ class Engine:
             raise RunError(f"run {rec.run_id}: the stored proposal does not match its digest")
         return data
 
-    def _apply_gates(self, rec: RunRecord) -> list[GatePlan]:
-        p = Plan.model_validate(rec.plan)
-        proposal = rec.proposal
-        changed = proposal.changed if proposal else []
-        actions = set(APPLY_ACTIONS if proposal and proposal.patch_sha256 else ())
-        if proposal and proposal.browser:
-            actions.add(proposal.browser.action)
-        return [
-            g
-            for g in p.gates
-            if g.action in actions and (not g.paths or any(match_any(c, g.paths) for c in changed))
-        ]
-
     def _artifact(self, rec: RunRecord, name: str, data: bytes, media_type: str) -> str:
         digest = sha256_hex(data)
         rec.artifacts.append(
@@ -608,24 +593,6 @@ def _spent(rec: RunRecord) -> Spent:
 
 def _ms(started: float, before: float) -> float:
     return round(before + (time.perf_counter() - started) * 1000, 1)
-
-
-def approval_problem(
-    rec: RunRecord, approver: str, reviewed_commit: str, gates: list[GatePlan], policy: Policy
-) -> str | None:
-    """Why this person's decision cannot count for this run, or None when it can."""
-    if approver == rec.requester:
-        return "authors cannot approve their own run"
-    if reviewed_commit != rec.commit:
-        return f"stale: the review is on {reviewed_commit[:12]}, the evidence on {rec.commit[:12]}"
-    if not any(any(policy.matches(p, approver) for p in _principals(g)) for g in gates):
-        return f"{approver} is not an approver for this gate"
-    return None
-
-
-def _principals(gate: GatePlan) -> list[str]:
-    r = gate.approvers
-    return (r.any_of or []) + (r.all_of or []) + (r.of or [])
 
 
 def _diffstat(patch: str) -> tuple[int, int]:

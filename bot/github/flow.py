@@ -18,6 +18,7 @@ from bot.agent import Model
 from bot.audit.log import artifact_path, entry_path
 from bot.config import Settings
 from bot.errors import AgentplaneError, RunError, ValidationFailed
+from bot.gate import may_decide
 from bot.github.checkout import AUDIT, Checkout
 from bot.github.client import GitHubClient, PullInfo
 from bot.github.commands import Command, Reply, parse_comment
@@ -333,15 +334,8 @@ class PullRequestDoor:
             return None
         runs = [ctx.engine.load(r) for _, _, r in self.state.runs(ctx.full, number)]
         requesters = {r.requester for r in runs}
-        approvers = [
-            p
-            for r in runs
-            for g in Plan.model_validate(r.plan).gates
-            for p in (g.approvers.any_of or [])
-            + (g.approvers.all_of or [])
-            + (g.approvers.of or [])
-        ]
-        if login in requesters or any(policy.matches(p, login) for p in approvers):
+        gates = [g for r in runs for g in Plan.model_validate(r.plan).gates]
+        if login in requesters or may_decide(policy, gates, login):
             return None
         return f"`{cmd.verb}` is for the run's requester or its approvers"
 

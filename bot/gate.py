@@ -1,0 +1,48 @@
+"""The gate: which approvals a run's proposal needs, and whether a decision can count.
+
+Pure functions over the run record and policy, requirements as data that return
+a reason (after Atlantis): the engine records the reason whatever the outcome.
+"""
+
+from __future__ import annotations
+
+from bot.globs import match_any
+from bot.plan import GatePlan, Plan
+from bot.policy import Policy
+from bot.record import RunRecord
+
+APPLY_ACTIONS = ("write", "commit")
+"""The actions a file proposal performs when applied."""
+
+
+def open_gates(rec: RunRecord) -> list[GatePlan]:
+    """The plan's gates that the staged proposal actually triggers (by action and path)."""
+    proposal = rec.proposal
+    if proposal is None:
+        return []
+    actions = set(APPLY_ACTIONS if proposal.patch_sha256 else ())
+    if proposal.browser:
+        actions.add(proposal.browser.action)
+    return [
+        g
+        for g in Plan.model_validate(rec.plan).gates
+        if g.action in actions
+        and (not g.paths or any(match_any(c, g.paths) for c in proposal.changed))
+    ]
+
+
+def may_decide(policy: Policy, gates: list[GatePlan], who: str) -> bool:
+    return any(policy.matches(p, who) for g in gates for p in g.approvers.principals())
+
+
+def approval_problem(
+    rec: RunRecord, approver: str, reviewed_commit: str, gates: list[GatePlan], policy: Policy
+) -> str | None:
+    """Why this person's decision cannot count for this run, or None when it can."""
+    if approver == rec.requester:
+        return "authors cannot approve their own run"
+    if reviewed_commit != rec.commit:
+        return f"stale: the review is on {reviewed_commit[:12]}, the evidence on {rec.commit[:12]}"
+    if not may_decide(policy, gates, approver):
+        return f"{approver} is not an approver for this gate"
+    return None
