@@ -14,7 +14,7 @@ from bot.audit.log import AuditLog
 from bot.audit.verify import verify
 from bot.config import Settings
 from bot.demo import CALC, PROJECT, SHIPPED, TESTS
-from bot.github.flow import PullRequestDoor
+from bot.github.flow import PullRequestDoor, reconcile
 from bot.github.sansio import Delivery
 from bot.github.state import PullState
 from bot.queue import SqliteQueue
@@ -302,3 +302,44 @@ def test_closing_the_pull_request_cancels_its_runs(
     number, _ = add_job_pr(github, door)
     assert deliver(door, "pull_request", github.close_pull(REPO, number)) == "cancelled 1 run(s)"
     assert "is cancelled" in evidence(github, number)
+
+
+def test_reconciler_redelivers_failures_and_catches_up_on_open_prs(
+    github: GitHubDouble, door: PullRequestDoor, tmp_path: Path
+) -> None:
+    github.create_repo("octo/other", repo_files())
+    door.state.seen_repo(REPO, github.installations["octo"])
+    # The bot was down: the PR opened and its delivery failed; nothing reached us.
+    github.commit(REPO, "add-job", {JOB: (PROJECT / JOB).read_text()}, start="main")
+    number, payload = github.open_pull(REPO, "add-job", author="dana")
+    failed = github.record_delivery("pull_request", payload, status_code=502)
+    github.record_delivery("ping", {"zen": "ok"}, status_code=200)
+    queue = SqliteQueue(tmp_path / "q.db")
+    assert reconcile(door, queue.put) == 2  # one redelivery asked for, one PR re-derived
+    assert github.redelivered == [failed.id]
+    worker = Worker(queue, door.handle, Metrics())
+    while worker.run_once():
+        pass
+    assert "waiting for an approving review" in evidence(github, number)
+
+
+def test_api_retries_5xx_and_secondary_rate_limits(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    github.fail_next("POST", r"/check-runs$", status=502)
+    github.fail_next("POST", r"/comments$", status=403, secondary_rate_limit=True, retry_after=1)
+    add_job_pr(github, door)
+    statuses = [r.status for r in github.calls("POST", r"/comments$")]
+    assert statuses[:2] == [403, 201]
+    assert [r.status for r in github.calls("POST", r"/check-runs$")][:2] == [502, 201]
+
+
+def test_a_delivery_after_token_expiry_mints_a_fresh_token(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, _ = add_job_pr(github, door)
+    minted = len(github.calls("POST", r"/access_tokens$"))
+    github.expire_tokens()
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+    assert len(github.calls("POST", r"/access_tokens$")) > minted
