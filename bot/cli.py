@@ -24,15 +24,9 @@ def _engine(repo: str, backend: str = "bwrap") -> Any:
     # Imported here so `schema` and `validate` stay fast and need no git or sandbox.
     from bot.gitrepo import GitRepo
     from bot.runner import Engine
-    from bot.sandbox.backends import get_backend
+    from bot.sandbox.backends import Lazy
 
-    class LazyBackend:
-        """Probe the sandbox only when a run really starts one."""
-
-        def start(self, spec: Any) -> Any:
-            return get_backend(backend).start(spec)
-
-    return Engine(GitRepo(Path(repo)), LazyBackend())  # type: ignore[arg-type]
+    return Engine(GitRepo(Path(repo)), Lazy(backend))
 
 
 repo_option = click.option(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.errors import SandboxError
-from bot.sandbox.spec import SandboxBackend
+from bot.sandbox.spec import Sandbox, SandboxBackend, SandboxSpec
 
 
 def _bwrap() -> SandboxBackend:
@@ -38,3 +38,16 @@ def get_backend(name: str = DEFAULT) -> SandboxBackend:
     if not ok:
         raise SandboxError(f"sandbox backend {name} is not usable here: {why}")
     return backend
+
+
+class Lazy(SandboxBackend):
+    """A named backend probed only when a run really starts a sandbox, not at start-up."""
+
+    def __init__(self, name: str = DEFAULT) -> None:
+        self.name = name
+
+    def available(self) -> tuple[bool, str]:
+        return make_backend(self.name).available()
+
+    def start(self, spec: SandboxSpec) -> Sandbox:
+        return get_backend(self.name).start(spec)
