@@ -30,6 +30,7 @@ from bot.sandbox.spec import (
     Sandbox,
     SandboxBackend,
     SandboxSpec,
+    exec_wall_time,
 )
 from bot.sandbox.workspace import SANDBOX_UID, prepare, safe_dir, writable_dirs
 
@@ -138,12 +139,7 @@ class BwrapSandbox(Sandbox):
         return [*_wrapper(self.spec.limits), self._bwrap, *args]
 
     def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        if not argv:
-            raise SandboxError("empty command")
-        wall = self.spec.limits.wall_seconds
-        wall = min(wall, timeout) if timeout is not None else wall
+        wall = exec_wall_time(self.spec, self._closed, argv, timeout)
         try:
             proc = subprocess.Popen(
                 self.command(argv),

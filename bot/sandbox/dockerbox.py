@@ -32,7 +32,14 @@ from bot.sandbox.bwrap import (
 )
 from bot.sandbox.image import IMAGE
 from bot.sandbox.proxy import SANDBOX_DIR, EgressGate
-from bot.sandbox.spec import EgressEvent, ExecResult, Sandbox, SandboxBackend, SandboxSpec
+from bot.sandbox.spec import (
+    EgressEvent,
+    ExecResult,
+    Sandbox,
+    SandboxBackend,
+    SandboxSpec,
+    exec_wall_time,
+)
 from bot.sandbox.workspace import SANDBOX_UID, prepare
 
 LABEL = "agentplane.sandbox"
@@ -102,12 +109,7 @@ class DockerSandbox(Sandbox):
         self._closed = False
 
     def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:
-        if self._closed:
-            raise SandboxError("sandbox is closed")
-        if not argv:
-            raise SandboxError("empty command")
-        wall = self.spec.limits.wall_seconds
-        wall = min(wall, timeout) if timeout is not None else wall
+        wall = exec_wall_time(self.spec, self._closed, argv, timeout)
         deadline = time.monotonic() + wall
         try:
             exec_id = self._api.exec_create(

@@ -73,6 +73,18 @@ class EgressEvent:
     duration_ms: float = 0.0
 
 
+def exec_wall_time(
+    spec: SandboxSpec, closed: bool, argv: list[str], timeout: float | None
+) -> float:
+    """The checks every backend makes before a command, and the wall time it gets."""
+    if closed:
+        raise SandboxError("sandbox is closed")
+    if not argv:
+        raise SandboxError("empty command")
+    wall = spec.limits.wall_seconds
+    return min(wall, timeout) if timeout is not None else wall
+
+
 class Sandbox(abc.ABC):
     """One started sandbox: reused for every command of a run."""
 
