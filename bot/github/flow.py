@@ -228,6 +228,33 @@ class PullRequestDoor:
             f" only; merging needs an approving review from: {owners}.",
         )
 
+    def _policy_review(self, ctx: Context, pr: PullInfo, reviewer: str, commit: str | None) -> str:
+        """A policy owner's approval on the head clears the policy check; no one else's does."""
+        policy = ctx.engine.policy()
+        if reviewer == pr.author:
+            why = "authors cannot approve their own policy change"
+        elif commit != pr.head_sha:
+            why = "stale: the review is not on the head"
+        elif not any(policy.matches(p, reviewer) for p in policy.owners):
+            why = f"{reviewer} is not a policy owner ({', '.join(policy.owners) or 'none'})"
+        else:
+            ctx.client.check(
+                ctx.full,
+                CHECK_POLICY,
+                pr.head_sha,
+                conclusion="success",
+                title=f"policy change approved by {reviewer}",
+                summary=f"@{reviewer} is a policy owner and approved {commit}.",
+            )
+            return "policy: approved"
+        self._comment(
+            ctx,
+            pr.number,
+            f"policy-review:{reviewer}",
+            f"@{reviewer}'s review does not approve the policy change: {why}",
+        )
+        return f"policy: {why}"
+
     def on_closed(self, ctx: Context, number: int, reason: str = "pull request closed") -> str:
         cancelled = 0
         for rec in self._open_runs(ctx, number, ("awaiting_approval", "needs_clarification")):
@@ -252,6 +279,8 @@ class PullRequestDoor:
         reviewer = review["user"]["login"]
         pr = ctx.client.pull(ctx.full, number)
         outcomes = []
+        if state == "approved" and any(f.startswith(GOVERNING) for f, _ in pr.files):
+            outcomes.append(self._policy_review(ctx, pr, reviewer, review.get("commit_id")))
         for rec in self._open_runs(ctx, number):
             try:
                 rec = ctx.engine.decide(

@@ -194,8 +194,17 @@ def test_policy_change_is_gated_by_owners(github: GitHubDouble, door: PullReques
     github.commit(REPO, "widen", {"policies/extra.yaml": "owners: [dana]\n"}, start="main")
     number, payload = github.open_pull(REPO, "widen", author="dana")
     assert deliver(door, "pull_request", payload) == "gated: policy change"
-    run = check(github, "agentplane/policy", github.head_sha(REPO, number))
+    head = github.head_sha(REPO, number)
+    run = check(github, "agentplane/policy", head)
     assert run["conclusion"] == "action_required" and "role:maintainer" in run["output"]["summary"]
+    # The PR's own policy (owners: [dana]) does not count: owners come from the default branch.
+    for who, why in (("dana", "authors cannot approve"), ("mallory", "not a policy owner")):
+        _, review = github.submit_review(REPO, number, who, "approved")
+        assert why in deliver(door, "pull_request_review", review)
+    assert check(github, "agentplane/policy", head)["conclusion"] == "action_required"
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review).startswith("policy: approved")
+    assert check(github, "agentplane/policy", head)["conclusion"] == "success"
 
 
 def test_comment_commands(github: GitHubDouble, door: PullRequestDoor) -> None:
