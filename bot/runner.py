@@ -52,6 +52,7 @@ from bot.record import (
 from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.backends import get_backend
+from bot.sandbox.spec import EgressEvent
 from bot.sql.evidence import SqlEvidence, render_sql_evidence
 from bot.tools.browser import RUN_ARTIFACT
 from bot.tools.browser import media_type as browser_media_type
@@ -229,7 +230,7 @@ class Engine:
                         lambda t: self._model_call(rec, p, t),
                         _spent(rec),
                     )
-                rec.egress += [dataclasses.asdict(e) for e in box.egress_log()]
+                rec.egress += [_egress(e, p) for e in box.egress_log()]
                 diff = self.repo.diff_workspace(rec.commit, ws, writes)
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
@@ -584,6 +585,19 @@ class Resume:
 
     messages: list[dict[str, Any]]
     partial: str
+
+
+def _egress(event: EgressEvent, p: Plan) -> dict[str, Any]:
+    """The proxy's event, with the policy rule that granted (or withheld) the domain."""
+    entry = dataclasses.asdict(event)
+    entry["proxy_rule"] = entry.pop("rule")
+    grants = [d for d in p.decisions if d.kind == "network" and d.granted]
+    matched = next((d for d in grants if d.subject in event.rule), None)
+    if event.decision == "allow" and matched is not None:
+        entry["rule"] = matched.rule
+    else:  # denied by name, address or port: the proxy's reason says which
+        entry["rule"] = "policy#network (not granted: default deny)"
+    return entry
 
 
 def _spent(rec: RunRecord) -> Spent:

@@ -411,3 +411,36 @@ def test_adversarial_script_that_ignores_denials_changes_nothing(
     shell = next(c for c in rec.tool_calls if c.tool == "shell")
     assert "Read-only file system" in shell.result
     assert "agentplane/run/" not in git(demo_repo, "branch", "--list", "agentplane/run/*")
+
+
+def test_egress_attempts_are_recorded_with_their_rule(
+    demo_repo: Path, scripted_job: Scripted
+) -> None:
+    policy = demo_repo / "policies/default.yaml"
+    policy.write_text(
+        policy.read_text().replace(
+            '        write: ["src/**", "tests/**", "docs/**"]\n',
+            '        write: ["src/**", "tests/**", "docs/**"]\n'
+            "      network: {allow: [pypi.org]}\n",
+            1,
+        )
+    )
+    git(demo_repo, "commit", "-qam", "code jobs may reach pypi.org")
+    fetch = (
+        "python3 -c \"import urllib.request as u; u.urlopen('http://evil.example.net/x',"
+        ' timeout=5)" 2>&1 | tail -n 1'
+    )
+    job = scripted_job(
+        "fetcher",
+        [
+            {"tool_calls": [{"name": "shell", "arguments": {"command": fetch}}]},
+            {"content": "could not fetch"},
+        ],
+        scope={"filesystem": {"write": ["src/**"]}, "network": {"allow": ["pypi.org"]}},
+    )
+    _, rec = start(demo_repo, job)
+    assert rec.state == "completed", rec.transitions
+    (event,) = [e for e in rec.egress if e["host"] == "evil.example.net"]
+    assert event["decision"] == "deny" and event["port"] == 80
+    assert event["rule"] == "policy#network (not granted: default deny)"
+    assert [d["subject"] for d in rec.plan["decisions"] if d["kind"] == "network"] == ["pypi.org"]
