@@ -179,8 +179,7 @@ class Engine:
         (script_dir / f"{name}.yaml").write_text(yaml.safe_dump(script, sort_keys=False))
         req = self.request(old.job_path, prompt=old.prompt, commit=old.commit)
         override = {"model": f"scripted/{name}", "api_base": str(script_dir.resolve())}
-        rec = self.start(req, model_override=override)
-        return rec
+        return self.start(req, model_override=override)
 
     def _propose(self, rec: RunRecord, p: Plan, resume: Resume | None = None) -> RunRecord:
         """Run the agent in the sandbox and stage what it changed; resumable after a question."""
