@@ -197,36 +197,35 @@ def _gates(
     actions += [a for t in tools for a in IMPLIED_ACTIONS.get(t, ())]
     gates: list[GatePlan] = []
     for action in dict.fromkeys(actions):
-        gate = next(
-            (
-                g
-                for g in policy.gates
-                if action in g.actions and (not g.job_types or job_type in g.job_types)
-            ),
-            None,
-        )
-        if gate is not None:
-            gates.append(
-                GatePlan(
-                    action=action,
-                    approvers=gate.approvers,
-                    rule=policy.rule(f"gates.{gate.id}"),
-                    paths=gate.paths,
+        matching = [
+            g
+            for g in policy.gates
+            if action in g.actions and (not g.job_types or job_type in g.job_types)
+        ]
+        gates += [
+            GatePlan(
+                action=action,
+                approvers=g.approvers,
+                rule=policy.rule(f"gates.{g.id}"),
+                paths=g.paths,
+            )
+            for g in matching
+        ]
+        if all(g.paths for g in matching):
+            # Nothing covers every path (or nothing names the action at all): the default
+            # approvers gate the rest; with no default, nobody can approve (fails closed).
+            if policy.default_approvers is not None:
+                gates.append(
+                    GatePlan(
+                        action=action,
+                        approvers=policy.default_approvers,
+                        rule=policy.rule("default_approvers"),
+                    )
                 )
-            )
-        elif policy.default_approvers is not None:
-            gates.append(
-                GatePlan(
-                    action=action,
-                    approvers=policy.default_approvers,
-                    rule=policy.rule("default_approvers"),
+            else:
+                gates.append(
+                    GatePlan(action=action, approvers=Requirement(any_of=[]), rule="policy#gates")
                 )
-            )
-        else:
-            # No gate names this action and no default: nobody can approve (fails closed).
-            gates.append(
-                GatePlan(action=action, approvers=Requirement(any_of=[]), rule="policy#gates")
-            )
     return gates
 
 
