@@ -143,7 +143,8 @@ class Engine:
         model_override: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Plan and propose. model_override replaces the routed model (replays only)."""
-        p = self.plan(req)
+        policy = self.policy()  # read from git once per run step, not per use
+        p = plan(req, policy, self.config(req.commit))
         rec = RunRecord(
             door_ref=door_ref,
             run_id=f"{req.job.name}-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}",
@@ -166,7 +167,7 @@ class Engine:
             return self._advance(rec, "needs_clarification", p.clarification)
         if model_override is not None:
             rec.model = {**(rec.model or {}), "override": model_override}
-        return self._propose(rec, p)
+        return self._propose(rec, p, policy)
 
     def replay(self, run_id: str, script_dir: Path) -> RunRecord:
         """Re-run a recorded run against its recorded model turns (never a live model)."""
@@ -181,7 +182,9 @@ class Engine:
         override = {"model": f"scripted/{name}", "api_base": str(script_dir.resolve())}
         return self.start(req, model_override=override)
 
-    def _propose(self, rec: RunRecord, p: Plan, resume: Resume | None = None) -> RunRecord:
+    def _propose(
+        self, rec: RunRecord, p: Plan, policy: Policy, resume: Resume | None = None
+    ) -> RunRecord:
         """Run the agent in the sandbox and stage what it changed; resumable after a question."""
         assert p.model is not None and p.prompt is not None  # runnable plans have both
         why = f"model group {p.model.model_class} ({p.model.rule})"
@@ -189,7 +192,6 @@ class Engine:
         started = time.perf_counter()
         writes = p.granted("write")
         domains = tuple(p.granted("network"))
-        policy = self.policy()
         with tempfile.TemporaryDirectory(prefix="agentplane-ws-") as tmp:
             # The mkdtemp dir itself: its parent (/tmp) is traversable by the sandbox uid.
             ws = Path(tmp)
@@ -359,7 +361,7 @@ class Engine:
         rec.question = None
         self._advance(rec, "planned", f"{who} answered")
         p = Plan.model_validate(rec.plan)
-        return self._propose(rec, p, Resume(messages, self.patch(rec)))
+        return self._propose(rec, p, self.policy(), Resume(messages, self.patch(rec)))
 
     def _may_answer(self, rec: RunRecord, who: str) -> bool:
         return may_decide(self.policy(), open_gates(rec), who)
