@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import tempfile
 import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from playwright.async_api import Browser, HttpCredentials, Playwright, async_playwright
@@ -19,11 +22,17 @@ from playwright.async_api import Error as PlaywrightError
 
 from bot.browser.allowlist import _split_entry
 from bot.browser.errors import BrowserUnavailable
+from bot.errors import SandboxError
+from bot.sandbox.bwrap import BwrapSandbox
+from bot.sandbox.spec import Limits, Sandbox, SandboxSpec
 
 T = TypeVar("T")
 ENV_CHROMIUM = "AGENTPLANE_CHROMIUM"
 ENV_SANDBOX = "AGENTPLANE_CHROMIUM_SANDBOX"
+ENV_CONFINE = "AGENTPLANE_BROWSER_BWRAP"
+"""`0` runs Chromium unconfined (debugging only); by default it runs under bubblewrap."""
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
+DEBIAN_REAL = "/usr/lib/chromium/chromium"
 CALL_TIMEOUT_S = 90.0
 # Chromium's own background traffic (updates, sync, safe browsing) is not the job's.
 QUIET_ARGS = (
@@ -99,6 +108,53 @@ class LoopThread:
         self.loop.close()
 
 
+# Chromium reserves tens of GiB of address space for V8's cage, so RLIMIT_AS cannot
+# bound its memory; pids, CPU time and file sizes still hold.
+BROWSER_LIMITS = Limits(
+    memory_bytes=1 << 42, pids=512, cpu_seconds=3600, wall_seconds=3600.0, file_size_bytes=512 << 20
+)
+
+
+@dataclass
+class Confined:
+    """Chromium under the bubblewrap spec: a launcher script Playwright executes."""
+
+    script: str
+    sandbox: Sandbox
+    dirs: list[tempfile.TemporaryDirectory[str]]
+
+    def close(self) -> None:
+        self.sandbox.close()
+        for d in self.dirs:
+            d.cleanup()
+
+
+def confine(path: str) -> Confined:
+    """Run Chromium in a bubblewrap sandbox: its own empty workspace, no host files beyond
+    the system's read-only /usr, no host environment, a non-root uid. The network stays the
+    host's (caller-fenced): every request is routed through the job's allowlist by the Tab."""
+    from bot.sandbox.backends import get_backend
+
+    # Debian's /usr/bin/chromium is a shell wrapper that reads /etc/chromium.d; run the binary.
+    real = DEBIAN_REAL if path == DEBIAN_CHROMIUM and os.access(DEBIAN_REAL, os.X_OK) else path
+    # Two directories: the sandbox may write its workspace, never the launcher beside it.
+    home = tempfile.TemporaryDirectory(prefix="agentplane-ws-browser-")
+    bin_dir = tempfile.TemporaryDirectory(prefix="agentplane-browser-bin-")
+    try:
+        spec = SandboxSpec(Path(home.name), ("**",), network="caller-fenced", limits=BROWSER_LIMITS)
+        box = get_backend("bwrap").start(spec)
+    except SandboxError as exc:
+        home.cleanup()
+        bin_dir.cleanup()
+        raise BrowserUnavailable(f"cannot confine Chromium: {exc}") from None
+    assert isinstance(box, BwrapSandbox)
+    launcher = Path(bin_dir.name) / "chromium"
+    line = " ".join(shlex.quote(a) for a in box.command([real, "--no-sandbox"]))
+    launcher.write_text(f'#!/bin/sh\nexec {line} "$@"\n')
+    launcher.chmod(0o755)
+    return Confined(str(launcher), box, [home, bin_dir])
+
+
 class Chromium:
     """One launched Chromium for one run (or one apply), with its loop thread."""
 
@@ -111,14 +167,20 @@ class Chromium:
         self.executable = ""
         self.sandboxed = False
         self._closed = False
+        self._confined: Confined | None = None
 
     async def _launch(self) -> Browser:
         self._pw = await async_playwright().start()
         path, _why = find_chromium(self.environ, self._pw.chromium.executable_path)
         self.executable, self.sandboxed = path, chromium_sandbox(self.environ)
+        launch_path = path
+        if self.environ.get(ENV_CONFINE, "1") != "0":
+            self._confined = confine(path)
+            launch_path = self._confined.script
+            self.sandboxed = False  # bubblewrap is the sandbox; Chromium's own needs userns
         try:
             return await self._pw.chromium.launch(
-                executable_path=path,
+                executable_path=launch_path,
                 chromium_sandbox=self.sandboxed,
                 args=[*QUIET_ARGS, f"--host-resolver-rules={resolver_rules(self.domains)}"],
             )
@@ -152,3 +214,5 @@ class Chromium:
         finally:
             self._browser, self._pw = None, None
             self.loop.stop()
+            if self._confined is not None:
+                self._confined.close()

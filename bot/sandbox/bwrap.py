@@ -125,6 +125,8 @@ class BwrapSandbox(Sandbox):
             # The net namespace is still unshared: the bound socket is the only way out.
             argv = self._gate.forwarder(argv)
         args = _system_args(self.spec.limits.memory_bytes)
+        if self.spec.network == "caller-fenced":
+            args.append("--share-net")
         for key, value in env.items():
             args += ["--setenv", key, value]
         args += ["--ro-bind", str(self.workspace), "/workspace"]

@@ -228,6 +228,8 @@ class DockerBackend(SandboxBackend):
         return True, ""
 
     def start(self, spec: SandboxSpec) -> DockerSandbox:
+        if spec.network == "caller-fenced":
+            raise SandboxError("the Docker backend has no caller-fenced network; use bwrap")
         client = self.client()
         workspace, writable = prepare(spec)
         uid = SANDBOX_UID if os.geteuid() == 0 else os.getuid()

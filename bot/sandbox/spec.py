@@ -31,7 +31,10 @@ class SandboxSpec:
     """Globs, relative to the workspace, the job may write. Empty: read-only."""
     network: str = "none"
     """`none`: no network at all. `allowlist`: only the egress proxy, which lets
-    through the names in allow_domains (HTTP_PROXY/HTTPS_PROXY point at it)."""
+    through the names in allow_domains (HTTP_PROXY/HTTPS_PROXY point at it).
+    `caller-fenced`: the host's network, for a program whose every request the caller
+    fences itself (the browser driver routes each one through the job's allowlist);
+    never for commands a model chooses."""
     limits: Limits = field(default_factory=Limits)
     env: tuple[tuple[str, str], ...] = ()
     """The only environment the command sees (the host's is never passed)."""
@@ -42,8 +45,10 @@ class SandboxSpec:
     only: a job's allowlist never opens the controller's own network by itself."""
 
     def __post_init__(self) -> None:
-        if self.network not in ("none", "allowlist"):
-            raise SandboxError(f"network must be 'none' or 'allowlist', not {self.network!r}")
+        if self.network not in ("none", "allowlist", "caller-fenced"):
+            raise SandboxError(
+                f"network must be 'none', 'allowlist' or 'caller-fenced', not {self.network!r}"
+            )
         if self.allow_domains and self.network != "allowlist":
             raise SandboxError("allow_domains needs network='allowlist'")
 
