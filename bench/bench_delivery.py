@@ -15,16 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.config import Settings
 from bot.demo import PROJECT, build_repo
-from bot.github.flow import PullRequestDoor
 from bot.github.sansio import Delivery
-from bot.github.state import PullState
 from bot.gitrepo import GitRepo
 from bot.runner import Engine
 from bot.sandbox.bwrap import BwrapBackend
 from tests.github.double import GitHubDouble
-from tests.github.test_flow import JOB, REPO, repo_files
+from tests.github.test_flow import JOB, REPO, door_for
 
 ITERATIONS = 3
 
@@ -36,16 +33,7 @@ def _median_s(run: Callable[[int], float], n: int) -> float:
 
 def _github(root: Path) -> float:
     with GitHubDouble(root) as gh:
-        gh.create_repo(REPO, repo_files())
-        settings = Settings(
-            webhook_secrets=("s",),
-            app_id=gh.app_id,
-            app_private_key=gh.app_private_key_pem,
-            api_url=gh.api_url,
-            data_dir=root / "bot",
-            github_throttle=False,
-        )
-        door = PullRequestDoor(settings, BwrapBackend(), PullState(root / "bot" / "state.db"))
+        door = door_for(gh, root)
 
         def once(i: int) -> float:
             branch = f"add-job-{i}"

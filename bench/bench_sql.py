@@ -14,14 +14,12 @@ import time
 import psycopg
 
 from bot.broker import Broker
-from bot.job import parse_job
-from bot.plan import plan
-from bot.policy import SqlConnectionPolicy, merge_policy
-from bot.request import RunRequest
+from bot.policy import SqlConnectionPolicy
 from bot.sql.classify import classify
 from bot.sql.connections import SqlConnection
 from bot.tools.sql import SqlTools
-from tests.sql.cluster import PROJECT, cluster
+from tests.sql.cluster import cluster
+from tests.sql.test_replica import sql_plan
 
 N = 300
 QUERY = "SELECT id, name, region FROM shop.customers WHERE id = 7"
@@ -38,20 +36,13 @@ def _per_query_ms(fn: object) -> float:
 
 
 def main() -> None:
-    policy = merge_policy(
-        [("policies/default.yaml", (PROJECT / "policies/default.yaml").read_text())]
-    )
-    req = RunRequest(
-        job=parse_job("bench.yaml", JOB), job_path="bench.yaml", requester="bench",
-        repo="r", commit="0" * 40,
-    )  # fmt: skip
     with cluster() as c:
         conn = SqlConnection(
             "replica", SqlConnectionPolicy(), "policies/default.yaml#sql_connections.replica",
             c.standby_dsn,
         )  # fmt: skip
         tools = SqlTools({"replica": conn}, lambda ev: None)
-        broker = Broker(plan(req, policy), tools.specs(), lambda call: None, tools.redact)
+        broker = Broker(sql_plan(JOB), tools.specs(), lambda call: None, tools.redact)
         args = json.dumps({"sql": QUERY})
         with psycopg.connect(c.standby_dsn, autocommit=True) as pg:
             direct = _per_query_ms(lambda: pg.execute(QUERY.encode()).fetchall())

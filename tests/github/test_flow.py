@@ -42,18 +42,23 @@ def repo_files() -> dict[str, str]:
     return files
 
 
-@pytest.fixture
-def door(github: GitHubDouble, tmp_path: Path) -> PullRequestDoor:
+def door_for(github: GitHubDouble, root: Path) -> PullRequestDoor:
+    """A door on the double's octo/demo repo, as an installed App (also used by bench/)."""
     github.create_repo(REPO, repo_files())
     settings = Settings(
         webhook_secrets=("s",),
         app_id=github.app_id,
         app_private_key=github.app_private_key_pem,
         api_url=github.api_url,
-        data_dir=tmp_path / "bot",
+        data_dir=root / "bot",
         github_throttle=False,
     )
-    return PullRequestDoor(settings, BwrapBackend(), PullState(tmp_path / "bot" / "state.db"))
+    return PullRequestDoor(settings, BwrapBackend(), PullState(root / "bot" / "state.db"))
+
+
+@pytest.fixture
+def door(github: GitHubDouble, tmp_path: Path) -> PullRequestDoor:
+    return door_for(github, tmp_path)
 
 
 def deliver(door: PullRequestDoor, event: str, payload: dict[str, Any], guid: str = "") -> str:
