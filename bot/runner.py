@@ -277,12 +277,8 @@ class Engine:
             rec.artifacts = [a for a in rec.artifacts if a.name != name]
             artifacts[self._artifact(rec, name, data, media_type)] = data
 
-        seen = {
-            path
-            for c in rec.tool_calls
-            if c.tool == "workspace"
-            for path in [c.arguments.get("path")]
-        }
+        # A resumed run re-diffs everything: report each out-of-scope path once.
+        seen = {c.arguments.get("path") for c in rec.tool_calls if c.tool == "workspace"}
         for path in diff.out_of_scope:
             if path in seen:
                 continue

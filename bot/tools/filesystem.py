@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def resolve(root: Path, rel: str) -> Path:
     return target
 
 
-def filesystem_tools(root: Path, readable: Any) -> list[ToolSpec]:
+def filesystem_tools(root: Path, readable: Callable[[str], bool]) -> list[ToolSpec]:
     """readable(path) -> bool filters list/search results to the read scope."""
 
     def read(args: dict[str, Any]) -> ToolOutcome:
