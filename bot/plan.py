@@ -72,6 +72,9 @@ class Plan(Frozen):
     clarification: str | None
     backend: str | None = None
     """The sandbox backend the job type's policy requires; None: the host's default."""
+    private_networks: tuple[str, ...] = ()
+    """Non-public networks the job type's egress may reach (policy only)."""
+    private_networks_rule: str = ""
 
     def granted(self, kind: str) -> list[str]:
         return [d.subject for d in self.decisions if d.kind == kind and d.granted]
@@ -344,6 +347,8 @@ def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> P
         budget_rule=policy.rule("budgets"),
         model=chosen,
         backend=jt.backend if jt is not None else None,
+        private_networks=tuple(jt.private_networks) if jt is not None else (),
+        private_networks_rule=policy.rule(f"job_types.{job_type}.private_networks"),
         clarification=clarification
         if chosen is not None
         else (clarification or f"model group {req.job.model!r} is not defined in policy"),

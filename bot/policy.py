@@ -6,9 +6,10 @@ Policy files live in `policies/*.yaml` and are read from the default branch only
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.approvers import Requirement
 from bot.errors import SourceError, ValidationFailed
@@ -27,6 +28,21 @@ class JobTypePolicy(Strict):
         description="Sandbox backend this job type must run in (e.g. docker for browser); "
         "unset: the host's default",
     )
+    private_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks (CIDR, e.g. 10.20.0.0/16 for an internal admin "
+        "console) this job type's egress and browser may reach; a job file can never open one",
+    )
+
+    @field_validator("private_networks")
+    @classmethod
+    def _cidrs(cls, networks: list[str]) -> list[str]:
+        for net in networks:
+            try:
+                ipaddress.ip_network(net)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network in CIDR form: {exc}") from None
+        return networks
 
 
 class GatePolicy(Strict):

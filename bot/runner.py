@@ -8,6 +8,7 @@ interrupted anywhere resumes from its last record with nothing lost.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -209,6 +210,7 @@ class Engine:
                     env=(("PYTHONDONTWRITEBYTECODE", "1"),),
                     network="allowlist" if domains else "none",
                     allow_domains=domains,
+                    egress_private_ok=p.private_networks if domains else (),
                 )
                 backend = get_backend(p.backend) if p.backend else self.backend
                 config = {
@@ -584,14 +586,19 @@ class Resume:
     partial: str
 
 
+EGRESS_KINDS = ("network", "browser_domain")
+
+
 def _egress(event: EgressEvent, p: Plan) -> dict[str, Any]:
     """The proxy's event, with the policy rule that granted (or withheld) the domain."""
     entry = dataclasses.asdict(event)
     entry["proxy_rule"] = entry.pop("rule")
-    grants = [d for d in p.decisions if d.kind == "network" and d.granted]
+    grants = [d for d in p.decisions if d.kind in EGRESS_KINDS and d.granted]
     matched = next((d for d in grants if d.subject in event.rule), None)
     if event.decision == "allow" and matched is not None:
         entry["rule"] = matched.rule
+        if event.address and not ipaddress.ip_address(event.address).is_global:
+            entry["network_rule"] = p.private_networks_rule
     else:  # denied by name, address or port: the proxy's reason says which
         entry["rule"] = "policy#network (not granted: default deny)"
     return entry

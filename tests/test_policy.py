@@ -83,3 +83,15 @@ def test_config_rejects_unknown_fields() -> None:
     with pytest.raises(ValidationFailed) as info:
         parse_config(".agentplane/config.yaml", "tools: [filesystem]\nwiden: true\n")
     assert info.value.errors[0].render().startswith(".agentplane/config.yaml:2:1: widen:")
+
+
+def test_private_networks_must_be_cidrs() -> None:
+    bad = (
+        "job_types:\n  browser:\n    run_by: ['*']\n"
+        "    private_networks: [10.0.0.0/8, 10.0.0.300/32]\n"
+    )
+    with pytest.raises(ValidationFailed) as info:
+        merge_policy([("policies/a.yaml", bad)])
+    err = info.value.errors[0].render()
+    assert err.startswith("policies/a.yaml:4:5: job_types.browser.private_networks:"), err
+    assert "'10.0.0.300/32' is not a network in CIDR form" in err

@@ -444,3 +444,47 @@ def test_egress_attempts_are_recorded_with_their_rule(
     assert event["decision"] == "deny" and event["port"] == 80
     assert event["rule"] == "policy#network (not granted: default deny)"
     assert [d["subject"] for d in rec.plan["decisions"] if d["kind"] == "network"] == ["pypi.org"]
+
+
+def test_private_networks_open_only_what_policy_names(
+    demo_repo: Path, scripted_job: Scripted
+) -> None:
+    """An allowed address on a private network needs policy's private_networks as well."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = f"127.0.0.1:{server.server_address[1]}"
+    fetch = (
+        f"python3 -c \"import urllib.request as u; print(u.urlopen('http://{target}/',"
+        ' timeout=5).status)" 2>&1 | tail -n 1'
+    )
+    policy = demo_repo / "policies/default.yaml"
+    text = policy.read_text()
+    write_scope = '        write: ["src/**", "tests/**", "docs/**"]\n'
+    network = f"      network: {{allow: ['{target}']}}\n"
+    policy.write_text(text.replace(write_scope, write_scope + network, 1))
+    git(demo_repo, "commit", "-qam", "code jobs may ask for the local server")
+    job = scripted_job(
+        "local",
+        [{"tool_calls": [{"name": "shell", "arguments": {"command": fetch}}]}, {"content": "ok"}],
+        scope={"filesystem": {"write": ["src/**"]}, "network": {"allow": [target]}},
+    )
+    records = []
+    try:
+        records.append(start(demo_repo, job)[1])
+        opened = network + "    private_networks: [127.0.0.0/8]\n"
+        policy.write_text(text.replace(write_scope, write_scope + opened, 1))
+        git(demo_repo, "commit", "-qam", "code jobs may reach 127.0.0.0/8")
+        records.append(start(demo_repo, job)[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+    closed, opened_rec = records
+    (denied,) = closed.egress
+    assert denied["decision"] == "deny" and "non-public-address=127.0.0.1" in denied["proxy_rule"]
+    (allowed,) = opened_rec.egress
+    assert allowed["decision"] == "allow" and allowed["address"] == "127.0.0.1"
+    assert allowed["rule"].endswith("#job_types.code.scope.network.allow")
+    assert allowed["network_rule"] == "policies/default.yaml#job_types.code.private_networks"

@@ -4,6 +4,10 @@ Kept apart from the proxy so the decisions are pure and testable without sockets
 A name is checked twice: against the job's allowlist before resolving, then every
 address it resolves to against the public-address rule, so an allowed name that
 points at the controller's own network (DNS rebinding) is still refused.
+
+An IP address is reachable only through a rule naming exactly that address in its
+canonical form (`10.0.0.7`, `[fd00::7]`), and, being private in practice, only when
+policy opens its network too (private_ok): one rule can never open a range.
 """
 
 from __future__ import annotations
@@ -38,16 +42,34 @@ def normalise_host(host: str) -> str | None:
     return name
 
 
+def ip_literal(host: str) -> Address | None:
+    """The address host spells in canonical form (`10.0.0.7`, `[fd00::7]`), else None.
+
+    Canonical only: `127.1`, `0x7f.0.0.1` or `010.0.0.7` are refused rather than read
+    the way libc would, so an address rule matches one spelling of one address.
+    """
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = ipaddress.ip_address(bare)
+    except ValueError:
+        return None
+    if (bare != host) != isinstance(ip, ipaddress.IPv6Address) or str(ip) != bare.lower():
+        return None  # IPv6 must be bracketed, IPv4 must not be; both in canonical form
+    return ip
+
+
 @dataclass(frozen=True)
 class Rule:
     text: str
     suffix: str
-    """The name, or for a wildcard the part after `*.`."""
+    """The name, or for a wildcard the part after `*.`; for an address rule its text."""
     wildcard: bool
-    ports: tuple[int, ...]
+    ports: tuple[int, ...] | None
+    """None: any port (`host:*`)."""
+    address: Address | None = None
 
     def matches(self, name: str, port: int) -> bool:
-        if port not in self.ports:
+        if self.ports is not None and port not in self.ports:
             return False
         if self.wildcard:
             return name.endswith("." + self.suffix)
@@ -55,20 +77,28 @@ class Rule:
 
 
 def parse_rule(text: str) -> Rule:
-    host, sep, port_text = text.strip().rpartition(":")
-    if not sep:
-        host, port_text = text.strip(), ""
+    entry = text.strip()
+    host, sep, port_text = entry.rpartition(":")
+    if not sep or (":" in host and not host.endswith("]")):
+        host, port_text = entry, ""  # no port, or an unbracketed IPv6 address (refused below)
     wildcard = host.startswith("*.")
-    name = normalise_host(host[2:] if wildcard else host)
+    address = ip_literal(host)
+    name = str(address) if address is not None else normalise_host(host[2:] if wildcard else host)
     if name is None or "*" in host[2 if wildcard else 0 :]:
         raise SandboxError(
-            f"allowed domain {text!r} is not a DNS name; write `example.com`, `*.example.com` "
-            "or either with `:port` (IP addresses are never allowed)"
+            f"allowed domain {text!r} is neither a DNS name nor an IP address; write "
+            "`example.com`, `*.example.com`, `10.0.0.7` or `[fd00::7]`, each optionally with "
+            "`:port` or `:*` (any port)"
         )
-    if port_text and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+    if port_text == "*":
+        ports: tuple[int, ...] | None = None
+    elif not port_text:
+        ports = DEFAULT_PORTS
+    elif port_text.isdigit() and 0 < int(port_text) < 65536:
+        ports = (int(port_text),)
+    else:
         raise SandboxError(f"allowed domain {text!r} has an invalid port {port_text!r}")
-    ports = (int(port_text),) if port_text else DEFAULT_PORTS
-    return Rule(text.strip(), name, wildcard, ports)
+    return Rule(entry, name, wildcard, ports, address)
 
 
 @dataclass(frozen=True)
@@ -86,10 +116,14 @@ class Allowlist:
             raise SandboxError(f"egress_private_ok: {exc}") from exc
 
     def check_name(self, host: str, port: int) -> Verdict:
-        name = normalise_host(host)
+        """May host:port be asked for? Addresses only by a rule naming exactly them."""
+        address = ip_literal(host)
+        name = str(address) if address is not None else normalise_host(host)
         if name is None:
             return Verdict(False, "not-a-dns-name")
         for i, rule in enumerate(self.rules):
+            if (rule.address is None) != (address is None):
+                continue
             if rule.matches(name, port):
                 return Verdict(True, f"allow_domains[{i}]={rule.text}")
         return Verdict(False, "default-deny")

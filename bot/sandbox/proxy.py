@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bot.sandbox.egress import Allowlist, normalise_host
+from bot.sandbox.egress import Allowlist, ip_literal, normalise_host
 from bot.sandbox.spec import EgressEvent
 
 MAX_HEAD = 16 << 10
@@ -165,9 +165,11 @@ class EgressProxy:
         verdict = self.allowlist.check_name(host, port)
         if not verdict.allowed:
             return EgressEvent(host, port, "deny", verdict.rule), None
-        name = normalise_host(host) or host  # allowed, so a name
+        literal = ip_literal(host)
         try:
-            addresses = self._resolve(name, port)
+            # Allowed, so an exact address rule matched, or a name to resolve once.
+            name = normalise_host(host) or host
+            addresses = [str(literal)] if literal is not None else self._resolve(name, port)
         except OSError as exc:
             return EgressEvent(host, port, "deny", f"unresolvable: {exc}"), None
         checked = self.allowlist.check_addresses(addresses)
@@ -228,7 +230,8 @@ def _parse_target(head: bytes) -> tuple[str, int, bool] | None:
         return None
     if url.scheme != "http" or not url.hostname:
         return None
-    return url.hostname, url_port, False
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname  # urlsplit unbrackets
+    return host, url_port, False
 
 
 def _origin_form(head: bytes) -> bytes:

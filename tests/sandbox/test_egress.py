@@ -95,7 +95,33 @@ def test_rules_exact_wildcard_and_ports() -> None:
     assert allow.check_name("other.test", 443).rule == "default-deny"
 
 
-@pytest.mark.parametrize("rule", ["1.2.3.4", "*", "*.com*", "a.b:0", "a.b:x", "[::1]:443"])
+def test_address_rules_match_one_canonical_address() -> None:
+    allow = Allowlist(["10.0.0.7", "[fd00::7]:8443", "10.0.0.8:*", "any.test:*"])
+    assert allow.check_name("10.0.0.7", 443).rule == "allow_domains[0]=10.0.0.7"
+    assert not allow.check_name("10.0.0.7", 8080).allowed  # no port: 80 and 443, as names
+    assert allow.check_name("[fd00::7]", 8443).allowed
+    assert allow.check_name("10.0.0.8", 5432).allowed and allow.check_name("any.test", 22).allowed
+    for other in ("10.0.0.9", "010.0.0.7", "10.7", "167772167", "[fd00:0::7]", "fd00::7"):
+        assert not allow.check_name(other, 443).allowed, other
+    # A name that is spelled like an address never matches a name rule, nor the reverse.
+    assert not Allowlist(["any.test:*"]).check_name("10.0.0.8", 80).allowed
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "1.2.3.4.5",
+        "127.1",
+        "010.0.0.1",
+        "::1",
+        "[::1",
+        "*",
+        "*.com*",
+        "a.b:0",
+        "a.b:x",
+        "*.1.2.3.4",
+    ],
+)
 def test_bad_rules_are_refused(rule: str) -> None:
     with pytest.raises(SandboxError, match="allowed domain"):
         parse_rule(rule)
@@ -146,10 +172,11 @@ def test_allowed_request_is_forwarded_and_logged(origin: int) -> None:
     ("target", "rule"),
     [
         ("other.test:443", "default-deny"),
-        ("127.0.0.1:{port}", "not-a-dns-name"),
+        ("127.0.0.1:{port}", "default-deny"),  # an address, and no rule names it
         ("2130706433:{port}", "not-a-dns-name"),
         ("0x7f.1:{port}", "not-a-dns-name"),
-        ("[::1]:{port}", "not-a-dns-name"),
+        ("[::1]:{port}", "default-deny"),
+        ("[::1:{port}", "not-a-dns-name"),
         ("localhost.:{port}", "non-public-address=127.0.0.1"),  # allowed name, private answer
     ],
 )
@@ -161,6 +188,19 @@ def test_denied_connects_are_refused_and_logged(origin: int, target: str, rule: 
     assert reply.startswith("HTTP/1.1 403"), reply
     assert event.decision == "deny" and rule in event.rule
     assert event.bytes_up == event.bytes_down == 0
+
+
+def test_an_address_rule_needs_its_network_opened_too(origin: int) -> None:
+    """`127.0.0.1:PORT` is named exactly, yet private: only private_ok lets it through."""
+    head = f"GET http://127.0.0.1:{origin}/ HTTP/1.1\r\n\r\n"
+    with EgressProxy([f"127.0.0.1:{origin}"]) as closed:
+        refused = request(closed.serve_tcp(), head)
+    with EgressProxy([f"127.0.0.1:{origin}"], private_ok=LOCAL) as opened:
+        fetched = request(opened.serve_tcp(), head)
+    assert refused.startswith("HTTP/1.1 403")
+    assert closed.log[0].rule.endswith("non-public-address=127.0.0.1")
+    assert fetched.startswith("HTTP/1.0 200")
+    assert opened.log[0].address == "127.0.0.1" and opened.log[0].decision == "allow"
 
 
 def test_dns_rebinding_cannot_redirect_the_connection(origin: int) -> None:
