@@ -25,6 +25,7 @@ from tests.browser.conftest import browser_plan
 from tests.browser.site import PASSWORD, USERNAME, AdminSite
 
 ITERATIONS = 5
+BACKENDS = ("docker", "bwrap")
 
 
 def _median_s(run: Callable[[], None], n: int) -> float:
@@ -37,8 +38,8 @@ def _median_s(run: Callable[[], None], n: int) -> float:
     return statistics.median(times)
 
 
-def _agentplane(url: str) -> None:
-    plan = browser_plan()
+def _agentplane(url: str, backend: str) -> None:
+    plan = browser_plan().model_copy(update={"backend": backend})
     gated = [GatedElement(action="delete", role="button", name="Delete")]
     credential = BrowserCredential("admin-console", USERNAME, PASSWORD, url)
     tools = BrowserTools.from_plan(plan, gated, ".agentplane/jobs/admin-edit.yaml", credential)
@@ -80,13 +81,18 @@ def _bare(url: str) -> None:
 
 def main() -> None:
     with AdminSite() as site:
-        ours = _median_s(lambda: _agentplane(site.url), ITERATIONS)
         bare = _median_s(lambda: _bare(site.url), ITERATIONS)
+        ours = {
+            name: _median_s(lambda name=name: _agentplane(site.url, name), ITERATIONS)
+            for name in BACKENDS
+        }
         assert not site.state.applied, site.state.applied  # read-only: nothing was submitted
-    print(
-        f"browser 5-step job: agentplane {ours:.2f} s median (trace, HAR, allowlist routing,"
-        f" broker); bare Playwright {bare:.2f} s; ratio {ours / bare:.1f}x"
-    )
+    for name, seconds in ours.items():
+        print(
+            f"browser 5-step job: agentplane in {name} {seconds:.2f} s median (sandbox, egress"
+            f" proxy, trace, HAR, routing, broker); bare Playwright {bare:.2f} s;"
+            f" ratio {seconds / bare:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,20 @@ def doctor() -> None:
         ok, why = make_backend(name).available()
         usable += ok
         click.echo(f"{name:<7} {'ok' if ok else 'unavailable: ' + why}")
+    click.echo(f"{'browser':<7} {_browser_sandbox()}")
     if not usable:
         sys.exit(1)
+
+
+def _browser_sandbox() -> str:
+    """Where a browser job's Chromium would run, and why not elsewhere."""
+    from bot.browser.driver import browser_backend
+    from bot.browser.errors import BrowserUnavailable
+
+    try:
+        return f"runs Chromium in {browser_backend(None)[1]}"
+    except BrowserUnavailable as exc:
+        return f"unavailable: {exc}"
 
 
 @click.group()

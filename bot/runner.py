@@ -24,6 +24,7 @@ import yaml
 from bot.agent import Model, Spent, opening, run_agent
 from bot.audit.log import AuditLog
 from bot.broker import Broker
+from bot.browser.driver import Chromium
 from bot.browser.errors import ReplayDiffers
 from bot.browser.evidence import render_browser_evidence
 from bot.browser.model import BrowserRun
@@ -55,7 +56,7 @@ from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.backends import get_backend
 from bot.sandbox.spec import EgressEvent
 from bot.sql.evidence import SqlEvidence, render_sql_evidence
-from bot.tools.browser import RUN_ARTIFACT
+from bot.tools.browser import RUN_ARTIFACT, chromium_for
 from bot.tools.browser import media_type as browser_media_type
 from bot.tools.toolbox import Toolbox, toolbox
 
@@ -233,7 +234,7 @@ class Engine:
                         lambda t: self._model_call(rec, p, t),
                         _spent(rec),
                     )
-                rec.egress += [_egress(e, p) for e in box.egress_log()]
+                rec.egress += [_egress(e, p) for e in [*box.egress_log(), *kit.browser_egress]]
                 diff = self.repo.diff_workspace(rec.commit, ws, writes)
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
@@ -461,13 +462,20 @@ class Engine:
         assert rec.proposal is not None and rec.proposal.browser is not None
         held = rec.proposal.browser
         run = self.browser_run(rec)
-        names = Plan.model_validate(rec.plan).granted("credential")
+        p = Plan.model_validate(rec.plan)
+        names = p.granted("credential")
+        chromium: Chromium | None = None
         try:
             if run is None:
                 raise RunError("the run's browser-run.json artifact is missing")
             credential = browser_credential(names[0], os.environ) if names else None
+            chromium = chromium_for(p, run.domains)
             released = release(
-                run, held.pending_digest, credential=credential, job_rule=rec.job_path
+                run,
+                held.pending_digest,
+                credential=credential,
+                job_rule=rec.job_path,
+                chromium=chromium,
             )
         except ReplayDiffers as exc:
             self._artifacts(rec, exc.artifacts, artifacts)
@@ -476,6 +484,9 @@ class Engine:
             )
         except AgentplaneError as exc:
             return f"apply failed: {exc}"
+        finally:
+            if chromium is not None:
+                rec.egress += [{**_egress(e, p), "phase": "apply"} for e in chromium.egress]
         self._artifacts(rec, released.artifacts, artifacts)
         rec.applied = {"request": f"{held.method} {released.url}", "status": str(released.status)}
         return None

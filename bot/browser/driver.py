@@ -12,7 +12,7 @@ import os
 import shlex
 import tempfile
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,14 +23,13 @@ from playwright.async_api import Error as PlaywrightError
 from bot.browser.allowlist import _split_entry
 from bot.browser.errors import BrowserUnavailable
 from bot.errors import SandboxError
-from bot.sandbox.bwrap import BwrapSandbox
-from bot.sandbox.spec import Limits, Sandbox, SandboxSpec
+from bot.sandbox.image import BROWSER_IMAGE
+from bot.sandbox.proxy import FORWARD_PORT
+from bot.sandbox.spec import EgressEvent, Limits, Sandbox, SandboxBackend, SandboxSpec
 
 T = TypeVar("T")
 ENV_CHROMIUM = "AGENTPLANE_CHROMIUM"
 ENV_SANDBOX = "AGENTPLANE_CHROMIUM_SANDBOX"
-ENV_CONFINE = "AGENTPLANE_BROWSER_BWRAP"
-"""`0` runs Chromium unconfined (debugging only); by default it runs under bubblewrap."""
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
 DEBIAN_REAL = "/usr/lib/chromium/chromium"
 CALL_TIMEOUT_S = 90.0
@@ -78,17 +77,12 @@ def find_chromium(environ: Mapping[str, str], playwright_own: str | None) -> tup
 
 
 def chromium_sandbox(environ: Mapping[str, str]) -> bool:
-    """Chromium's own sandbox; it cannot start as root, so root runs without it."""
+    """Chromium's own sandbox, for Chromium outside ours (exported tests, the bare bench);
+    it cannot start as root, so root runs without it."""
     value = environ.get(ENV_SANDBOX)
     if value is not None:
         return value not in ("0", "false", "no")
     return os.geteuid() != 0
-
-
-def resolver_rules(domains: Sequence[str]) -> str:
-    """A second fence under routing: hostnames outside the allowlist do not even resolve."""
-    hosts = dict.fromkeys(_split_entry(d.strip().lower())[0] for d in domains)
-    return ", ".join(["MAP * ~NOTFOUND", *(f"EXCLUDE {h}" for h in hosts)])
 
 
 class LoopThread:
@@ -108,95 +102,161 @@ class LoopThread:
         self.loop.close()
 
 
-# Chromium reserves tens of GiB of address space for V8's cage, so RLIMIT_AS cannot
-# bound its memory; pids, CPU time and file sizes still hold.
+# Chromium reserves tens of GiB of address space for V8's cage, so RLIMIT_AS (all bwrap
+# has) cannot bound its memory; Docker's cgroup can, and does.
 BROWSER_LIMITS = Limits(
-    memory_bytes=1 << 42, pids=512, cpu_seconds=3600, wall_seconds=3600.0, file_size_bytes=512 << 20
+    memory_bytes=2 << 30,
+    address_space_bytes=1 << 42,
+    pids=512,
+    cpu_seconds=3600,
+    wall_seconds=3600.0,
+    file_size_bytes=512 << 20,
 )
+IN_SANDBOX_ARGS = (
+    "--no-sandbox",  # the sandbox is ours: Chromium's own would need user namespaces
+    f"--proxy-server=http://127.0.0.1:{FORWARD_PORT}",
+    "--proxy-bypass-list=<-loopback>",  # 127.0.0.1 too goes through the proxy, and its rules
+    "--disable-dev-shm-usage",  # Docker's /dev/shm is 64 MiB
+)
+
+
+def proxy_rules(domains: Sequence[str]) -> tuple[str, ...]:
+    """scope.browser.domains as egress rules: an entry without a port means any port."""
+    return tuple(d if _split_entry(d.strip())[1] else f"{d.strip()}:*" for d in domains)
+
+
+def browser_backend(required: str | None) -> tuple[SandboxBackend, str]:
+    """(backend, why): policy's choice if the job type names one, else Docker where it can
+    run Chromium (the browser image is built), else bubblewrap."""
+    from bot.sandbox.backends import make_backend
+    from bot.sandbox.dockerbox import DockerBackend
+
+    skipped: list[str] = []
+    for name in [required] if required else ["docker", "bwrap"]:
+        backend = DockerBackend(image=BROWSER_IMAGE) if name == "docker" else make_backend(name)
+        ok, reason = backend.available()
+        if ok:
+            why = "required by policy" if required else "preferred"
+            return backend, "; ".join([f"{name}: {why}", *skipped])
+        skipped.append(f"{name}: {reason}")
+    raise BrowserUnavailable("no sandbox here can run Chromium: " + "; ".join(skipped))
 
 
 @dataclass
 class Confined:
-    """Chromium under the bubblewrap spec: a launcher script Playwright executes."""
+    """Chromium in a sandbox: the launcher script Playwright executes, and the sandbox."""
 
     script: str
     sandbox: Sandbox
     dirs: list[tempfile.TemporaryDirectory[str]]
 
     def close(self) -> None:
-        self.sandbox.close()
-        for d in self.dirs:
-            d.cleanup()
+        try:
+            self.sandbox.close()
+        finally:
+            for d in self.dirs:
+                d.cleanup()
 
 
-def confine(path: str) -> Confined:
-    """Run Chromium in a bubblewrap sandbox: its own empty workspace, no host files beyond
-    the system's read-only /usr, no host environment, a non-root uid. The network stays the
-    host's (caller-fenced): every request is routed through the job's allowlist by the Tab."""
-    from bot.sandbox.backends import get_backend
-
-    # Debian's /usr/bin/chromium is a shell wrapper that reads /etc/chromium.d; run the binary.
-    real = DEBIAN_REAL if path == DEBIAN_CHROMIUM and os.access(DEBIAN_REAL, os.X_OK) else path
+def confine(backend: SandboxBackend, path: str, spec_of: Callable[[Path], SandboxSpec]) -> Confined:
+    """Start the sandbox spec_of(its workspace) and write a launcher that runs Chromium
+    (path, as seen inside) in it; its only network is the egress proxy."""
     # Two directories: the sandbox may write its workspace, never the launcher beside it.
     home = tempfile.TemporaryDirectory(prefix="agentplane-ws-browser-")
     bin_dir = tempfile.TemporaryDirectory(prefix="agentplane-browser-bin-")
     try:
-        spec = SandboxSpec(Path(home.name), ("**",), network="caller-fenced", limits=BROWSER_LIMITS)
-        box = get_backend("bwrap").start(spec)
+        box = backend.start(spec_of(Path(home.name)))
     except SandboxError as exc:
         home.cleanup()
         bin_dir.cleanup()
-        raise BrowserUnavailable(f"cannot confine Chromium: {exc}") from None
-    assert isinstance(box, BwrapSandbox)
+        raise BrowserUnavailable(f"cannot start Chromium's {backend.name} sandbox: {exc}") from None
     launcher = Path(bin_dir.name) / "chromium"
-    line = " ".join(shlex.quote(a) for a in box.command([real, "--no-sandbox"]))
+    line = " ".join(shlex.quote(a) for a in box.launch_command([path, *IN_SANDBOX_ARGS]))
     launcher.write_text(f'#!/bin/sh\nexec {line} "$@"\n')
     launcher.chmod(0o755)
     return Confined(str(launcher), box, [home, bin_dir])
 
 
 class Chromium:
-    """One launched Chromium for one run (or one apply), with its loop thread."""
+    """One launched Chromium for one run (or one apply), in its own sandbox, with its loop.
 
-    def __init__(self, domains: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
+    Its network is the egress proxy, open to scope.browser.domains and, for non-public
+    addresses, to the job type's private_networks; the Tab's routing fences every
+    request once more and holds the ones that change state.
+    """
+
+    def __init__(
+        self,
+        domains: Sequence[str],
+        environ: Mapping[str, str] | None = None,
+        *,
+        backend: str | None = None,
+        private_networks: Sequence[str] = (),
+    ) -> None:
         self.environ = os.environ if environ is None else environ
         self.domains = list(domains)
+        self.required_backend = backend
+        self.private_networks = tuple(private_networks)
         self.loop = LoopThread()
         self._pw: Playwright | None = None
         self._browser: Browser | None = None
         self.executable = ""
-        self.sandboxed = False
+        self.sandbox = ""
+        """Which backend runs Chromium, and why (goes into the run's evidence)."""
+        self.egress: list[EgressEvent] = []
+        """The proxy's log, complete once closed."""
         self._closed = False
+        self._failure = ""
         self._confined: Confined | None = None
+
+    def _spec(self, workspace: Path) -> SandboxSpec:
+        return SandboxSpec(
+            workspace,
+            ("**",),
+            network="allowlist",
+            allow_domains=proxy_rules(self.domains),
+            egress_private_ok=self.private_networks,
+            limits=BROWSER_LIMITS,
+        )
 
     async def _launch(self) -> Browser:
         self._pw = await async_playwright().start()
-        path, _why = find_chromium(self.environ, self._pw.chromium.executable_path)
-        self.executable, self.sandboxed = path, chromium_sandbox(self.environ)
-        launch_path = path
-        if self.environ.get(ENV_CONFINE, "1") != "0":
-            self._confined = confine(path)
-            launch_path = self._confined.script
-            self.sandboxed = False  # bubblewrap is the sandbox; Chromium's own needs userns
+        backend, self.sandbox = browser_backend(self.required_backend)
+        if backend.name == "docker":
+            path = DEBIAN_REAL  # the browser image carries Debian's Chromium
+        else:
+            path, _why = find_chromium(self.environ, self._pw.chromium.executable_path)
+            # Debian's /usr/bin/chromium is a shell wrapper reading /etc/chromium.d: skip it.
+            if path == DEBIAN_CHROMIUM and os.access(DEBIAN_REAL, os.X_OK):
+                path = DEBIAN_REAL
+        self.executable = path
+        self._confined = confine(backend, path, self._spec)
         try:
             return await self._pw.chromium.launch(
-                executable_path=launch_path,
-                chromium_sandbox=self.sandboxed,
-                args=[*QUIET_ARGS, f"--host-resolver-rules={resolver_rules(self.domains)}"],
+                executable_path=self._confined.script, chromium_sandbox=False, args=QUIET_ARGS
             )
         except PlaywrightError as exc:
-            raise BrowserUnavailable(f"Chromium at {path} would not start: {exc}") from None
+            raise BrowserUnavailable(
+                f"Chromium at {path} would not start in its {backend.name} sandbox: {exc}"
+            ) from None
 
     def browser(self) -> Browser:
+        if self._closed:
+            # A failed launch closes everything; later steps get its reason, not a dead loop.
+            raise BrowserUnavailable(self._failure or "the browser is closed")
         if self._browser is None:
             try:
                 self._browser = self.loop.run(self._launch())
-            except BaseException:
+            except BaseException as exc:
+                self._failure = str(exc) or type(exc).__name__
                 self.close()
                 raise
         return self._browser
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT_S) -> T:
+        if self._closed:
+            coro.close()
+            raise BrowserUnavailable(self._failure or "the browser is closed")
         return self.loop.run(coro, timeout)
 
     async def _shutdown(self) -> None:
@@ -210,9 +270,10 @@ class Chromium:
             return
         self._closed = True
         try:
-            self.loop.run(self._shutdown(), timeout=30)
+            self.loop.run(self._shutdown(), timeout=30)  # the loop's own: run() refuses now
         finally:
             self._browser, self._pw = None, None
             self.loop.stop()
             if self._confined is not None:
                 self._confined.close()
+                self.egress = self._confined.sandbox.egress_log()

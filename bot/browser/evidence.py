@@ -18,6 +18,8 @@ def render_browser_evidence(
     links = links or {}
     lines = [f"Browser steps ({len(run.steps)}), domains {', '.join(run.domains) or '(none)'}:"]
     lines += [f"  {s.n:>3}. {s.describe()}" for s in run.steps]
+    if run.sandbox:
+        lines.append(f"Chromium ran in {run.sandbox}; its network was the egress proxy.")
     if run.blocked:
         lines.append(f"Blocked outside the allowlist ({len(run.blocked)}):")
         lines += [f"  step {b.step}: {b.method} {b.url} ({b.resource_type})" for b in run.blocked]

@@ -122,3 +122,5 @@ class BrowserRun(BaseModel):
     steps: list[Step] = Field(default_factory=list)
     blocked: list[Blocked] = Field(default_factory=list)
     pending: PendingRequest | None = None
+    sandbox: str = ""
+    """Which sandbox backend ran Chromium, and why that one."""

@@ -152,6 +152,7 @@ def release(
     credential: BrowserCredential | None = None,
     job_rule: str = "job",
     environ: Mapping[str, str] | None = None,
+    chromium: Chromium | None = None,
 ) -> Released:
     """Replay run and release its pending request, if it is still exactly the approved one.
 
@@ -164,7 +165,7 @@ def release(
         raise BrowserError("the run holds no pending browser request to release")
     if approved.digest() != approved_digest:
         raise BrowserError("the recorded pending request is not the one that was approved")
-    chromium = Chromium(run.domains, environ)
+    chromium = chromium or Chromium(run.domains, environ)
     tab = Tab(run.domains, credential, "apply")
     artifacts: dict[str, bytes] = {}
     try:

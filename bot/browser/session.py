@@ -224,6 +224,7 @@ class BrowserSession:
                 self.files = self.chromium.run(self.tab.close())
         finally:
             self.chromium.close()
+            self.run.sandbox = self.chromium.sandbox
         self.files.update(self.images)
         return self.files
 

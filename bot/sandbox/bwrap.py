@@ -87,7 +87,7 @@ def _wrapper(limits: Limits) -> list[str]:
     cmd = [
         "prlimit",
         f"--nproc={limits.pids}",
-        f"--as={limits.memory_bytes}",
+        f"--as={limits.address_space_bytes or limits.memory_bytes}",
         f"--cpu={limits.cpu_seconds}",
         f"--fsize={limits.file_size_bytes}",
         "--core=0",
@@ -125,8 +125,6 @@ class BwrapSandbox(Sandbox):
             # The net namespace is still unshared: the bound socket is the only way out.
             argv = self._gate.forwarder(argv)
         args = _system_args(self.spec.limits.memory_bytes)
-        if self.spec.network == "caller-fenced":
-            args.append("--share-net")
         for key, value in env.items():
             args += ["--setenv", key, value]
         args += ["--ro-bind", str(self.workspace), "/workspace"]
@@ -139,6 +137,10 @@ class BwrapSandbox(Sandbox):
         # Last, once every mount point exists: the root tmpfs (/, /etc) becomes read-only too.
         args += ["--remount-ro", "/", "--chdir", "/workspace", "--", *argv]
         return [*_wrapper(self.spec.limits), self._bwrap, *args]
+
+    def launch_command(self, argv: list[str]) -> list[str]:
+        # Every fd is inherited through bwrap; --die-with-parent ends it with its caller.
+        return self.command(argv)
 
     def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:
         wall = exec_wall_time(self.spec, self._closed, argv, timeout)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -140,6 +141,11 @@ class DockerSandbox(Sandbox):
             code = TIMEOUT_EXIT_CODE
         return ExecResult(code if code is not None else -1, *out.texts(), timed_out=timed_out)
 
+    def launch_command(self, argv: list[str]) -> list[str]:
+        # docker exec carries only stdin and stdout: dockerpipe bridges fds 3 and 4 over them.
+        pipe = [sys.executable, "-m", "bot.sandbox.dockerpipe", str(self.container.id)]
+        return [*pipe, self._user, "--", *argv]
+
     def _running(self, exec_id: str) -> bool:
         return bool(self._api.exec_inspect(exec_id).get("Running"))
 
@@ -228,17 +234,17 @@ class DockerBackend(SandboxBackend):
         return True, ""
 
     def start(self, spec: SandboxSpec) -> DockerSandbox:
-        if spec.network == "caller-fenced":
-            raise SandboxError("the Docker backend has no caller-fenced network; use bwrap")
         client = self.client()
         workspace, writable = prepare(spec)
         uid = SANDBOX_UID if os.geteuid() == 0 else os.getuid()
-        mounts = [Mount("/workspace", str(workspace), type="bind", read_only=True)]
+        whole = workspace in writable  # `**`: one read-write mount, not one per directory
+        mounts = [Mount("/workspace", str(workspace), type="bind", read_only=not whole)]
         mounts += [
             Mount(
                 f"/workspace/{host.relative_to(workspace)}", str(host), type="bind", read_only=False
             )
             for host in writable
+            if host != workspace
         ]
         gate = None
         if spec.network == "allowlist":

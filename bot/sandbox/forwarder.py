@@ -58,6 +58,9 @@ def main(argv: list[str]) -> None:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)  # CMD's pipes must close when CMD's output ends
+        # ... and so must any other fd CMD was given (Chromium's debugging pipe is 3 and 4).
+        os.closerange(3, listener.fileno())
+        os.closerange(listener.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
     serve(listener, path)
 
 

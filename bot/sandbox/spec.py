@@ -18,9 +18,12 @@ from bot.errors import SandboxError
 class Limits:
     cpu_seconds: int = 60
     memory_bytes: int = 1 << 30
+    """Docker caps memory itself (a cgroup); bwrap can only cap address space (RLIMIT_AS)."""
     pids: int = 128
     wall_seconds: float = 120.0
     file_size_bytes: int = 256 << 20
+    address_space_bytes: int | None = None
+    """RLIMIT_AS where it differs from memory_bytes: V8 reserves tens of GiB it never uses."""
 
 
 @dataclass(frozen=True)
@@ -31,24 +34,20 @@ class SandboxSpec:
     """Globs, relative to the workspace, the job may write. Empty: read-only."""
     network: str = "none"
     """`none`: no network at all. `allowlist`: only the egress proxy, which lets
-    through the names in allow_domains (HTTP_PROXY/HTTPS_PROXY point at it).
-    `caller-fenced`: the host's network, for a program whose every request the caller
-    fences itself (the browser driver routes each one through the job's allowlist);
-    never for commands a model chooses."""
+    through the names in allow_domains (HTTP_PROXY/HTTPS_PROXY point at it)."""
     limits: Limits = field(default_factory=Limits)
     env: tuple[tuple[str, str], ...] = ()
     """The only environment the command sees (the host's is never passed)."""
     allow_domains: tuple[str, ...] = ()
-    """`name`, `*.name`, optionally `:port` (default 80 and 443); network=allowlist only."""
+    """`name`, `*.name` or an address, optionally `:port` or `:*` (default 80 and 443);
+    network=allowlist only (see egress.py)."""
     egress_private_ok: tuple[str, ...] = ()
-    """Networks (CIDR) the proxy may reach although not public. Tests and local mirrors
-    only: a job's allowlist never opens the controller's own network by itself."""
+    """Networks (CIDR) the proxy may reach although not public: policy's private_networks
+    for the job type; a job's allowlist never opens the controller's own network by itself."""
 
     def __post_init__(self) -> None:
-        if self.network not in ("none", "allowlist", "caller-fenced"):
-            raise SandboxError(
-                f"network must be 'none', 'allowlist' or 'caller-fenced', not {self.network!r}"
-            )
+        if self.network not in ("none", "allowlist"):
+            raise SandboxError(f"network must be 'none' or 'allowlist', not {self.network!r}")
         if self.allow_domains and self.network != "allowlist":
             raise SandboxError("allow_domains needs network='allowlist'")
 
@@ -100,6 +99,14 @@ class Sandbox(abc.ABC):
     def egress_log(self) -> list[EgressEvent]:
         """Every connection through the egress proxy so far (empty for network none)."""
         return []
+
+    @abc.abstractmethod
+    def launch_command(self, argv: list[str]) -> list[str]:
+        """A host command line that runs argv in this sandbox, for a long-lived program
+        the caller starts and talks to itself (Chromium under Playwright). Besides the
+        caller's stderr, it carries fds 3 (read by argv) and 4 (written by argv), which is
+        Chromium's --remote-debugging-pipe; argv's stdout joins stderr. The program lives
+        no longer than the sandbox."""
 
     def close(self) -> None:  # noqa: B027 (optional hook, not abstract)
         """Release whatever the backend holds (containers, temp dirs)."""

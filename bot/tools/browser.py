@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.browser.driver import BrowserCredential
+from bot.browser.driver import BrowserCredential, Chromium
 from bot.browser.errors import BrowserError
 from bot.browser.model import BrowserRun, PendingRequest, Target
 from bot.browser.session import BrowserSession, StepRefused
 from bot.canonical import canonical_json
 from bot.job import GatedElement
 from bot.plan import Plan
+from bot.sandbox.spec import EgressEvent
 from bot.tools.base import ToolFailure, ToolOutcome, ToolRefused, ToolSpec, obj, string
 
 RUN_ARTIFACT = "browser-run.json"
@@ -60,6 +61,11 @@ def _text(args: dict[str, Any], key: str) -> str:
     return value
 
 
+def chromium_for(plan: Plan, domains: Sequence[str]) -> Chromium:
+    """Chromium in the sandbox the job type's policy names, open to its private networks."""
+    return Chromium(domains, backend=plan.backend, private_networks=plan.private_networks)
+
+
 class BrowserTools:
     """The browser family for one run; Chromium starts on the first call, not before."""
 
@@ -71,9 +77,15 @@ class BrowserTools:
         domain_rule: str = "job#scope.browser.domains",
         job_rule: str = "job",
         credential: BrowserCredential | None = None,
+        chromium: Chromium | None = None,
     ) -> None:
         self.session = BrowserSession(
-            domains, gated, domain_rule=domain_rule, job_rule=job_rule, credential=credential
+            domains,
+            gated,
+            domain_rule=domain_rule,
+            job_rule=job_rule,
+            credential=credential,
+            chromium=chromium,
         )
         self.credential = credential
         self._artifacts: list[Artifact] | None = None
@@ -91,13 +103,20 @@ class BrowserTools:
             (d.rule for d in plan.decisions if d.kind == "browser_domain"),
             f"{job_path}#scope.browser.domains",
         )
+        domains = plan.granted("browser_domain")
         return cls(
-            plan.granted("browser_domain"),
+            domains,
             gated,
             domain_rule=rule,
             job_rule=job_path,
             credential=credential,
+            chromium=chromium_for(plan, domains),
         )
+
+    @property
+    def egress(self) -> list[EgressEvent]:
+        """Chromium's connections through the egress proxy; complete once closed."""
+        return self.session.chromium.egress
 
     @property
     def run(self) -> BrowserRun:

@@ -20,6 +20,7 @@ from bot.job import GatedElement
 from bot.plan import Plan
 from bot.policy import Policy
 from bot.sandbox import Sandbox
+from bot.sandbox.spec import EgressEvent
 from bot.sql.connections import resolve_all
 from bot.sql.evidence import SqlEvidence
 from bot.tools.ask import ask_tool
@@ -37,6 +38,7 @@ class Toolbox:
     sql_evidence: list[SqlEvidence] = field(default_factory=list)
     browser: BrowserTools | None = None
     browser_artifacts: list[Artifact] = field(default_factory=list)
+    browser_egress: list[EgressEvent] = field(default_factory=list)
 
 
 @contextmanager
@@ -74,3 +76,4 @@ def toolbox(
             sql.close()
         if box.browser is not None:
             box.browser_artifacts = box.browser.close()
+            box.browser_egress = box.browser.egress

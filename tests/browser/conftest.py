@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 
 from bot.broker import Broker
-from bot.browser.driver import DEBIAN_CHROMIUM, ENV_CHROMIUM, BrowserCredential
+from bot.browser.driver import DEBIAN_CHROMIUM, ENV_CHROMIUM, BrowserCredential, Chromium
 from bot.job import GatedElement, parse_job
 from bot.plan import Plan, plan
 from bot.policy import merge_policy
 from bot.record import ToolCall
 from bot.request import RunRequest
-from bot.tools.browser import BrowserTools
+from bot.tools.browser import BrowserTools, chromium_for
 from tests.browser.site import PASSWORD, USERNAME, AdminSite
 
 POLICY = """
@@ -31,6 +31,7 @@ job_types:
     scope:
       browser: {domains: ["127.0.0.1", "admin.internal.example.com"]}
     credentials: [admin-console]
+    private_networks: [127.0.0.0/8]  # the console stand-in listens on loopback
 gates:
   - {id: browser-submit, actions: [submit], approvers: {any_of: [role:maintainer]}}
   - {id: irreversible, actions: [delete, purchase], approvers: {count: 2, of: [role:maintainer]}}
@@ -106,3 +107,9 @@ def driven(credential: BrowserCredential) -> Iterator[Driven]:
     broker = Broker(p, tools.specs(), calls.append, tools.redact)
     yield Driven(tools, broker, calls)
     tools.close()
+
+
+def apply_chromium() -> Chromium:
+    """Chromium for an apply, as the engine makes it: from the plan the run was started with."""
+    p = browser_plan()
+    return chromium_for(p, p.granted("browser_domain"))

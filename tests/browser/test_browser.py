@@ -20,10 +20,11 @@ from bot.browser.errors import ReplayDiffers
 from bot.browser.evidence import render_browser_evidence
 from bot.browser.export import export_test
 from bot.browser.replay import release
-from tests.browser.conftest import Driven, needs_chromium
+from tests.browser.conftest import Driven, apply_chromium, needs_chromium
 from tests.browser.site import INJECTION, PASSWORD, USERNAME, AdminSite
 
 pytestmark = needs_chromium
+REQUIRE = "AGENTPLANE_REQUIRE_BACKENDS"
 
 
 def edit_bob(d: Driven, site: AdminSite) -> str:
@@ -73,8 +74,11 @@ def test_submit_is_held_then_lands_exactly_once(
     assert "  4. click button 'Save' [held]: held for approval: POST" in evidence
     assert f"request   POST {site.url}/users/2" in evidence
     assert "playwright show-trace trace.zip" in evidence
+    # Where CI requires Docker, the browser ran there: preferred over bubblewrap.
+    required = "docker: preferred" if "docker" in os.environ.get(REQUIRE, "") else ""
+    assert f"Chromium ran in {required}" in evidence
 
-    done = release(driven.tools.run, p.digest(), credential=credential)
+    done = release(driven.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
     assert done.status == 303 and done.page_url == f"{site.url}/users"
     assert site.state.writes == {"POST /users/2": 1}
     assert site.state.users[2].email == "bob@new.example.com"
@@ -96,7 +100,7 @@ def test_a_changed_form_stops_the_apply(
     driven.tools.close()
     site.state.form_version = 2  # the form now posts elsewhere
     with pytest.raises(ReplayDiffers) as info:
-        release(driven.tools.run, p.digest(), credential=credential)
+        release(driven.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
     assert "form_action" in str(info.value) and "/v2/users/2" in str(info.value)
     assert "apply-differs.png" in info.value.artifacts
     assert not site.state.writes
@@ -111,7 +115,7 @@ def test_changed_data_changes_the_body_and_stops_the_apply(
     driven.tools.close()
     site.state.users[2].role = "admin"  # someone else promoted bob meanwhile
     with pytest.raises(ReplayDiffers, match=r"role: 'viewer' -> 'admin'"):
-        release(driven.tools.run, p.digest(), credential=credential)
+        release(driven.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
     assert not site.state.writes
 
 

@@ -42,7 +42,7 @@ def held(
             "job_types:\n",
             "job_types:\n  browser:\n    run_by: [role:developer]\n    tools: [browser]\n"
             "    scope: {browser: {domains: ['127.0.0.1']}}\n"
-            "    credentials: [admin-console]\n",
+            "    credentials: [admin-console]\n    private_networks: [127.0.0.0/8]\n",
         )
     )
     monkeypatch.setenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:{PASSWORD}@{site.url}")

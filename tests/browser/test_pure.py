@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from bot.browser.allowlist import check_url
-from bot.browser.driver import find_chromium, resolver_rules
+from bot.browser.driver import find_chromium, proxy_rules
 from bot.browser.errors import BrowserUnavailable
 from bot.browser.gate import element_gate, request_gate
 from bot.browser.model import ElementInfo
 from bot.job import GatedElement
+from bot.sandbox.egress import Allowlist
 
 DOMAINS = ["admin.internal.example.com", "*.cdn.example.com", "127.0.0.1:8123"]
 
@@ -78,7 +79,7 @@ def test_chromium_discovery_order(tmp_path: object) -> None:
     assert find_chromium({}, "/bin/sh")[1] == "Playwright's own Chromium"
 
 
-def test_resolver_rules_fence_hostnames() -> None:
-    rules = resolver_rules(DOMAINS)
-    assert rules.startswith("MAP * ~NOTFOUND")
-    assert "EXCLUDE 127.0.0.1" in rules and "EXCLUDE *.cdn.example.com" in rules
+def test_domains_become_proxy_rules_any_port_unless_given() -> None:
+    rules = proxy_rules(["127.0.0.1", "admin.example.com:8443", "*.cdn.example.com", "[::1]"])
+    assert rules == ("127.0.0.1:*", "admin.example.com:8443", "*.cdn.example.com:*", "[::1]:*")
+    Allowlist(rules)  # every one is a valid egress rule

@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli_sandbox import register
+from bot.sandbox.backends import make_backend
+from bot.sandbox.image import ensure_browser_image
 from bot.sandbox.spec import SandboxBackend
 
 
@@ -19,10 +21,15 @@ def cli() -> click.Group:
     return group
 
 
-def test_doctor_lists_every_backend(cli: click.Group) -> None:
+def test_doctor_lists_every_backend_and_where_the_browser_runs(cli: click.Group) -> None:
+    docker_ok = make_backend("docker").available()[0]
+    if docker_ok:
+        ensure_browser_image()
     result = CliRunner().invoke(cli, ["doctor"])
     names = [line.split()[0] for line in result.output.splitlines()]
-    assert names == ["bwrap", "docker"]
+    assert names == ["bwrap", "docker", "browser"]
+    where = "docker: preferred" if docker_ok else "bwrap: preferred; docker: "
+    assert f"browser runs Chromium in {where}" in result.output, result.output
 
 
 def test_run_exits_with_the_commands_status(
@@ -45,4 +52,4 @@ def test_run_reports_denied_egress(
         cli, [*args, "--allow-domain", "example.com", "--", "python3", "-c", fetch]
     )
     assert result.exit_code == 1
-    assert "egress deny 127.0.0.1:9 not-a-dns-name" in result.output
+    assert "egress deny 127.0.0.1:9 default-deny" in result.output
