@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 from bot.broker import Broker
 from bot.job import Budget
-from bot.model.client import ModelTurn
+from bot.model.turn import ModelTurn
 from bot.tools.ask import NeedsAnswer
 
 

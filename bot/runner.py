@@ -35,8 +35,7 @@ from bot.errors import AgentplaneError, RunError, ValidationFailed
 from bot.gate import approval_problem, may_decide, open_gates
 from bot.gitrepo import GitRepo, WorkspaceDiff
 from bot.job import Job, parse_job
-from bot.model.client import LiteLLMClient, ModelTurn
-from bot.model.scripted import script_from_transcript
+from bot.model.turn import ModelTurn, litellm_client, script_from_transcript
 from bot.plan import Plan, plan
 from bot.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.record import (
@@ -80,7 +79,7 @@ class Engine:
         self,
         repo: GitRepo,
         backend: SandboxBackend,
-        model_factory: Callable[[dict[str, Any]], Model] = LiteLLMClient,
+        model_factory: Callable[[dict[str, Any]], Model] = litellm_client,
         now: Callable[[], str] = utc_now,
     ) -> None:
         self.repo = repo

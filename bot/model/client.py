@@ -3,43 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import litellm
 from litellm.router import Router
 
-from bot.errors import AgentplaneError
 from bot.model import scripted
+from bot.model.turn import ModelError, ModelTurn, ToolRequest
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False
-
-
-class ModelError(AgentplaneError):
-    """The model could not be reached or answered nonsense."""
-
-
-@dataclass(frozen=True)
-class ToolRequest:
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class ModelTurn:
-    content: str | None
-    tool_calls: tuple[ToolRequest, ...]
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_ms: float
-    finish: str
-    group: str = ""
-    """The model group that answered (differs from the routed one after a fallback)."""
-    fallbacks: int = 0
+__all__ = ["LiteLLMClient", "ModelError", "ModelTurn", "ToolRequest"]
 
 
 def _cost(response: Any) -> float:

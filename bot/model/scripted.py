@@ -74,26 +74,6 @@ class ScriptedLLM(CustomLLM):
         return self.completion(*args, **kwargs)
 
 
-def script_from_transcript(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """A recorded conversation (any model's) in the scripted provider's format."""
-    turns = []
-    for m in messages:
-        if m.get("role") != "assistant":
-            continue
-        turn: dict[str, Any] = {"content": m.get("content")}
-        calls = [
-            {
-                "name": c["function"]["name"],
-                "arguments": json.loads(c["function"]["arguments"] or "{}"),
-            }
-            for c in m.get("tool_calls") or []
-        ]
-        if calls:
-            turn["tool_calls"] = calls
-        turns.append(turn)
-    return {"turns": turns}
-
-
 def register() -> None:
     """Make `scripted/<name>` models resolvable by litellm (idempotent)."""
     if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):

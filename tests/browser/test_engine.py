@@ -92,6 +92,15 @@ def test_submit_is_held_with_evidence_then_applies_once(
     assert site.state.applied == {"POST /users/2": 1}
     assert site.state.users[2].email == "b@x.io"
     assert PASSWORD not in done.model_dump_json()
+    # Chromium's connections, in both phases, are in the record with the rules that let
+    # them through: the domain from the plan, the private address from policy.
+    port = int(site.url.rsplit(":", 1)[1])
+    to_site = [x for x in done.egress if (x["host"], x["port"]) == ("127.0.0.1", port)]
+    assert {x.get("phase", "propose") for x in to_site} == {"propose", "apply"}
+    for x in to_site:
+        assert x["decision"] == "allow" and x["address"] == "127.0.0.1"
+        assert x["rule"] == "policies/default.yaml#job_types.browser.scope.browser.domains"
+        assert x["network_rule"] == "policies/default.yaml#job_types.browser.private_networks"
 
 
 def test_a_denied_submit_never_reaches_the_server(

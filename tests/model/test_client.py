@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from bot.model.client import LiteLLMClient, ModelError
-from bot.model.scripted import script_from_transcript
+from bot.model.turn import script_from_transcript
 
 
 def write(tmp_path: Path, name: str, turns: list[dict[str, object]]) -> None:
