@@ -19,7 +19,7 @@ from playwright.sync_api import sync_playwright
 
 from bot.broker import Broker
 from bot.browser.driver import QUIET_ARGS, BrowserCredential, chromium_sandbox, find_chromium
-from bot.job import GatedElement
+from bot.job import BrowserScope, GatedElement
 from bot.tools.browser import BrowserTools
 from tests.browser.conftest import browser_plan
 from tests.browser.site import PASSWORD, USERNAME, AdminSite
@@ -40,9 +40,9 @@ def _median_s(run: Callable[[], None], n: int) -> float:
 
 def _agentplane(url: str, backend: str) -> None:
     plan = browser_plan().model_copy(update={"backend": backend})
-    gated = [GatedElement(action="delete", role="button", name="Delete")]
+    scope = BrowserScope(gated=[GatedElement(action="delete", role="button", name="Delete")])
     credential = BrowserCredential("admin-console", USERNAME, PASSWORD, url)
-    tools = BrowserTools.from_plan(plan, gated, ".agentplane/jobs/admin-edit.yaml", credential)
+    tools = BrowserTools.from_plan(plan, scope, ".agentplane/jobs/admin-edit.yaml", credential)
     broker = Broker(plan, tools.specs(), lambda call: None, tools.redact)
 
     def call(tool: str, **args: str) -> str:

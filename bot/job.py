@@ -81,6 +81,11 @@ class BrowserScope(Strict):
     gated: list[GatedElement] = Field(
         default_factory=list, description="Elements whose clicks need approval (role and/or name)"
     )
+    volatile_fields: list[str] = Field(
+        default_factory=list,
+        description="Form fields the site issues anew on every page load (e.g. a CSRF token): "
+        "apply matches them by name and place, every other field by value",
+    )
 
 
 class SqlScope(Strict):

@@ -220,7 +220,7 @@ class Engine:
                 job = self.load_job(rec.job_path, rec.commit)[1]
                 with (
                     backend.start(spec) as box,
-                    toolbox(p, policy, ws, box, job.scope.browser.gated, rec.job_path) as kit,
+                    toolbox(p, policy, ws, box, job.scope.browser, rec.job_path) as kit,
                 ):
                     broker = Broker(
                         p, kit.tools, rec.tool_calls.append, kit.redact, already=len(rec.tool_calls)

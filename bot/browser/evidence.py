@@ -35,7 +35,12 @@ def render_browser_evidence(
             f"  on page   {p.page_url}",
             f"  screenshot {shot}",
         ]
-        lines += [f"  field     {k} = {v!r}" for k, v in p.form or []]
+        lines += [
+            f"  field     {k} = (issued per page load; matched by name at apply)"
+            if k in p.volatile_fields
+            else f"  field     {k} = {v!r}"
+            for k, v in p.form or []
+        ]
         lines.append("  Apply replays the steps and sends exactly this request, or nothing.")
     trace = links.get("trace.zip")
     lines.append(

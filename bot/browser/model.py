@@ -97,6 +97,9 @@ class PendingRequest(BaseModel):
     content_type: str | None = None
     form: list[tuple[str, str]] | None = None
     """The body decoded, when it is a urlencoded form: what the reviewer reads."""
+    volatile_fields: list[str] = Field(default_factory=list)
+    """Form fields the server issues per page load (CSRF tokens), as the job names them:
+    apply requires them present, in place, with whatever value the page gives now."""
     page_url: str
     element: ElementInfo | None = None
     screenshot: str = "gate.png"
@@ -117,6 +120,7 @@ class BrowserRun(BaseModel):
     v: int = 1
     domains: list[str]
     gated: list[GatedElement] = Field(default_factory=list)
+    volatile_fields: list[str] = Field(default_factory=list)
     credential: str | None = None
     """The name of the broker credential the context logged in with; never its value."""
     steps: list[Step] = Field(default_factory=list)

@@ -45,14 +45,29 @@ class _Differs(Exception):
         self.differences = differences
 
 
+def _masked(form: list[tuple[str, str]], volatile: list[str]) -> list[tuple[str, str]]:
+    return [(k, "" if k in volatile else v) for k, v in form]
+
+
 def form_changes(approved: PendingRequest, held: Held) -> str:
     now = held.form
     if approved.form is None or now is None:
         return ""
-    before, after = dict(approved.form), dict(now)
+    before = dict(_masked(approved.form, approved.volatile_fields))
+    after = dict(_masked(now, approved.volatile_fields))
     names = [k for k in dict.fromkeys([*before, *after]) if before.get(k) != after.get(k)]
     shown = ", ".join(f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in names)
     return f" (fields {shown})" if names else " (same fields, different encoding or order)"
+
+
+def _same_body(approved: PendingRequest, held: Held) -> bool:
+    """The approved body byte for byte; with volatile fields, the same form but for their
+    values (same fields, same order, each volatile field present where it was)."""
+    if not approved.volatile_fields or approved.form is None or held.form is None:
+        return held.body_sha256 == approved.body_sha256
+    return _masked(held.form, approved.volatile_fields) == _masked(
+        approved.form, approved.volatile_fields
+    )
 
 
 def request_differences(approved: PendingRequest, held: Held) -> list[str]:
@@ -61,7 +76,7 @@ def request_differences(approved: PendingRequest, held: Held) -> list[str]:
         out.append(f"method: approved {approved.method}, now {held.request.method}")
     if held.request.url != approved.url:
         out.append(f"URL: approved {approved.url}, now {held.request.url}")
-    if held.body_sha256 != approved.body_sha256:
+    if not _same_body(approved, held):
         out.append(
             f"body: approved sha256:{approved.body_sha256}, now sha256:{held.body_sha256}"
             + form_changes(approved, held)

@@ -41,6 +41,7 @@ class BrowserSession:
         domains: Sequence[str],
         gated: Sequence[GatedElement] = (),
         *,
+        volatile_fields: Sequence[str] = (),
         domain_rule: str = "job#scope.browser.domains",
         job_rule: str = "job",
         credential: BrowserCredential | None = None,
@@ -49,8 +50,10 @@ class BrowserSession:
         self.run = BrowserRun(
             domains=list(domains),
             gated=list(gated),
+            volatile_fields=list(volatile_fields),
             credential=credential.name if credential else None,
         )
+        self.credential = credential
         self.domain_rule, self.job_rule = domain_rule, job_rule
         self.chromium = chromium or Chromium(domains)
         self.tab = Tab(domains, credential, domain_rule)
@@ -105,6 +108,7 @@ class BrowserSession:
             body_size=len(held.body or b""),
             content_type=held.request.headers.get("content-type"),
             form=held.form,
+            volatile_fields=[k for k in self.run.volatile_fields if k in dict(held.form or [])],
             page_url=page_url,
             element=step.element,
             screenshot=name,

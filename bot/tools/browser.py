@@ -18,7 +18,7 @@ from bot.browser.errors import BrowserError
 from bot.browser.model import BrowserRun, PendingRequest, Target
 from bot.browser.session import BrowserSession, StepRefused
 from bot.canonical import canonical_json
-from bot.job import GatedElement
+from bot.job import BrowserScope
 from bot.plan import Plan
 from bot.sandbox.spec import EgressEvent
 from bot.tools.base import ToolFailure, ToolOutcome, ToolRefused, ToolSpec, obj, string
@@ -69,49 +69,36 @@ def chromium_for(plan: Plan, domains: Sequence[str]) -> Chromium:
 class BrowserTools:
     """The browser family for one run; Chromium starts on the first call, not before."""
 
-    def __init__(
-        self,
-        domains: Sequence[str],
-        gated: Sequence[GatedElement] = (),
-        *,
-        domain_rule: str = "job#scope.browser.domains",
-        job_rule: str = "job",
-        credential: BrowserCredential | None = None,
-        chromium: Chromium | None = None,
-    ) -> None:
-        self.session = BrowserSession(
-            domains,
-            gated,
-            domain_rule=domain_rule,
-            job_rule=job_rule,
-            credential=credential,
-            chromium=chromium,
-        )
-        self.credential = credential
+    def __init__(self, session: BrowserSession) -> None:
+        self.session = session
+        self.credential = session.credential
         self._artifacts: list[Artifact] | None = None
 
     @classmethod
     def from_plan(
         cls,
         plan: Plan,
-        gated: Sequence[GatedElement],
+        scope: BrowserScope,
         job_path: str = "job",
         credential: BrowserCredential | None = None,
     ) -> BrowserTools:
-        """Domains are what the plan granted (policy- and config-narrowed), never the job's ask."""
+        """Domains are what the plan granted (policy- and config-narrowed), never the job's
+        ask; gated elements and volatile fields only add care, so they come from the job."""
         rule = next(
             (d.rule for d in plan.decisions if d.kind == "browser_domain"),
             f"{job_path}#scope.browser.domains",
         )
         domains = plan.granted("browser_domain")
-        return cls(
+        session = BrowserSession(
             domains,
-            gated,
+            scope.gated,
+            volatile_fields=scope.volatile_fields,
             domain_rule=rule,
             job_rule=job_path,
             credential=credential,
             chromium=chromium_for(plan, domains),
         )
+        return cls(session)
 
     @property
     def egress(self) -> list[EgressEvent]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.credentials import browser_credential
 from bot.globs import match_any
-from bot.job import GatedElement
+from bot.job import BrowserScope
 from bot.plan import Plan
 from bot.policy import Policy
 from bot.sandbox import Sandbox
@@ -47,7 +47,7 @@ def toolbox(
     policy: Policy,
     workspace: Path,
     sandbox: Sandbox,
-    gated: Sequence[GatedElement] = (),
+    browser_scope: BrowserScope | None = None,
     job_path: str = "job",
     environ: Mapping[str, str] = os.environ,
 ) -> Iterator[Toolbox]:
@@ -65,7 +65,8 @@ def toolbox(
     if "browser" in plan.granted("tool"):
         names = plan.granted("credential")
         credential = browser_credential(names[0], environ) if names else None
-        box.browser = BrowserTools.from_plan(plan, gated, job_path, credential)
+        scope = browser_scope or BrowserScope()
+        box.browser = BrowserTools.from_plan(plan, scope, job_path, credential)
         box.tools += box.browser.specs()
         redactors = [box.redact, box.browser.redact]
         box.redact = lambda s: functools.reduce(lambda acc, r: r(acc), redactors, s)

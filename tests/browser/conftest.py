@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ import pytest
 
 from bot.broker import Broker
 from bot.browser.driver import DEBIAN_CHROMIUM, ENV_CHROMIUM, BrowserCredential, Chromium
-from bot.job import GatedElement, parse_job
+from bot.job import BrowserScope, GatedElement, parse_job
 from bot.plan import Plan, plan
 from bot.policy import merge_policy
 from bot.record import ToolCall
@@ -98,15 +98,23 @@ def credential(site: AdminSite) -> BrowserCredential:
     return BrowserCredential("admin-console", USERNAME, PASSWORD, site.url)
 
 
-@pytest.fixture
-def driven(credential: BrowserCredential) -> Iterator[Driven]:
+def make_driven(credential: BrowserCredential, volatile_fields: Sequence[str] = ()) -> Driven:
     p = browser_plan()
-    gated = [GatedElement(action="delete", role="button", name="Delete")]
-    tools = BrowserTools.from_plan(p, gated, ".agentplane/jobs/admin-edit.yaml", credential)
+    scope = BrowserScope(
+        gated=[GatedElement(action="delete", role="button", name="Delete")],
+        volatile_fields=list(volatile_fields),
+    )
+    tools = BrowserTools.from_plan(p, scope, ".agentplane/jobs/admin-edit.yaml", credential)
     calls: list[ToolCall] = []
     broker = Broker(p, tools.specs(), calls.append, tools.redact)
-    yield Driven(tools, broker, calls)
-    tools.close()
+    return Driven(tools, broker, calls)
+
+
+@pytest.fixture
+def driven(credential: BrowserCredential) -> Iterator[Driven]:
+    d = make_driven(credential)
+    yield d
+    d.tools.close()
 
 
 def apply_chromium() -> Chromium:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +42,9 @@ class State:
     form_version: int = 1
     """Bump to change the edit form between approval and apply."""
     notes: str = "Quarterly access review due Friday."
+    csrf: bool = False
+    """Edit forms carry a one-time token, issued per page load, that a save must return."""
+    issued: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reset(self) -> None:
@@ -54,6 +58,8 @@ class State:
         self.bodies.clear()
         self.form_version = 1
         self.notes = "Quarterly access review due Friday."
+        self.csrf = False
+        self.issued.clear()
 
 
 def _page(title: str, body: str) -> bytes:
@@ -148,9 +154,16 @@ class Handler(BaseHTTPRequestHandler):
             f"<label>Name <input name='name' value='{html.escape(user.name)}'></label>"
             f"<label>Email <input name='email' value='{html.escape(user.email)}'></label>"
             f"<label for='role'>Role</label> <select id='role' name='role'>{roles}</select>"
-            "<button type='submit'>Save</button></form>"
+            f"{self._csrf_field()}<button type='submit'>Save</button></form>"
         )
         return _page(f"Edit {user.name}", form)
+
+    def _csrf_field(self) -> str:
+        if not self.state.csrf:
+            return ""
+        token = secrets.token_hex(8)
+        self.state.issued.add(token)
+        return f"<input type='hidden' name='csrf' value='{token}'>"
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
@@ -175,6 +188,10 @@ class Handler(BaseHTTPRequestHandler):
                 s.users.pop(int(parts[1]), None)
             elif len(parts) == 2 and parts[0] == "users" and int(parts[1]) in s.users:
                 fields = dict(parse_qsl(body, keep_blank_values=True))
+                token = fields.pop("csrf", None)
+                if s.csrf and token not in s.issued:
+                    return self._send(403, _page("Stale form: reload and try again", ""))
+                s.issued.discard(token or "")  # one use each
                 u = s.users[int(parts[1])]
                 u.name, u.email = fields.get("name", u.name), fields.get("email", u.email)
                 u.role = fields.get("role", u.role)

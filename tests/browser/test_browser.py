@@ -20,7 +20,7 @@ from bot.browser.errors import ReplayDiffers
 from bot.browser.evidence import render_browser_evidence
 from bot.browser.export import export_test
 from bot.browser.replay import release
-from tests.browser.conftest import Driven, apply_chromium, needs_chromium
+from tests.browser.conftest import Driven, apply_chromium, make_driven, needs_chromium
 from tests.browser.site import INJECTION, PASSWORD, USERNAME, AdminSite
 
 pytestmark = needs_chromium
@@ -103,6 +103,55 @@ def test_a_changed_form_stops_the_apply(
         release(driven.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
     assert "form_action" in str(info.value) and "/v2/users/2" in str(info.value)
     assert "apply-differs.png" in info.value.artifacts
+    assert not site.state.writes
+
+
+def test_a_csrf_token_stops_the_apply_unless_the_job_names_it_volatile(
+    site: AdminSite, credential: BrowserCredential
+) -> None:
+    """Real consoles issue a token per page load: without volatile_fields no apply could
+    ever match; with it, every other field must still match exactly."""
+    site.state.csrf = True
+    strict = make_driven(credential)
+    try:
+        edit_bob(strict, site)
+    finally:
+        strict.tools.close()
+    p = strict.tools.pending
+    assert p is not None and "csrf" in dict(p.form or []) and p.volatile_fields == []
+    with pytest.raises(ReplayDiffers, match=r"fields csrf: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"):
+        release(strict.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
+    assert not site.state.writes
+
+    tolerant = make_driven(credential, volatile_fields=["csrf"])
+    try:
+        edit_bob(tolerant, site)
+    finally:
+        tolerant.tools.close()
+    p = tolerant.tools.pending
+    assert p is not None and p.volatile_fields == ["csrf"]
+    evidence = render_browser_evidence(tolerant.tools.run, "run-2")
+    assert "field     csrf = (issued per page load; matched by name at apply)" in evidence
+    done = release(tolerant.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
+    assert done.status == 303  # the server accepted the token the apply's own page issued
+    assert site.state.applied == {"POST /users/2": 1}
+    assert site.state.users[2].email == "bob@new.example.com"
+
+
+def test_volatile_fields_never_excuse_other_changes(
+    site: AdminSite, credential: BrowserCredential
+) -> None:
+    site.state.csrf = True
+    d = make_driven(credential, volatile_fields=["csrf"])
+    try:
+        edit_bob(d, site)
+    finally:
+        d.tools.close()
+    p = d.tools.pending
+    assert p is not None
+    site.state.users[2].role = "admin"
+    with pytest.raises(ReplayDiffers, match=r"fields role: 'viewer' -> 'admin'\)"):
+        release(d.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
     assert not site.state.writes
 
 
