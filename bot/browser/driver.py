@@ -208,6 +208,7 @@ class Chromium:
         self._closed = False
         self._failure = ""
         self._confined: Confined | None = None
+        self._installed_at: tuple[Path, ...] = ()
 
     def _spec(self, workspace: Path) -> SandboxSpec:
         return SandboxSpec(
@@ -217,6 +218,7 @@ class Chromium:
             allow_domains=proxy_rules(self.domains),
             egress_private_ok=self.private_networks,
             limits=BROWSER_LIMITS,
+            ro_paths=self._installed_at,
         )
 
     async def _launch(self) -> Browser:
@@ -229,6 +231,8 @@ class Chromium:
             # Debian's /usr/bin/chromium is a shell wrapper reading /etc/chromium.d: skip it.
             if path == DEBIAN_CHROMIUM and os.access(DEBIAN_REAL, os.X_OK):
                 path = DEBIAN_REAL
+            if not path.startswith("/usr/"):  # bwrap shows /usr; bring the install dir too
+                self._installed_at = (Path(path).resolve().parent,)
         self.executable = path
         self._confined = confine(backend, path, self._spec)
         try:

@@ -4,8 +4,9 @@ The mount namespace is the boundary: the host filesystem is absent except a
 read-only /usr, a handful of /etc files and the workspace. Every namespace is
 unshared, so the network is a fresh loopback; with network=allowlist the egress
 proxy's unix socket is bound in and a forwarder on 127.0.0.1 leads to it. When
-the controller is root the sandbox runs as nobody (65534), because RLIMIT_NPROC is
-not enforced for uid 0 and a userns breakout must not land on host root.
+the controller is root each sandbox runs as a uid of its own (workspace.sandbox_uid),
+because RLIMIT_NPROC is not enforced for uid 0, counts per uid, and a userns breakout
+must not land on host root.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from bot.sandbox.spec import (
     SandboxSpec,
     exec_wall_time,
 )
-from bot.sandbox.workspace import SANDBOX_UID, prepare, safe_dir, writable_dirs
+from bot.sandbox.workspace import prepare, safe_dir, sandbox_uid, writable_dirs
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 MAX_OUTPUT_BYTES = 4 << 20
@@ -83,7 +84,7 @@ def _system_args(tmp_size: int) -> list[str]:
     return args
 
 
-def _wrapper(limits: Limits) -> list[str]:
+def _wrapper(limits: Limits, uid: int) -> list[str]:
     cmd = [
         "prlimit",
         f"--nproc={limits.pids}",
@@ -96,8 +97,8 @@ def _wrapper(limits: Limits) -> list[str]:
     if os.geteuid() == 0:
         cmd += [
             "setpriv",
-            f"--reuid={SANDBOX_UID}",
-            f"--regid={SANDBOX_UID}",
+            f"--reuid={uid}",
+            f"--regid={uid}",
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
@@ -108,9 +109,15 @@ def _wrapper(limits: Limits) -> list[str]:
 
 class BwrapSandbox(Sandbox):
     def __init__(
-        self, spec: SandboxSpec, workspace: Path, bwrap: str, gate: EgressGate | None = None
+        self,
+        spec: SandboxSpec,
+        workspace: Path,
+        bwrap: str,
+        uid: int,
+        gate: EgressGate | None = None,
     ) -> None:
         self.spec = spec
+        self.uid = uid
         self.workspace = workspace
         self._bwrap = bwrap
         self._writable = writable_dirs(spec.write_globs)
@@ -128,6 +135,8 @@ class BwrapSandbox(Sandbox):
         for key, value in env.items():
             args += ["--setenv", key, value]
         args += ["--ro-bind", str(self.workspace), "/workspace"]
+        for path in self.spec.ro_paths:
+            args += ["--ro-bind", str(path), str(path)]
         if self._gate is not None:
             args += ["--ro-bind", self._gate.dir, SANDBOX_DIR]
         for rel in self._writable:
@@ -136,7 +145,7 @@ class BwrapSandbox(Sandbox):
             args += ["--bind", str(host), str(PurePosixPath("/workspace", rel))]
         # Last, once every mount point exists: the root tmpfs (/, /etc) becomes read-only too.
         args += ["--remount-ro", "/", "--chdir", "/workspace", "--", *argv]
-        return [*_wrapper(self.spec.limits), self._bwrap, *args]
+        return [*_wrapper(self.spec.limits, self.uid), self._bwrap, *args]
 
     def launch_command(self, argv: list[str]) -> list[str]:
         # Every fd is inherited through bwrap; --die-with-parent ends it with its caller.
@@ -250,7 +259,7 @@ def _probe() -> tuple[bool, str]:
     for tool in ["prlimit", *(["setpriv"] if os.geteuid() == 0 else [])]:
         if shutil.which(tool) is None:
             return False, f"{tool} is not on PATH: install the Debian package util-linux"
-    cmd = [*_wrapper(Limits()), bwrap, *_system_args(1 << 20), "--", "true"]
+    cmd = [*_wrapper(Limits(), sandbox_uid()), bwrap, *_system_args(1 << 20), "--", "true"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, cwd="/")
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -276,8 +285,9 @@ class BwrapBackend(SandboxBackend):
         ok, detail = _probe()
         if not ok:
             raise SandboxError(f"bwrap backend unavailable: {detail}")
-        workspace, _ = prepare(spec)
+        uid = sandbox_uid()
+        workspace, _ = prepare(spec, uid)
         gate = None
         if spec.network == "allowlist":
             gate = EgressGate(spec.allow_domains, spec.egress_private_ok)
-        return BwrapSandbox(spec, workspace, detail, gate)
+        return BwrapSandbox(spec, workspace, detail, uid, gate)

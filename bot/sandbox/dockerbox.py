@@ -41,7 +41,7 @@ from bot.sandbox.spec import (
     SandboxSpec,
     exec_wall_time,
 )
-from bot.sandbox.workspace import SANDBOX_UID, prepare
+from bot.sandbox.workspace import prepare, sandbox_uid
 
 LABEL = "agentplane.sandbox"
 LABEL_PID = "agentplane.controller-pid"
@@ -80,16 +80,19 @@ def _start_time(pid: int) -> str | None:
 def reap(client: docker.DockerClient) -> list[str]:
     """Remove sandboxes whose controller on this host is gone; returns their ids."""
     reaped = []
-    for box in client.containers.list(all=True, filters={"label": LABEL}):
-        labels = box.labels
+    # The raw list: other controllers remove their containers while we look, and the
+    # model-level list would inspect (and fail on) each one.
+    for box in client.api.containers(all=True, filters={"label": LABEL}):
+        labels = box.get("Labels") or {}
         if labels.get(LABEL_HOST) != socket.gethostname():
             continue  # another host's controller shares this engine: not ours to judge
         pid = int(labels.get(LABEL_PID, "0"))
         if pid and _start_time(pid) == labels.get(LABEL_START):
             continue
-        with contextlib.suppress(docker.errors.NotFound):
-            box.remove(force=True)
-            reaped.append(str(box.id))
+        # Gone already, or another controller is removing it: either way, not ours to wait on.
+        with contextlib.suppress(docker.errors.APIError):
+            client.api.remove_container(box["Id"], force=True)
+            reaped.append(str(box["Id"]))
     return reaped
 
 
@@ -235,8 +238,8 @@ class DockerBackend(SandboxBackend):
 
     def start(self, spec: SandboxSpec) -> DockerSandbox:
         client = self.client()
-        workspace, writable = prepare(spec)
-        uid = SANDBOX_UID if os.geteuid() == 0 else os.getuid()
+        uid = sandbox_uid()
+        workspace, writable = prepare(spec, uid)
         whole = workspace in writable  # `**`: one read-write mount, not one per directory
         mounts = [Mount("/workspace", str(workspace), type="bind", read_only=not whole)]
         mounts += [
@@ -246,6 +249,7 @@ class DockerBackend(SandboxBackend):
             for host in writable
             if host != workspace
         ]
+        mounts += [Mount(str(p), str(p), type="bind", read_only=True) for p in spec.ro_paths]
         gate = None
         if spec.network == "allowlist":
             gate = EgressGate(spec.allow_domains, spec.egress_private_ok)

@@ -41,6 +41,9 @@ class SandboxSpec:
     allow_domains: tuple[str, ...] = ()
     """`name`, `*.name` or an address, optionally `:port` or `:*` (default 80 and 443);
     network=allowlist only (see egress.py)."""
+    ro_paths: tuple[Path, ...] = ()
+    """Host directories bound read-only at the same path: a program installed outside
+    what the sandbox shows (Playwright's own Chromium under ~/.cache)."""
     egress_private_ok: tuple[str, ...] = ()
     """Networks (CIDR) the proxy may reach although not public: policy's private_networks
     for the job type; a job's allowlist never opens the controller's own network by itself."""

@@ -1,19 +1,30 @@
 """The workspace side of every backend: which directories are writable, and making them so.
 
 Backends mount the workspace read-only and these directories read-write; as root
-the sandbox runs as SANDBOX_UID, so the writable trees are handed to that uid.
+each sandbox runs as a uid of its own (sandbox_uid), so the writable trees are
+handed to that uid.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from bot.errors import SandboxError
 from bot.sandbox.spec import SandboxSpec
 
-SANDBOX_UID = 65534
+UID_BASE, UID_SPAN = 1 << 30, 1 << 24
+"""Where per-sandbox uids come from: far above any account's or subuid range's."""
+
+
+def sandbox_uid() -> int:
+    """The uid one sandbox runs as. As root, a fresh one per sandbox: RLIMIT_NPROC (bwrap's
+    only pids limit) then counts that sandbox alone, not every sandbox and browser on the
+    host, and sandboxes cannot signal one another. Otherwise the controller's own uid."""
+    return UID_BASE + secrets.randbelow(UID_SPAN) if os.geteuid() == 0 else os.getuid()
+
 _WILDCARDS = frozenset("*?[")
 
 
@@ -61,34 +72,34 @@ def safe_dir(workspace: Path, rel: str) -> Path:
     return path
 
 
-def chown_tree(root: Path) -> None:
+def chown_tree(root: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [".", *dirnames, *filenames]:
-            os.chown(os.path.join(dirpath, name), SANDBOX_UID, SANDBOX_UID, follow_symlinks=False)
+            os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
 
 
-def check_reachable(workspace: Path) -> None:
+def check_reachable(workspace: Path, uid: int) -> None:
     for parent in workspace.parents:
         st = parent.stat()
-        if not (st.st_mode & 0o001 or st.st_uid == SANDBOX_UID):
+        if not (st.st_mode & 0o001 or st.st_uid == uid):
             raise SandboxError(
-                f"workspace {workspace} is not reachable by the sandbox uid {SANDBOX_UID}: "
+                f"workspace {workspace} is not reachable by the sandbox uid {uid}: "
                 f"{parent} has mode {st.st_mode & 0o777:o}; create workspaces under a "
                 "world-traversable directory such as /tmp"
             )
 
 
-def prepare(spec: SandboxSpec) -> tuple[Path, list[Path]]:
-    """(workspace, writable host dirs), ready for a sandbox running as SANDBOX_UID."""
+def prepare(spec: SandboxSpec, uid: int) -> tuple[Path, list[Path]]:
+    """(workspace, writable host dirs), ready for a sandbox running as uid."""
     workspace = spec.workspace.resolve()
     if not workspace.is_dir():
         raise SandboxError(f"workspace {spec.workspace} is not a directory")
     writable = [safe_dir(workspace, rel) for rel in writable_dirs(spec.write_globs)]
     if os.geteuid() == 0:
-        check_reachable(workspace)
+        check_reachable(workspace, uid)
         # The root dir so the sandbox can enter it (mkdtemp makes it 0700); the write
         # scope so it can write there. The rest keeps its owner: read-only anyway.
-        os.chown(workspace, SANDBOX_UID, SANDBOX_UID)
+        os.chown(workspace, uid, uid)
         for path in writable:
-            chown_tree(path)
+            chown_tree(path, uid)
     return workspace, writable

@@ -4,6 +4,8 @@ network but the egress proxy, and (in Docker) a memory cgroup."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -147,3 +149,25 @@ def test_a_failed_launch_fails_every_later_step_the_same_way(
         with pytest.raises(BrowserUnavailable, match="missing"):
             chromium.browser()
     chromium.close()
+
+
+def test_a_configured_chromium_outside_usr_runs_under_bwrap() -> None:
+    """$AGENTPLANE_CHROMIUM (or Playwright's own, under ~/.cache) is bound in read-only."""
+    backend_or_skip("bwrap")
+    own = Path(tempfile.mkdtemp(prefix="agentplane-own-chromium-"))
+    try:
+        own.chmod(0o755)  # the sandbox uid must traverse it, as it would ~/.cache's
+        script = own / "chrome"
+        script.write_text(f'#!/bin/sh\nexec {driver.DEBIAN_REAL} "$@"\n')
+        script.chmod(0o755)
+        env = {**os.environ, "AGENTPLANE_CHROMIUM": str(script)}
+        chromium = Chromium(["127.0.0.1"], env, backend="bwrap")
+        try:
+            page = chromium.run(chromium.browser().new_page())
+            chromium.run(page.set_content("<p id=x>own</p>"))
+            assert chromium.run(page.inner_text("#x")) == "own"
+            assert chromium.executable == str(script)
+        finally:
+            chromium.close()
+    finally:
+        shutil.rmtree(own, ignore_errors=True)

@@ -31,7 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def workspace() -> Iterator[Path]:
     """A small repo-like workspace directory.
 
-    Made under /tmp rather than in tmp_path: as root the sandbox runs as uid 65534,
+    Made under /tmp rather than in tmp_path: as root the sandbox runs as a uid of its own,
     which cannot traverse pytest's 0700 /tmp/pytest-of-root.
     """
     root = Path(tempfile.mkdtemp(prefix="agentplane-ws-"))

@@ -7,9 +7,12 @@ cannot pass just because the sandbox is broken and nothing runs at all.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -274,6 +277,42 @@ def test_fork_bomb_is_stopped_by_pids_limit(backend: SandboxBackend, workspace: 
     verdict, _errno, forks = result.stdout.split()
     assert verdict == "blocked", result
     assert 0 < int(forks) < limits.pids  # some forks work: the limit, not a broken fork
+
+
+HOG = """
+import subprocess, time
+held = []
+try:
+    while len(held) < 100:
+        held.append(subprocess.Popen(["sleep", "30"]))
+except OSError:
+    pass
+print(len(held), flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.escape("starve another sandbox's pids")
+def test_one_sandbox_cannot_use_up_anothers_pids(backend: SandboxBackend, workspace: Path) -> None:
+    """Each sandbox's pids limit is its own: a full one leaves its neighbour untouched."""
+    other_ws = Path(tempfile.mkdtemp(prefix="agentplane-ws-"))
+    limits = Limits(pids=24, wall_seconds=30)
+    try:
+        with (
+            start(backend, workspace, limits=limits) as hog,
+            start(backend, other_ws, limits=limits) as neighbour,
+        ):
+            mine = sh(hog, "id -u")
+            with ThreadPoolExecutor(1) as pool:
+                full = pool.submit(hog.exec, ["python3", "-c", HOG], timeout=8.0)
+                time.sleep(3)  # the hog now holds every pid its limit allows
+                still = sh(neighbour, "for i in $(seq 10); do true & done; wait; id -u")
+            assert full.result().timed_out  # its sleeps were alive throughout
+    finally:
+        shutil.rmtree(other_ws, ignore_errors=True)
+    assert_ok(still)
+    if os.geteuid() == 0:  # a uid each; otherwise both are the controller's own
+        assert still.stdout.split()[-1] != mine.stdout.strip()
 
 
 def test_finished_commands_do_not_eat_the_pids_budget(
