@@ -98,7 +98,10 @@ class EgressProxy:
     def _run(self, server: _Server) -> None:
         server.proxy = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="egress-proxy")
+        # A short poll: close() waits for the loop to notice, on every sandbox teardown.
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(0.05,), name="egress-proxy"
+        )
         self._thread.daemon = True
         self._thread.start()
 
