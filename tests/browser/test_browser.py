@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from bot.browser.driver import BrowserCredential
 from bot.browser.errors import ReplayDiffers
 from bot.browser.evidence import render_browser_evidence
 from bot.browser.export import export_test
+from bot.browser.model import PendingRequest
 from bot.browser.replay import release
 from tests.browser.conftest import Driven, apply_chromium, make_driven, needs_chromium
 from tests.browser.site import INJECTION, PASSWORD, USERNAME, AdminSite
@@ -32,6 +34,19 @@ def edit_bob(d: Driven, site: AdminSite) -> str:
     d.call("click", role="link", name="Edit bob")
     d.call("fill", label="Email", text="bob@new.example.com")
     return d.call("click", role="button", name="Save")
+
+
+def held_edit(
+    credential: BrowserCredential, site: AdminSite, volatile_fields: Sequence[str] = ()
+) -> tuple[Driven, PendingRequest]:
+    """A run that edited bob and stopped at the held Save, closed and ready to apply."""
+    d = make_driven(credential, volatile_fields)
+    try:
+        edit_bob(d, site)
+    finally:
+        d.tools.close()
+    assert d.tools.pending is not None
+    return d, d.tools.pending
 
 
 def test_read_only_exploration_needs_no_approval(driven: Driven, site: AdminSite) -> None:
@@ -112,24 +127,14 @@ def test_a_csrf_token_stops_the_apply_unless_the_job_names_it_volatile(
     """Real consoles issue a token per page load: without volatile_fields no apply could
     ever match; with it, every other field must still match exactly."""
     site.state.csrf = True
-    strict = make_driven(credential)
-    try:
-        edit_bob(strict, site)
-    finally:
-        strict.tools.close()
-    p = strict.tools.pending
-    assert p is not None and "csrf" in dict(p.form or []) and p.volatile_fields == []
+    strict, p = held_edit(credential, site)
+    assert "csrf" in dict(p.form or []) and p.volatile_fields == []
     with pytest.raises(ReplayDiffers, match=r"fields csrf: '[0-9a-f]{16}' -> '[0-9a-f]{16}'"):
         release(strict.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
     assert not site.state.writes
 
-    tolerant = make_driven(credential, volatile_fields=["csrf"])
-    try:
-        edit_bob(tolerant, site)
-    finally:
-        tolerant.tools.close()
-    p = tolerant.tools.pending
-    assert p is not None and p.volatile_fields == ["csrf"]
+    tolerant, p = held_edit(credential, site, volatile_fields=["csrf"])
+    assert p.volatile_fields == ["csrf"]
     evidence = render_browser_evidence(tolerant.tools.run, "run-2")
     assert "field     csrf = (issued per page load; matched by name at apply)" in evidence
     done = release(tolerant.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
@@ -142,13 +147,7 @@ def test_volatile_fields_never_excuse_other_changes(
     site: AdminSite, credential: BrowserCredential
 ) -> None:
     site.state.csrf = True
-    d = make_driven(credential, volatile_fields=["csrf"])
-    try:
-        edit_bob(d, site)
-    finally:
-        d.tools.close()
-    p = d.tools.pending
-    assert p is not None
+    d, p = held_edit(credential, site, volatile_fields=["csrf"])
     site.state.users[2].role = "admin"
     with pytest.raises(ReplayDiffers, match=r"fields role: 'viewer' -> 'admin'\)"):
         release(d.tools.run, p.digest(), credential=credential, chromium=apply_chromium())
