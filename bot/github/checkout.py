@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from bot.errors import GitError
@@ -43,14 +44,21 @@ class Checkout:
             raise GitError(self.redact(f"git {args[0]} failed: {proc.stderr.strip()}"))
         return proc.stdout
 
-    def sync(self, default_branch: str, branches: list[str]) -> GitRepo:
-        """Clone once, then fetch the default branch, the given branches and the audit branch."""
+    def sync(
+        self, default_branch: str, branches: list[str], pulls: Sequence[int] = ()
+    ) -> GitRepo:
+        """Clone once, then fetch the default branch, the given branches, the given pull
+        requests' heads and the audit branch.
+
+        A PR's head comes from refs/pull/N/head, which GitHub keeps in the base repo for
+        every PR: a fork's branch is not in origin at all."""
         if not (self.path / ".git").is_dir():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.git("clone", "-q", "--no-checkout", self.url, str(self.path), cwd=self.path.parent)
         self.git("remote", "set-url", "origin", self.url)
         self.git("config", "agentplane.defaultBranch", default_branch)
         refs = [f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in {default_branch, *branches}]
+        refs += [f"+refs/pull/{n}/head:refs/remotes/origin/pull/{n}" for n in pulls]
         self.git("fetch", "-q", "origin", *refs)
         # The audit branch may not exist yet; local appends go on top of the remote's.
         try:

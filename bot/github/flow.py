@@ -146,7 +146,7 @@ class PullRequestDoor:
                 "requests here (policy: allow_forks is off).",
             )
             return "refused: fork"
-        ctx.engine.repo = ctx.checkout.sync(ctx.engine.repo.default_branch(), [pr.head_ref])
+        ctx.engine.repo = ctx.checkout.sync(ctx.engine.repo.default_branch(), [], [pr.number])
         if "Agentplane-Run:" in ctx.checkout.git("log", "-1", "--format=%B", pr.head_sha):
             return "ignored: the head is agentplane's own applied commit"
         governing = [f for f, _ in pr.files if f.startswith(GOVERNING)]
@@ -300,11 +300,29 @@ class PullRequestDoor:
                 )
                 rec = ctx.engine.load(rec.run_id)
             if rec.state == "applied" and rec.applied:
-                ctx.checkout.push_commit(rec.applied["commit"], pr.head_ref)
+                self._push_applied(ctx, pr, rec)
             self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {rec.state}")
         ctx.checkout.push_audit()
         return "; ".join(outcomes) or "ignored: no run awaiting approval"
+
+    def _push_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
+        """Onto the PR's branch; a fork's branch is out of the App's reach, so the applied
+        commit goes to its run branch here, and the PR is told where."""
+        assert rec.applied is not None
+        if not pr.is_fork:
+            ctx.checkout.push_commit(rec.applied["commit"], pr.head_ref)
+            return
+        branch = rec.applied["branch"]
+        ctx.checkout.push_commit(rec.applied["commit"], branch)
+        self._comment(
+            ctx,
+            pr.number,
+            f"fork-apply:{rec.run_id}",
+            f"`{rec.job_name}` is applied on branch `{branch}` of {ctx.full}: agentplane "
+            f"cannot push to the fork's `{pr.head_ref}`. Merge or cherry-pick "
+            f"{rec.applied['commit'][:12]} from there.",
+        )
 
     def on_dismissed(self, ctx: Context, number: int, review: dict[str, Any]) -> str:
         reviewer = review["user"]["login"]

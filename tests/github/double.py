@@ -135,6 +135,8 @@ class Pull:
     state: str = "open"
     closed_at: str | None = None
     last_head_sha: str = ""
+    head_repo: str = ""
+    """The fork the head branch lives in; empty for a branch of the PR's own repo."""
 
 
 @dataclass
@@ -380,9 +382,11 @@ class GitHubDouble:
         title: str = "A change",
         body: str | None = "",
         draft: bool = False,
+        head_repo: str = "",
     ) -> Event:
-        """A PR from `head` (an existing branch); returns (number, opened payload)."""
-        pull = self._new_pull(full_name, head, base, author, title, body, draft)
+        """A PR from `head` (an existing branch, of head_repo if it comes from a fork);
+        returns (number, opened payload)."""
+        pull = self._new_pull(full_name, head, base, author, title, body, draft, head_repo)
         return Event(pull.number, self.payloads.pull_request(full_name, pull.number, "opened"))
 
     def _new_pull(
@@ -394,12 +398,13 @@ class GitHubDouble:
         title: str,
         body: str | None,
         draft: bool,
+        head_repo: str = "",
     ) -> Pull:
         repo = self.repo(full_name)
         base = base or repo.default_branch
-        for branch in (head, base):
-            if repo.tip(branch) is None:
-                raise HTTPError(422, f"branch {branch!r} does not exist in {full_name}")
+        for branch, where in ((head, head_repo or full_name), (base, full_name)):
+            if self.repo(where).tip(branch) is None:
+                raise HTTPError(422, f"branch {branch!r} does not exist in {where}")
         with self._lock:
             number = 1 + max([n for (r, n) in [*self.pulls, *self.issues] if r == full_name] or [0])
             number = max(number, 1 + max([c.number for c in self._comments.values()] or [0]))
@@ -416,17 +421,41 @@ class GitHubDouble:
                 draft,
                 stamp,
                 stamp,
+                head_repo=head_repo,
             )
             self.pulls[(full_name, number)] = pull
         pull.last_head_sha = self.head_sha(full_name, number)
         return pull
 
     def head_sha(self, full_name: str, number: int) -> str:
+        """The head branch's tip, mirrored as GitHub does into the base repo's
+        refs/pull/N/head (with a fork's objects, so the base repo can serve them)."""
         pull = self.pulls[(full_name, number)]
-        tip = self.repo(full_name).tip(pull.head)
+        tip = self.repo(pull.head_repo or full_name).tip(pull.head)
         if tip:
             pull.last_head_sha = tip
+            git, ref = self.repo(full_name).git(), f"refs/pull/{number}/head"
+            mirrored = git.references.get(ref)
+            if mirrored is None or str(mirrored.target) != tip:
+                if pull.head_repo:
+                    fork = git.remotes.create_anonymous(str(self.repo(pull.head_repo).bare))
+                    fork.fetch([f"+refs/heads/{pull.head}:{ref}"])
+                else:
+                    git.references.create(ref, pygit2.Oid(hex=tip), force=True)
         return pull.last_head_sha
+
+    def fork(self, full_name: str, owner: str) -> str:
+        """owner's fork of full_name (the App is not installed on it); returns its name."""
+        base = self.repo(full_name)
+        name = f"{owner}/{base.name}"
+        bare = self.root / "github" / f"{name}.git"
+        bare.parent.mkdir(parents=True, exist_ok=True)
+        pygit2.clone_repository(str(base.bare), str(bare), bare=True)
+        repo = Repo(name, self.next_id(), bare, base.default_branch, base.private, now())
+        repo.permissions[owner] = "admin"
+        with self._lock:
+            self.repos[name] = repo
+        return name
 
     def close_pull(self, full_name: str, number: int) -> dict[str, Any]:
         pull = self.pulls[(full_name, number)]
@@ -942,7 +971,7 @@ class Objects:
             labels=[],
             milestone=None,
             author_association="OWNER" if pull.user == repo.owner else "CONTRIBUTOR",
-            head=self.branch(repo, pull.head, head_sha, login),
+            head=self.branch(self.gh.repo(pull.head_repo or pull.repo), pull.head, head_sha, login),
             base=self.branch(repo, pull.base, base_sha, login),
         )
         out["_links"] = _rebase(out["_links"], self.gh.api_url, {"/1347": f"/{pull.number}"})
@@ -1719,14 +1748,15 @@ class PayloadBuilder:
             closed_at=pull.closed_at,
             user=self._user(target["user"], pull.user),
         )
-        for side, branch, sha in (
-            ("head", pull.head, head),
-            ("base", pull.base, repo.tip(pull.base) or head),
+        head_repo = self.gh.repo(pull.head_repo or pull.repo)
+        for side, branch, sha, where in (
+            ("head", pull.head, head, head_repo),
+            ("base", pull.base, repo.tip(pull.base) or head, repo),
         ):
             part = target[side]
-            part.update(label=f"{repo.owner}:{branch}", ref=branch, sha=sha)
-            part["user"] = self._user(part["user"], repo.owner)
-            self._repository(part["repo"], repo)
+            part.update(label=f"{where.owner}:{branch}", ref=branch, sha=sha)
+            part["user"] = self._user(part["user"], where.owner)
+            self._repository(part["repo"], where)
 
     def pull_request(
         self, full_name: str, number: int, action: str = "opened", *, sender: str | None = None

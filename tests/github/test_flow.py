@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pygit2
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -42,7 +43,7 @@ def repo_files() -> dict[str, str]:
     return files
 
 
-def door_for(github: GitHubDouble, root: Path) -> PullRequestDoor:
+def door_for(github: GitHubDouble, root: Path, **settings_kw: Any) -> PullRequestDoor:
     """A door on the double's octo/demo repo, as an installed App (also used by bench/)."""
     github.create_repo(REPO, repo_files())
     settings = Settings(
@@ -52,6 +53,7 @@ def door_for(github: GitHubDouble, root: Path) -> PullRequestDoor:
         api_url=github.api_url,
         data_dir=root / "bot",
         github_throttle=False,
+        **settings_kw,
     )
     return PullRequestDoor(settings, BwrapBackend(), PullState(root / "bot" / "state.db"))
 
@@ -357,3 +359,40 @@ def test_a_delivery_after_token_expiry_mints_a_fresh_token(
     _, review = github.submit_review(REPO, number, "maya", "approved")
     assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
     assert len(github.calls("POST", r"/access_tokens$")) > minted
+
+
+def fork_pr(github: GitHubDouble) -> tuple[str, int, dict[str, Any]]:
+    """eve forks octo/demo, adds the job on her branch, and opens a PR from it."""
+    fork = github.fork(REPO, "eve")
+    github.commit(fork, "add-job", {JOB: (PROJECT / JOB).read_text()}, author="eve")
+    number, payload = github.open_pull(REPO, "add-job", author="eve", head_repo=fork)
+    return fork, number, payload
+
+
+def test_fork_prs_are_refused_unless_allowed(github: GitHubDouble, door: PullRequestDoor) -> None:
+    _, number, payload = fork_pr(github)
+    assert payload["pull_request"]["head"]["repo"]["full_name"] == "eve/demo"
+    assert deliver(door, "pull_request", payload) == "refused: fork"
+    assert "allow_forks is off" in " ".join(c.body for c in github.comments(REPO, number))
+
+
+def test_an_allowed_fork_pr_runs_its_head_and_applies_to_a_run_branch(
+    github: GitHubDouble, tmp_path: Path
+) -> None:
+    """A fork's branch is not in origin (refs/pull/N/head is), nor can the App push to it."""
+    door = door_for(github, tmp_path, allow_forks=True)
+    fork, number, payload = fork_pr(github)
+    head = github.head_sha(REPO, number)
+    assert deliver(door, "pull_request", payload) == "ran 1 of 1 job(s)"
+    assert "waiting for an approving review" in evidence(github, number)
+    _, review = github.submit_review(REPO, number, "maya", "approved", commit_id=head)
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+    base = github.repo(REPO).git()
+    (branch,) = [r for r in base.references if r.startswith("refs/heads/agentplane/run/")]
+    applied = base.references[branch].peel(pygit2.Commit)
+    assert [str(p) for p in applied.parent_ids] == [head]
+    assert b"return a + b" in base[applied.tree["src/calc.py"].id].data
+    assert github.repo(fork).tip("add-job") == head  # the fork is untouched
+    assert github.repo(REPO).tip("add-job") is None  # no stray branch named like the fork's
+    notes = " ".join(c.body for c in github.comments(REPO, number))
+    assert f"applied on branch `{branch.removeprefix('refs/heads/')}`" in notes
