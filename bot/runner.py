@@ -14,7 +14,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -55,6 +55,7 @@ from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.backends import get_backend
 from bot.sandbox.spec import EgressEvent
 from bot.sql.evidence import SqlEvidence, render_sql_evidence
+from bot.tools.ask import answer_text
 from bot.tools.browser import RUN_ARTIFACT, chromium_for
 from bot.tools.browser import media_type as browser_media_type
 from bot.tools.toolbox import Toolbox, toolbox
@@ -142,8 +143,10 @@ class Engine:
         req: RunRequest,
         door_ref: DoorRef | None = None,
         model_override: dict[str, Any] | None = None,
+        answers: Sequence[str] = (),
     ) -> RunRecord:
-        """Plan and propose. model_override replaces the routed model (replays only)."""
+        """Plan and propose. model_override replaces the routed model and answers are the
+        ask tool's recorded answers (replays only)."""
         policy = self.policy()  # read from git once per run step, not per use
         p = plan(req, policy, self.config(req.commit))
         rec = RunRecord(
@@ -168,7 +171,7 @@ class Engine:
             return self._advance(rec, "needs_clarification", p.clarification)
         if model_override is not None:
             rec.model = {**(rec.model or {}), "override": model_override}
-        return self._propose(rec, p, policy)
+        return self._propose(rec, p, policy, answers=answers)
 
     def replay(self, run_id: str, script_dir: Path) -> RunRecord:
         """Re-run a recorded run against its recorded model turns (never a live model)."""
@@ -181,10 +184,16 @@ class Engine:
         (script_dir / f"{name}.yaml").write_text(yaml.safe_dump(script, sort_keys=False))
         req = self.request(old.job_path, prompt=old.prompt, commit=old.commit)
         override = {"model": f"scripted/{name}", "api_base": str(script_dir.resolve())}
-        return self.start(req, model_override=override)
+        answers = [answer_text(c.by, c.answer) for c in old.clarifications]
+        return self.start(req, model_override=override, answers=answers)
 
     def _propose(
-        self, rec: RunRecord, p: Plan, policy: Policy, resume: Resume | None = None
+        self,
+        rec: RunRecord,
+        p: Plan,
+        policy: Policy,
+        resume: Resume | None = None,
+        answers: Sequence[str] = (),
     ) -> RunRecord:
         """Run the agent in the sandbox and stage what it changed; resumable after a question."""
         assert p.model is not None and p.prompt is not None  # runnable plans have both
@@ -220,7 +229,9 @@ class Engine:
                 job = self.load_job(rec.job_path, rec.commit)[1]
                 with (
                     backend.start(spec) as box,
-                    toolbox(p, policy, ws, box, job.scope.browser, rec.job_path) as kit,
+                    toolbox(
+                        p, policy, ws, box, job.scope.browser, rec.job_path, answers=answers
+                    ) as kit,
                 ):
                     broker = Broker(
                         p, kit.tools, rec.tool_calls.append, kit.redact, already=len(rec.tool_calls)
@@ -350,7 +361,7 @@ class Engine:
             {
                 "role": "tool",
                 "tool_call_id": rec.question.call_id,
-                "content": f"Answer from {who}: {text}",
+                "content": answer_text(who, text),
             }
         )
         rec.clarifications.append(

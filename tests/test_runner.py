@@ -320,6 +320,21 @@ def test_mutating_job_without_acceptance_criteria_asks_first(
     assert rec.model_calls == []
 
 
+def test_replay_of_an_answered_run_gives_the_recorded_answers_back(
+    demo_repo: Path, scripted_job: Scripted, tmp_path: Path
+) -> None:
+    """The replay runs through the question with the answer on record; nobody is asked."""
+    e, rec = start(demo_repo, scripted_job("asker", ASKS))
+    done = e.answer(rec.run_id, DEVELOPER[1], "spaces")
+    again = e.replay(done.run_id, tmp_path)
+    assert again.state == "awaiting_approval", again.transitions
+    assert again.proposal is not None and done.proposal is not None
+    assert again.proposal.digest == done.proposal.digest
+    (ask,) = [c for c in again.tool_calls if c.tool == "ask"]
+    assert ask.result == "Answer from dana@example.com: spaces"
+    assert "needs_clarification" not in [t.state for t in again.transitions]
+
+
 def test_replay_reproduces_the_proposal_bit_for_bit(demo_repo: Path, tmp_path: Path) -> None:
     e, rec = start(demo_repo)
     again = e.replay(rec.run_id, tmp_path)

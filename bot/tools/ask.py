@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bot.tools.base import ToolFailure, ToolOutcome, ToolSpec, obj, string
@@ -15,11 +16,23 @@ class NeedsAnswer(Exception):
         super().__init__(question)
 
 
-def ask_tool() -> ToolSpec:
+def answer_text(who: str, text: str) -> str:
+    """How an answer reaches the agent, as the tool's result."""
+    return f"Answer from {who}: {text}"
+
+
+def ask_tool(recorded: Iterable[str] = ()) -> ToolSpec:
+    """recorded: answers given in an earlier run of the same turns (a replay), handed back
+    in order, so a replay does not stop where the original waited for a person."""
+    answers = iter(recorded)
+
     def ask(args: dict[str, Any]) -> ToolOutcome:
         question = args.get("question")
         if not isinstance(question, str) or not question.strip():
             raise ToolFailure("question must be a non-empty string")
+        answer = next(answers, None)
+        if answer is not None:
+            return ToolOutcome(answer)
         raise NeedsAnswer(question.strip())
 
     return ToolSpec(

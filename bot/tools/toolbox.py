@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,9 +50,10 @@ def toolbox(
     browser_scope: BrowserScope | None = None,
     job_path: str = "job",
     environ: Mapping[str, str] = os.environ,
+    answers: Sequence[str] = (),
 ) -> Iterator[Toolbox]:
     tools = filesystem_tools(workspace, lambda rel: match_any(rel, plan.granted("read")))
-    tools += [shell_tool(sandbox), ask_tool()]
+    tools += [shell_tool(sandbox), ask_tool(answers)]
     box = Toolbox(tools, lambda s: s)
     sql: SqlTools | None = None
     if "sql" in plan.granted("tool"):
