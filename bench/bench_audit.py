@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.audit.log import AuditLog, artifact_path, entry_path
-from bot.audit.verify import check, read_snapshot
+from bot.audit.snapshot import read_snapshot
+from bot.audit.verify import check
 from bot.canonical import canonical_json, digest_of, sha256_hex
 
 APPENDS = 500

@@ -2,16 +2,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-import pygit2
 import pytest
 
 from bot.audit.log import AuditLog, artifact_path, entry_path
-from bot.audit.verify import Change, VerifyReport, _TreeReader, check, read_snapshot, verify
+from bot.audit.snapshot import read_snapshot
+from bot.audit.verify import VerifyReport, check, verify
 from bot.canonical import canonical_json, digest_of
 from bot.errors import AuditError
-from tests.audit.conftest import ARTIFACT_A, SHA_A, SHA_B, Steps, git, read_steps, replay
+from tests.audit.conftest import ARTIFACT_A, SHA_A, SHA_B, git, read_steps, replay
 
 
 def kinds(report: VerifyReport) -> set[tuple[str, int | None]]:
@@ -190,49 +189,3 @@ def test_unexpected_files_and_anchor_garbage(repo: Path, filled: AuditLog) -> No
 def test_no_branch_raises(log: AuditLog) -> None:
     with pytest.raises(AuditError, match="no audit branch yet: run a job first"):
         verify(log)
-
-
-@pytest.mark.parametrize(
-    ("extra", "shortcut"),
-    [
-        ([{artifact_path(SHA_A): None}, {"notes/x": b"x"}], 6),
-        ([{entry_path(1): b"{}"}], 1),  # the tip's shard no longer extends the old ones
-        ([{"log/0000": b"now a file"}], 0),  # a type change: shard gone, file in its place
-    ],
-)
-def test_history_reader_agrees_with_libgit2(
-    repo: Path, filled: AuditLog, extra: Steps, shortcut: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The reader shortcuts shard diffs by tree id; it must report what a real diff does,
-    # on appends as well as on edits, deletions and type changes.
-    steps = read_steps(repo)
-    extra = [dict(step) for step in extra]  # the parameters are shared
-    if "log/0000" in extra[0]:
-        extra[0].update({path: None for step in steps for path in step if path.startswith("log/")})
-    steps[-1:] = [steps[-1], *extra]
-    replay(repo, steps)
-    shortcuts = []
-    appended = _TreeReader._appended
-
-    def spy(self: _TreeReader, *args: Any) -> list[Change] | None:
-        found = appended(self, *args)
-        shortcuts.append(found is not None)
-        return found
-
-    monkeypatch.setattr(_TreeReader, "_appended", spy)
-    snapshot = read_snapshot(AuditLog(repo))
-
-    pygit_repo = pygit2.Repository(str(repo))
-    walker = pygit_repo.walk(pygit_repo.references[AuditLog.BRANCH].target)
-    walker.simplify_first_parent()
-    commits = list(walker)[::-1]
-    assert len(snapshot.commits) == len(commits) == len(steps)
-    for commit, info in zip(commits, snapshot.commits, strict=True):
-        old = commit.parents[0].tree if commit.parents else None
-        diff = commit.tree.diff_to_tree(swap=True) if old is None else old.diff_to_tree(commit.tree)
-        expected = {
-            (d.status_char(), d.old_file.path if d.status_char() == "D" else d.new_file.path)
-            for d in diff.deltas
-        }
-        assert {(c.status, c.path) for c in info.changes} == expected, info.commit
-    assert shortcuts.count(True) == shortcut
