@@ -42,7 +42,7 @@ def decide(plan: Plan, spec: ToolSpec | None, name: str, args: dict[str, Any]) -
         (d for d in plan.decisions if d.kind == "tool" and d.subject == spec.capability), None
     )
     if grant is None or not grant.granted:
-        rule = grant.rule if grant else plan.allowed.rule.rsplit(".", 1)[0] + ".tools"
+        rule = grant.rule if grant else plan.tools_rule or "policy#tools"
         why = grant.reason if grant else f"the job was not granted the {spec.capability} tool"
         return Verdict("deny", rule, why)
     try:

@@ -75,6 +75,8 @@ class Plan(Frozen):
     private_networks: tuple[str, ...] = ()
     """Non-public networks the job type's egress may reach (policy only)."""
     private_networks_rule: str = ""
+    tools_rule: str = ""
+    """Where the job type's tools are granted: the rule for a tool the job never asked for."""
 
     def granted(self, kind: str) -> list[str]:
         return [d.subject for d in self.decisions if d.kind == kind and d.granted]
@@ -349,6 +351,7 @@ def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> P
         backend=jt.backend if jt is not None else None,
         private_networks=tuple(jt.private_networks) if jt is not None else (),
         private_networks_rule=policy.rule(f"job_types.{job_type}.private_networks"),
+        tools_rule=policy.rule(f"job_types.{job_type}.tools"),
         clarification=clarification
         if chosen is not None
         else (clarification or f"model group {req.job.model!r} is not defined in policy"),
