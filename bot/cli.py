@@ -246,10 +246,8 @@ def serve(host: str, port: int, config_file: Path | None) -> None:
     from bot.config import load_settings
     from bot.server import build
 
-    settings = load_settings(file=config_file)
-    for problem in settings.problems():
-        click.echo(f"warning: {problem}", err=True)
-    uvicorn.run(build(settings), host=host, port=port, log_level="info")
+    # build() logs each of settings.problems(); /healthz lists them too.
+    uvicorn.run(build(load_settings(file=config_file)), host=host, port=port, log_level="info")
 
 
 @cli.command()
