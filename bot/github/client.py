@@ -19,7 +19,16 @@ from bot.errors import AgentplaneError
 
 
 class GitHubError(AgentplaneError):
-    pass
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def unauthorized(exc: Exception) -> bool:
+    """GitHub refused the token (revoked, or expired before its stated expiry)."""
+    if isinstance(exc, GitHubError):
+        return exc.status == 401
+    return isinstance(exc, github.GithubException) and exc.status == 401
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,7 @@ class GitHubClient:
         try:
             return fn(*args, **kw)
         except github.GithubException as exc:
-            raise GitHubError(f"GitHub API {exc.status}: {exc.data}") from None
+            raise GitHubError(f"GitHub API {exc.status}: {exc.data}", exc.status) from None
 
     def repo(self, full_name: str) -> Any:
         return self.call(self._api().get_repo, full_name)

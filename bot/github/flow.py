@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from bot.config import Settings
 from bot.errors import AgentplaneError, RunError, ValidationFailed
 from bot.gate import may_decide
 from bot.github.checkout import AUDIT, Checkout
-from bot.github.client import GitHubClient, PullInfo
+from bot.github.client import GitHubClient, PullInfo, unauthorized
 from bot.github.commands import Command, Reply, parse_comment
 from bot.github.sansio import Delivery
 from bot.github.state import PullState
@@ -83,7 +84,9 @@ class PullRequestDoor:
         self.settings = settings
         self.backend = backend
         self.state = state
-        self.client_for = client_for or (lambda inst: GitHubClient(settings, inst))
+        self.client_for = client_for or self._client
+        self._clients: dict[int | None, GitHubClient] = {}
+        self._clients_lock = threading.Lock()
         self.model_factory = model_factory
         self.on_publish = on_publish
         self.redact = Redactor(
@@ -118,7 +121,26 @@ class PullRequestDoor:
             return self.on_pull(self._ctx(repo, inst), p["number"])
         return f"ignored: {d.event}.{d.action}"
 
+    def _client(self, inst: int | None) -> GitHubClient:
+        """One client per installation, so its token is minted once and refreshed by
+        PyGithub before it expires, not minted again for every delivery."""
+        with self._clients_lock:
+            if inst not in self._clients:
+                self._clients[inst] = GitHubClient(self.settings, inst)
+            return self._clients[inst]
+
     def _ctx(self, full: str, inst: int | None) -> Context:
+        try:
+            return self._open(full, inst)
+        except Exception as exc:
+            if not unauthorized(exc):
+                raise
+            # Revoked, or expired early: forget that client, and its token, and try once more.
+            with self._clients_lock:
+                self._clients.pop(inst, None)
+            return self._open(full, inst)
+
+    def _open(self, full: str, inst: int | None) -> Context:
         client = self.client_for(inst)
         meta = client.repo(full)
         url = (

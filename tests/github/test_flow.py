@@ -350,6 +350,16 @@ def test_api_retries_5xx_and_secondary_rate_limits(
     assert [r.status for r in github.calls("POST", r"/check-runs$")][:2] == [502, 201]
 
 
+def test_deliveries_for_one_installation_share_one_token(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, _ = add_job_pr(github, door)
+    for who in ("dana", "mallory"):
+        _, review = github.submit_review(REPO, number, who, "approved")
+        deliver(door, "pull_request_review", review)
+    assert len(github.calls("POST", r"/access_tokens$")) == 1
+
+
 def test_a_delivery_after_token_expiry_mints_a_fresh_token(
     github: GitHubDouble, door: PullRequestDoor
 ) -> None:
