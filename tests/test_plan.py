@@ -1,3 +1,7 @@
+from pathlib import Path
+
+import pytest
+
 from bot.job import parse_job
 from bot.plan import plan
 from bot.policy import merge_policy, parse_config
@@ -171,3 +175,20 @@ def test_job_type_is_classified_when_omitted_with_reason() -> None:
 
 def test_plan_is_pure_and_its_digest_stable() -> None:
     assert plan(req(CODE_JOB), POLICY_OBJ).digest() == plan(req(CODE_JOB), POLICY_OBJ).digest()
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / ".agentplane/jobs").glob("*.yaml")), ids=str
+)
+def test_every_shipped_job_is_allowed_by_the_shipped_policy(path: Path) -> None:
+    """The examples run as shipped (their credentials and DSNs come from the host)."""
+    root = Path(__file__).parents[1]
+    policy = merge_policy(
+        [(f"policies/{f.name}", f.read_text()) for f in sorted((root / "policies").glob("*.yaml"))]
+    )
+    rel = str(path.relative_to(root))
+    job = parse_job(rel, path.read_text())
+    p = plan(RunRequest(job=job, job_path=rel, requester="dana@example.com", repo="demo",
+                        commit="0" * 40), policy)  # fmt: skip
+    assert p.allowed.granted, p.allowed.reason
+    assert not p.denied, [(d.kind, d.subject, d.reason) for d in p.denied]

@@ -37,14 +37,15 @@ def held(
     demo_repo: Path, scripted_job: Scripted, site: AdminSite, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Engine, RunRecord]:
     policy = demo_repo / "policies/default.yaml"
-    policy.write_text(
-        policy.read_text().replace(
-            "job_types:\n",
-            "job_types:\n  browser:\n    run_by: [role:developer]\n    tools: [browser]\n"
-            "    scope: {browser: {domains: ['127.0.0.1']}}\n"
-            "    credentials: [admin-console]\n    private_networks: [127.0.0.0/8]\n",
-        )
-    )
+    # The shipped browser job type, pointed at the console stand-in on loopback.
+    text = policy.read_text()
+    for shipped, local in (
+        ("domains: [admin.internal.example.com]", "domains: ['127.0.0.1']"),
+        ("private_networks: []", "private_networks: [127.0.0.0/8]"),
+    ):
+        assert shipped in text
+        text = text.replace(shipped, local)
+    policy.write_text(text)
     monkeypatch.setenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:{PASSWORD}@{site.url}")
     turns: list[dict[str, Any]] = [
         {"tool_calls": [{"name": "goto", "arguments": {"url": f"{site.url}/users/2/edit"}}]},
