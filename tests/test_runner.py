@@ -146,6 +146,12 @@ def test_no_prompt_stops_for_clarification(demo_repo: Path, scripted_job: Script
 
 
 def test_job_type_not_allowed_is_denied(demo_repo: Path, scripted_job: Scripted) -> None:
+    # A policy that leaves browser jobs out: the shipped one has them.
+    policy = demo_repo / "policies/default.yaml"
+    shipped = policy.read_text()
+    start_, end = shipped.index("  browser:\n"), shipped.index("\n\n# Named SQL")
+    policy.write_text(shipped[:start_] + shipped[end + 1 :])
+    git(demo_repo, "commit", "-qam", "no browser jobs here")
     job = scripted_job("browse", [{"content": "x"}], job_type="browser")
     _, rec = start(demo_repo, job)
     assert rec.state == "denied" and "no job type 'browser'" in rec.transitions[-1].reason
