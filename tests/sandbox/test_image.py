@@ -17,13 +17,11 @@ pytestmark = pytest.mark.skipif(
 PAGE = "data:text/html,<p id=x>hello-from-container</p>"
 
 
-def test_chromium_runs_headless_in_the_browser_image(docker_backend: SandboxBackend) -> None:
-    image = ensure_browser_image()
-    client = docker.from_env()
-    argv = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-dev-shm-usage"]
-    container = client.containers.run(
+def _headless(image: str, command: list[str]) -> tuple[int, str, str]:
+    """Run command in image as the sandbox does: nobody, read-only root, no network."""
+    container = docker.from_env().containers.run(
         image,
-        [*argv, "--disable-gpu", "--dump-dom", PAGE],
+        command,
         user="65534:65534",
         read_only=True,
         network_mode="none",
@@ -39,9 +37,28 @@ def test_chromium_runs_headless_in_the_browser_image(docker_backend: SandboxBack
         err = container.logs(stdout=False, stderr=True).decode()
     finally:
         container.remove(force=True)
-    assert status["StatusCode"] == 0, err
+    return int(status["StatusCode"]), out, err
+
+
+CHROMIUM_ARGV = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-dev-shm-usage"]
+
+
+def test_chromium_runs_headless_in_the_browser_image(docker_backend: SandboxBackend) -> None:
+    image = ensure_browser_image()
+    status, out, err = _headless(image, [*CHROMIUM_ARGV, "--disable-gpu", "--dump-dom", PAGE])
+    assert status == 0, err
     assert "hello-from-container" in out, err
-    assert client.images.get(BROWSER_IMAGE).id == image
+    assert docker.from_env().images.get(BROWSER_IMAGE).id == image
+
+
+def test_the_image_font_cache_is_current(docker_backend: SandboxBackend) -> None:
+    # A stale or missing system cache makes fontconfig scan every font at each start,
+    # into a user cache under $HOME: none may appear.
+    run = " ".join([*CHROMIUM_ARGV, "--disable-gpu", "--dump-dom", "about:blank"])
+    status, out, err = _headless(
+        ensure_browser_image(), ["sh", "-c", f"{run} >/dev/null 2>&1; find /tmp -name '*.cache-*'"]
+    )
+    assert status == 0 and out == "", err
 
 
 def test_browser_image_build_is_idempotent(docker_backend: SandboxBackend) -> None:
