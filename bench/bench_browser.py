@@ -19,10 +19,10 @@ from playwright.sync_api import sync_playwright
 
 from bot.broker import Broker
 from bot.browser.driver import QUIET_ARGS, BrowserCredential, chromium_sandbox, find_chromium
+from bot.demo_console import PASSWORD, USERNAME, AdminSite
 from bot.job import BrowserScope, GatedElement
 from bot.tools.browser import BrowserTools
 from tests.browser.conftest import browser_plan
-from tests.browser.site import PASSWORD, USERNAME, AdminSite
 
 ITERATIONS = 5
 BACKENDS = ("docker", "bwrap")

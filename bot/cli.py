@@ -14,7 +14,13 @@ from bot.cli_browser import register as register_browser
 from bot.cli_sandbox import register as register_sandbox
 from bot.errors import AgentplaneError, ValidationFailed
 from bot.job import job_schema
-from bot.render import render_evidence, render_plan, render_summary, render_tool_calls
+from bot.render import (
+    render_applied,
+    render_evidence,
+    render_plan,
+    render_summary,
+    render_tool_calls,
+)
 from bot.validate import validate_paths
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -129,8 +135,8 @@ def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
 def _decide(engine: Any, run_id: str, verdict: str) -> None:
     rec = engine.decide(run_id, engine.repo.identity(), verdict)
     click.echo(render_summary(rec))
-    if rec.applied:
-        click.echo(f"Applied: branch {rec.applied['branch']} at {rec.applied['commit'][:12]}")
+    for line in render_applied(rec.applied or {}):
+        click.echo(f"Applied: {line}")
 
 
 @cli.command()
@@ -259,8 +265,18 @@ def serve(host: str, port: int, config_file: Path | None) -> None:
     type=click.Path(path_type=Path),
     help="Where to build the example repo.",
 )
-def demo(dest: Path) -> None:
+@click.option(
+    "--browser",
+    is_flag=True,
+    help="Run the browser job (admin-edit) against a local admin console instead.",
+)
+def demo(dest: Path, browser: bool) -> None:
     """Build an example repo with a failing test and run the demo job on it end to end."""
+    if browser:
+        from bot.demo_browser import main as run_browser_demo
+
+        run_browser_demo(dest.resolve())
+        return
     from bot.demo import main as run_demo
 
     run_demo(dest.resolve())

@@ -53,7 +53,7 @@ SHIPPED = [
 ]
 
 
-def _env(who: tuple[str, str]) -> dict[str, str]:
+def git_env(who: tuple[str, str]) -> dict[str, str]:
     name, email = who
     return {
         **os.environ,
@@ -75,7 +75,7 @@ def build_repo(dest: Path) -> None:
     for rel in SHIPPED:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PROJECT / rel, dest / rel)
-    env = _env(DEVELOPER)
+    env = git_env(DEVELOPER)
     for cmd in (
         ["git", "init", "-q", "-b", "main"],
         ["git", "add", "-A"],
@@ -89,7 +89,7 @@ def step(title: str, args: list[str], cwd: Path, who: tuple[str, str], check: bo
     proc = subprocess.run(
         [sys.executable, "-m", "bot", *args],
         cwd=cwd,
-        env=_env(who),
+        env=git_env(who),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -5,7 +5,7 @@ Pure functions over the models; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bot.plan import Plan
 from bot.record import RunRecord
@@ -69,6 +69,9 @@ def render_evidence(rec: RunRecord, patch: str, sections: Sequence[str] = ()) ->
         lines.append("Proposal: no changes.")
         return "\n".join(lines)
     pr = rec.proposal
+    if pr.browser is not None and not pr.changed:
+        lines.append(f"Proposal {pr.digest[:19]}: the held browser request above, no files.")
+        return "\n".join(lines)
     lines.append(
         f"Proposal {pr.digest[:19]}: {len(pr.changed)} file(s), +{pr.additions} -{pr.deletions}"
     )
@@ -77,6 +80,16 @@ def render_evidence(rec: RunRecord, patch: str, sections: Sequence[str] = ()) ->
         lines.append("Left out (outside the write scope): " + ", ".join(pr.out_of_scope))
     lines += ["", patch.rstrip()]
     return "\n".join(lines)
+
+
+def render_applied(applied: Mapping[str, str]) -> list[str]:
+    """What apply did: the browser request it released and/or the commit it made."""
+    lines = []
+    if "request" in applied:
+        lines.append(f"released {applied['request']} (HTTP {applied.get('status', '?')})")
+    if "commit" in applied:
+        lines.append(f"committed {applied['commit'][:12]} on branch {applied['branch']}")
+    return lines
 
 
 def render_summary(rec: RunRecord) -> str:
@@ -154,7 +167,7 @@ def render_pr_comment(
             "```",
         ]
     if rec.applied:
-        lines.append(f"Applied as `{rec.applied['commit'][:12]}`.")
+        lines.append("Applied: " + "; ".join(render_applied(rec.applied)) + ".")
     models = ", ".join(sorted({m.model for m in rec.model_calls})) or "(none)"
     lines += [
         "",

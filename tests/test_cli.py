@@ -95,6 +95,7 @@ def test_run_without_tty_waits_then_approve_and_audit(demo_repo: Path) -> None:
     assert agentplane(demo_repo, "approve", run_id).returncode == 2  # the author
     ok = agentplane(demo_repo, "approve", run_id, who=MAINTAINER)
     assert ok.returncode == 0 and "applied" in ok.stdout
+    assert "Applied: committed " in ok.stdout and f"on branch agentplane/run/{run_id}" in ok.stdout
     log = agentplane(demo_repo, "audit", "log").stdout
     assert run_id in log and "applied" in log
     shown = json.loads(agentplane(demo_repo, "audit", "show", run_id).stdout)

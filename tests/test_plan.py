@@ -192,3 +192,7 @@ def test_every_shipped_job_is_allowed_by_the_shipped_policy(path: Path) -> None:
                         commit="0" * 40), policy)  # fmt: skip
     assert p.allowed.granted, p.allowed.reason
     assert not p.denied, [(d.kind, d.subject, d.reason) for d in p.denied]
+    assert p.runnable, p.clarification
+    # The embedded default plays each shipped job's own recorded turns.
+    assert p.model is not None and p.model.params["model"] == f"scripted/{path.stem}"
+    assert (root / ".agentplane/scripts" / f"{path.stem}.yaml").is_file()

@@ -321,8 +321,8 @@ class PullRequestDoor:
                     f"{str(exc).split(': ', 1)[-1]}",
                 )
                 rec = ctx.engine.load(rec.run_id)
-            if rec.state == "applied" and rec.applied:
-                self._push_applied(ctx, pr, rec)
+            if rec.state == "applied" and rec.applied and "commit" in rec.applied:
+                self._push_applied(ctx, pr, rec)  # a released browser request has no commit
             self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {rec.state}")
         ctx.checkout.push_audit()

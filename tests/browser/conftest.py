@@ -13,13 +13,13 @@ import pytest
 
 from bot.broker import Broker
 from bot.browser.driver import DEBIAN_CHROMIUM, ENV_CHROMIUM, BrowserCredential, Chromium
+from bot.demo_console import PASSWORD, USERNAME, AdminSite
 from bot.job import BrowserScope, GatedElement, parse_job
 from bot.plan import Plan, plan
 from bot.policy import merge_policy
 from bot.record import ToolCall
 from bot.request import RunRequest
 from bot.tools.browser import BrowserTools, chromium_for
-from tests.browser.site import PASSWORD, USERNAME, AdminSite
 
 POLICY = """
 groups: {platform: [maya@example.com]}

@@ -22,8 +22,8 @@ from bot.browser.evidence import render_browser_evidence
 from bot.browser.export import export_test
 from bot.browser.model import PendingRequest
 from bot.browser.replay import release
+from bot.demo_console import INJECTION, PASSWORD, USERNAME, AdminSite
 from tests.browser.conftest import Driven, apply_chromium, make_driven, needs_chromium
-from tests.browser.site import INJECTION, PASSWORD, USERNAME, AdminSite
 
 pytestmark = needs_chromium
 REQUIRE = "AGENTPLANE_REQUIRE_BACKENDS"

@@ -14,8 +14,8 @@ import pytest
 import bot.browser.driver as driver
 from bot.browser.driver import BROWSER_LIMITS, Chromium, browser_backend
 from bot.browser.errors import BrowserUnavailable
+from bot.demo_console import AdminSite
 from tests.browser.conftest import needs_chromium
-from tests.browser.site import AdminSite
 from tests.sandbox.conftest import backend_or_skip
 
 pytestmark = [needs_chromium]

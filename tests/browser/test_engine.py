@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from bot.demo import MAINTAINER
+from bot.demo_console import AdminSite
 from bot.gitrepo import GitRepo
 from bot.record import RunRecord
+from bot.render import render_applied, render_evidence, render_pr_comment
 from bot.runner import Engine
 from bot.sandbox.bwrap import BwrapBackend
 from tests.browser.conftest import needs_chromium
-from tests.browser.site import AdminSite
 from tests.conftest import Scripted
 
 pytestmark = [needs_chromium]
@@ -92,6 +93,11 @@ def test_submit_is_held_with_evidence_then_applies_once(
     # challenge, no effect) when the form posts outside the auth cache's path.
     assert site.state.applied == {"POST /users/2": 1}
     assert site.state.users[2].email == "b@x.io"
+    # What apply did, as the terminal and the PR comment say it: a request, no commit.
+    released = f"released POST {site.url}/users/2 (HTTP 303)"
+    assert render_applied(done.applied) == [released]
+    assert f"Applied: {released}." in render_pr_comment(done, "plan", "", None)
+    assert "the held browser request above, no files" in render_evidence(rec, "")
     assert PASSWORD not in done.model_dump_json()
     # Chromium's connections, in both phases, are in the record with the rules that let
     # them through: the domain from the plan, the private address from policy.

@@ -2,7 +2,8 @@
 
 Login (HTTP Basic for the broker's credential, or a form for people), a user
 list, an edit form and delete buttons. Every state-changing request is counted
-server-side, so a test can prove a submit landed exactly once, or never.
+server-side, so a test (or `agentplane demo --browser`) can show a submit landed
+exactly once, or never.
 """
 
 from __future__ import annotations
