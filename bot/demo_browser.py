@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from bot.demo import DEVELOPER, MAINTAINER, PROJECT, build_repo, git_env, step
@@ -24,8 +25,8 @@ POLICY = "policies/default.yaml"
 SHIPPED_HOST = "admin.internal.example.com"
 
 
-def _point_at(dest: Path, console_url: str) -> None:
-    """Copy the shipped job and script, and aim them and the policy at the console."""
+def point_at_console(files: Mapping[str, str], console_url: str) -> dict[str, str]:
+    """The shipped job, script and policy (as given), aimed at the console on loopback."""
     rewrites = {
         JOB: [(f"domains: [{SHIPPED_HOST}]", "domains: ['127.0.0.1']")],
         SCRIPT: [(f"https://{SHIPPED_HOST}", console_url)],
@@ -34,19 +35,28 @@ def _point_at(dest: Path, console_url: str) -> None:
             ("private_networks: []", "private_networks: [127.0.0.0/8]"),
         ],
     }
+    out = {}
     for rel, pairs in rewrites.items():
-        text = (PROJECT / rel).read_text()
+        text = files[rel]
         for shipped, local in pairs:
             if shipped not in text:
                 raise SystemExit(f"demo: {rel} no longer has {shipped!r} to point at the console")
             text = text.replace(shipped, local)
+        out[rel] = text
+    return out
+
+
+def _commit_pointed(dest: Path, console_url: str) -> None:
+    shipped = {rel: (PROJECT / rel).read_text() for rel in (JOB, SCRIPT, POLICY)}
+    for rel, text in point_at_console(shipped, console_url).items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_text(text)
-    subprocess.run(["git", "add", "-A"], cwd=dest, env=git_env(DEVELOPER), check=True)
+    env = git_env(DEVELOPER)
+    subprocess.run(["git", "add", "-A"], cwd=dest, env=env, check=True)
     subprocess.run(
         ["git", "commit", "-qm", "admin-edit, pointed at the local console"],
         cwd=dest,
-        env=git_env(DEVELOPER),
+        env=env,
         check=True,
     )
 
@@ -61,7 +71,7 @@ def main(dest: Path) -> None:
             f"{SCRIPT}; policy, sandbox, browser, gate and audit are the real ones."
         )
         build_repo(dest)
-        _point_at(dest, console.url)
+        _commit_pointed(dest, console.url)
         # The broker's login for the console; the model and the sandbox never see it.
         os.environ["AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE"] = f"{USERNAME}:{PASSWORD}@{console.url}"
         step("Plan: the browser job against policy", ["plan", "admin-edit"], dest, DEVELOPER)

@@ -15,12 +15,17 @@ from bot.audit.log import AuditLog
 from bot.audit.verify import verify
 from bot.config import Settings
 from bot.demo import CALC, PROJECT, SHIPPED, TESTS
+from bot.demo_browser import JOB as BROWSER_JOB
+from bot.demo_browser import POLICY, point_at_console
+from bot.demo_browser import SCRIPT as BROWSER_SCRIPT
+from bot.demo_console import PASSWORD, USERNAME, AdminSite
 from bot.github.flow import PullRequestDoor, reconcile
 from bot.github.sansio import Delivery
 from bot.github.state import PullState
 from bot.queue import SqliteQueue
 from bot.sandbox.bwrap import BwrapBackend
 from bot.server import Metrics, Worker, create_app
+from tests.browser.conftest import needs_chromium
 
 from .double import GitHubDouble
 
@@ -406,3 +411,32 @@ def test_an_allowed_fork_pr_runs_its_head_and_applies_to_a_run_branch(
     assert github.repo(REPO).tip("add-job") is None  # no stray branch named like the fork's
     notes = " ".join(c.body for c in github.comments(REPO, number))
     assert f"applied on branch `{branch.removeprefix('refs/heads/')}`" in notes
+
+
+@needs_chromium
+def test_a_browser_job_on_a_pr_releases_the_held_request_on_approval(
+    github: GitHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Apply of a browser job sends one request and makes no commit: nothing is pushed."""
+    with AdminSite() as console:
+        door = door_for(github, tmp_path)
+        shipped = {rel: (PROJECT / rel).read_text() for rel in (BROWSER_JOB, BROWSER_SCRIPT)}
+        pointed = point_at_console({**repo_files(), **shipped}, console.url)
+        github.commit(REPO, "main", {POLICY: pointed.pop(POLICY)})  # policy: default branch
+        monkeypatch.setenv(
+            "AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"{USERNAME}:{PASSWORD}@{console.url}"
+        )
+        github.commit(REPO, "admin-edit", pointed, start="main")
+        number, payload = github.open_pull(REPO, "admin-edit", author="dana")
+        assert deliver(door, "pull_request", payload) == "ran 1 of 1 job(s)"
+        head = github.head_sha(REPO, number)
+        (body,) = [c.body for c in github.comments(REPO, number) if f"run:{BROWSER_JOB}" in c.body]
+        assert "waiting for an approving review" in body, body
+        assert "click button 'Save' [held]" in body
+        assert not console.state.writes
+        _, review = github.submit_review(REPO, number, "maya", "approved", commit_id=head)
+        assert deliver(door, "pull_request_review", review) == "admin-edit: applied"
+        assert console.state.applied == {"POST /users/2": 1}
+        assert github.head_sha(REPO, number) == head  # no commit to push
+        (body,) = [c.body for c in github.comments(REPO, number) if f"run:{BROWSER_JOB}" in c.body]
+        assert f"Applied: released POST {console.url}/users/2 (HTTP 303)." in body
