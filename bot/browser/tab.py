@@ -188,7 +188,22 @@ class Tab:
             self._block("GET", ws.url, "websocket", verdict.reason)
             await ws.close(code=1008, reason="blocked by agentplane")
             return
-        ws.connect_to_server()
+        ws.connect_to_server()  # the server's messages reach the page: they are reads
+        # A message from the page may change state, and a socket has no request to hold,
+        # replay or compare at apply: so none is forwarded.
+        ws.on_message(lambda message: self._websocket_send(ws.url, message))
+
+    def _websocket_send(self, url: str, message: str | bytes) -> None:
+        if any(b.step == self.step and b.url == url and b.method == "SEND" for b in self.blocked):
+            return  # one entry per socket and step; later sends are dropped all the same
+        data = message.encode() if isinstance(message, str) else message
+        self._block(
+            "SEND",
+            url,
+            "websocket-send",
+            "a WebSocket message from the page can change state and cannot be held for "
+            f"approval: dropped ({len(data)} bytes, sha256:{hashlib.sha256(data).hexdigest()})",
+        )
 
     async def act(self, action: Awaitable[Any], armed: GateHit | None = None) -> Held | None:
         """Run one action; return the request it tried to send past the gate, if any."""

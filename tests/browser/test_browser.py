@@ -220,3 +220,17 @@ def test_export_writes_a_test_that_runs_green(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
     assert not site.state.writes  # the regression test only looks
+
+
+def test_a_websocket_message_cannot_change_state_past_the_gate(
+    driven: Driven, site: AdminSite
+) -> None:
+    # The button's change travels over a WebSocket: no HTTP request for routing to hold.
+    driven.call("goto", url=f"{site.url}/live")
+    assert "connected" in driven.call("read")  # server-to-page messages still arrive
+    out = driven.call("click", role="button", name="Archive bob")
+    assert "blocked 1 request" in out
+    assert not site.state.writes and len(site.state.users) == 3
+    (sent,) = [b for b in driven.tools.run.blocked if b.resource_type == "websocket-send"]
+    assert sent.url == f"ws://{site.url.removeprefix('http://')}/ws" and sent.method == "SEND"
+    assert "cannot be held for approval" in sent.reason
