@@ -25,12 +25,13 @@ Credentials: $AGENTPLANE_BROWSER_USERNAME / $AGENTPLANE_BROWSER_PASSWORD{cred_no
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Page, Route, expect, sync_playwright
+from playwright.sync_api import Page, Route, WebSocketRoute, expect, sync_playwright
 
 DOMAINS = {domains!r}
 CREDENTIAL_ORIGIN = {origin!r}
@@ -68,6 +69,15 @@ def _guard(route: Route) -> None:
         route.continue_()
 
 
+def _guard_socket(ws: WebSocketRoute) -> None:
+    # The server's messages reach the page; the page's (which may change state) never leave.
+    if not _allowed(ws.url):
+        ws.close(code=1008, reason="blocked by the exported test")
+        return
+    ws.connect_to_server()
+    ws.on_message(lambda message: None)
+
+
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Page]:
     credentials = None
@@ -85,6 +95,7 @@ def page(tmp_path: Path) -> Iterator[Page]:
         context = browser.new_context(http_credentials=credentials, service_workers="block")
         context.tracing.start(screenshots=True, snapshots=True)
         context.route("**/*", _guard)
+        context.route_web_socket(re.compile(".*"), _guard_socket)
         try:
             yield context.new_page()
         finally:

@@ -199,11 +199,16 @@ def test_export_writes_a_test_that_runs_green(
     driven.call("click", role="link", name="Edit carol")
     driven.call("read")
     edit_bob(driven, site)  # ends at a gate: the export stops short of it
+    text = run_exported(driven, tmp_path)
+    assert "to_match_aria_snapshot(" in text and PASSWORD not in text
+    assert not site.state.writes  # the regression test only looks
+
+
+def run_exported(driven: Driven, tmp_path: Path) -> str:
+    """Export the driven run, run the test green in a fresh pytest; the test's text."""
     driven.tools.close()
     path = tmp_path / "test_exported.py"
     path.write_text(export_test(driven.tools.run, "admin-edit-1", path.name))
-    text = path.read_text()
-    assert "to_match_aria_snapshot(" in text and PASSWORD not in text
     env = {
         **os.environ,
         "AGENTPLANE_BROWSER_USERNAME": USERNAME,
@@ -219,7 +224,7 @@ def test_export_writes_a_test_that_runs_green(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
-    assert not site.state.writes  # the regression test only looks
+    return path.read_text()
 
 
 def test_a_websocket_message_cannot_change_state_past_the_gate(
@@ -234,3 +239,13 @@ def test_a_websocket_message_cannot_change_state_past_the_gate(
     (sent,) = [b for b in driven.tools.run.blocked if b.resource_type == "websocket-send"]
     assert sent.url == f"ws://{site.url.removeprefix('http://')}/ws" and sent.method == "SEND"
     assert "cannot be held for approval" in sent.reason
+
+
+def test_an_exported_test_never_sends_the_page_s_websocket_messages(
+    driven: Driven, site: AdminSite, tmp_path: Path
+) -> None:
+    driven.call("goto", url=f"{site.url}/live")
+    driven.call("read")
+    driven.call("click", role="button", name="Archive bob")  # dropped in the run
+    run_exported(driven, tmp_path)  # replays the click, asserts "connected"
+    assert not site.state.writes and len(site.state.users) == 3
