@@ -100,6 +100,15 @@ def step(title: str, args: list[str], cwd: Path, who: tuple[str, str], check: bo
     return proc.stdout + proc.stderr
 
 
+def run_to_approval(title: str, job: str, dest: Path) -> str:
+    """`agentplane run JOB` as the developer, with no terminal; the run id it waits on."""
+    out = step(title, ["run", job], dest, DEVELOPER)
+    match = re.search(r"Waiting for approval: (\S+)", out)
+    if not match:
+        raise SystemExit("demo: the run did not stop for approval")
+    return match.group(1)
+
+
 def main(dest: Path) -> None:
     print(f"Building the example repo at {dest} (a calculator whose add() test fails).")
     print(
@@ -112,16 +121,11 @@ def main(dest: Path) -> None:
     step(
         "Plan: what policy grants, denies and gates", ["plan", "fix-failing-test"], dest, DEVELOPER
     )
-    out = step(
+    run_id = run_to_approval(
         "Run the job in the bubblewrap sandbox (no terminal: it waits for approval)",
-        ["run", "fix-failing-test"],
+        "fix-failing-test",
         dest,
-        DEVELOPER,
     )
-    match = re.search(r"Waiting for approval: (\S+)", out)
-    if not match:
-        raise SystemExit("demo: the run did not stop for approval")
-    run_id = match.group(1)
     step(
         "The author tries to approve their own run",
         ["approve", run_id],

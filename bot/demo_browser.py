@@ -10,13 +10,20 @@ that request, and the console's own count shows it landed once.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from bot.demo import DEVELOPER, MAINTAINER, PROJECT, build_repo, git_env, step
+from bot.demo import (
+    DEVELOPER,
+    MAINTAINER,
+    PROJECT,
+    build_repo,
+    git_env,
+    run_to_approval,
+    step,
+)
 from bot.demo_console import PASSWORD, USERNAME, AdminSite
 
 JOB = ".agentplane/jobs/admin-edit.yaml"
@@ -75,16 +82,9 @@ def main(dest: Path) -> None:
         # The broker's login for the console; the model and the sandbox never see it.
         os.environ["AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE"] = f"{USERNAME}:{PASSWORD}@{console.url}"
         step("Plan: the browser job against policy", ["plan", "admin-edit"], dest, DEVELOPER)
-        out = step(
-            "Run it: Chromium in a sandbox, the Save held for approval",
-            ["run", "admin-edit"],
-            dest,
-            DEVELOPER,
+        run_id = run_to_approval(
+            "Run it: Chromium in a sandbox, the Save held for approval", "admin-edit", dest
         )
-        match = re.search(r"Waiting for approval: (\S+)", out)
-        if not match:
-            raise SystemExit("demo: the run did not stop for approval")
-        run_id = match.group(1)
         writes = sum(console.state.writes.values())
         print(f"\nThe console has received {writes} state-changing requests so far.")
         step(
