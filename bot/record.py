@@ -112,6 +112,11 @@ class Proposal(BaseModel):
     out_of_scope: list[str] = Field(default_factory=list)
     browser: BrowserPending | None = None
 
+    @property
+    def request_only(self) -> bool:
+        """A held browser request and no file changes: nothing to show as a diff."""
+        return self.browser is not None and not self.changed
+
     def expected_digest(self) -> str:
         return digest_of(
             {

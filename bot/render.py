@@ -5,7 +5,9 @@ Pure functions over the models; no I/O.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from bot.plan import Plan
 from bot.record import RunRecord
@@ -53,9 +55,24 @@ def render_tool_calls(rec: RunRecord) -> str:
     return "\n".join(lines)
 
 
+def render_egress(egress: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The sandbox's connections through the egress proxy, by destination and decision."""
+    counts = Counter((e["decision"], f"{e['host']}:{e['port']}") for e in egress)
+    lines = []
+    for decision, label in (("allow", "allowed"), ("deny", "denied")):
+        dests = [
+            dest + (f" ({n}x)" if n > 1 else "")
+            for (d, dest), n in sorted(counts.items())
+            if d == decision
+        ]
+        if dests:
+            lines.append(f"Network {label}: {', '.join(dests)}")
+    return lines
+
+
 def render_evidence(rec: RunRecord, patch: str, sections: Sequence[str] = ()) -> str:
     """sections: tool-specific evidence already rendered (SQL results, browser steps)."""
-    lines = [render_tool_calls(rec), ""]
+    lines = [render_tool_calls(rec), *render_egress(rec.egress), ""]
     for section in sections:
         lines += [section, ""]
     models = {m.model for m in rec.model_calls}
@@ -69,7 +86,7 @@ def render_evidence(rec: RunRecord, patch: str, sections: Sequence[str] = ()) ->
         lines.append("Proposal: no changes.")
         return "\n".join(lines)
     pr = rec.proposal
-    if pr.browser is not None and not pr.changed:
+    if pr.request_only:
         lines.append(f"Proposal {pr.digest[:19]}: the held browser request above, no files.")
         return "\n".join(lines)
     lines.append(
@@ -135,6 +152,7 @@ def render_pr_comment(
         "",
         "```text",
         render_tool_calls(rec),
+        *render_egress(rec.egress),
         "```",
     ]
     for section in sections:
@@ -156,7 +174,9 @@ def render_pr_comment(
         ]
     for c in rec.clarifications:
         lines.append(f"Asked: {c.question} Answered by @{c.by}: {c.answer}")
-    if rec.proposal is not None:
+    if rec.proposal is not None and rec.proposal.request_only:
+        lines.append(f"**Proposal** `{rec.proposal.digest[:19]}`: the held browser request above.")
+    elif rec.proposal is not None:
         pr = rec.proposal
         lines += [
             f"**Proposal** `{pr.digest[:19]}`: {len(pr.changed)} file(s), "
