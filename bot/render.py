@@ -56,8 +56,12 @@ def render_tool_calls(rec: RunRecord) -> str:
 
 
 def render_egress(egress: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The sandbox's connections through the egress proxy, by destination and decision."""
-    counts = Counter((e["decision"], f"{e['host']}:{e['port']}") for e in egress)
+    """The sandbox's connections through the egress proxy, by destination and decision;
+    the browser's own are marked, since Chromium makes some of its own accord (updates)."""
+    counts = Counter(
+        (e["decision"], f"{e['host']}:{e['port']}" + (f" [{e['by']}]" if e.get("by") else ""))
+        for e in egress
+    )
     lines = []
     for decision, label in (("allow", "allowed"), ("deny", "denied")):
         dests = [

@@ -244,7 +244,8 @@ class Engine:
                         lambda t: self._model_call(rec, p, t),
                         _spent(rec),
                     )
-                rec.egress += [_egress(e, p) for e in [*box.egress_log(), *kit.browser_egress]]
+                rec.egress += [_egress(e, p) for e in box.egress_log()]
+                rec.egress += [{**_egress(e, p), "by": "chromium"} for e in kit.browser_egress]
                 diff = self.repo.diff_workspace(rec.commit, ws, writes)
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
@@ -496,7 +497,9 @@ class Engine:
             return f"apply failed: {exc}"
         finally:
             if chromium is not None:
-                rec.egress += [{**_egress(e, p), "phase": "apply"} for e in chromium.egress]
+                rec.egress += [
+                    {**_egress(e, p), "by": "chromium", "phase": "apply"} for e in chromium.egress
+                ]
         self._artifacts(rec, released.artifacts, artifacts)
         rec.applied = {"request": f"{held.method} {released.url}", "status": str(released.status)}
         return None

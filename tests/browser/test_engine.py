@@ -99,7 +99,7 @@ def test_submit_is_held_with_evidence_then_applies_once(
     assert f"Applied: {released}." in render_pr_comment(done, "plan", "", None)
     shown = render_evidence(rec, "")
     assert "the held browser request above, no files" in shown
-    assert f"Network allowed: 127.0.0.1:{site.port}" in shown
+    assert f"Network allowed: 127.0.0.1:{site.port} [chromium]" in shown
     assert "the held browser request above." in render_pr_comment(rec, "plan", "", None)
     assert PASSWORD not in done.model_dump_json()
     # Chromium's connections, in both phases, are in the record with the rules that let
