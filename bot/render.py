@@ -63,7 +63,11 @@ def render_egress(egress: Sequence[Mapping[str, Any]]) -> list[str]:
         for e in egress
     )
     lines = []
-    for decision, label in (("allow", "allowed"), ("deny", "denied")):
+    for decision, label in (
+        ("allow", "allowed"),
+        ("unreachable", "unreachable"),
+        ("deny", "denied"),
+    ):
         dests = [
             dest + (f" ({n}x)" if n > 1 else "")
             for (d, dest), n in sorted(counts.items())

@@ -53,7 +53,7 @@ from bot.record import (
 from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.backends import get_backend
-from bot.sandbox.spec import EgressEvent
+from bot.sandbox.spec import UNREACHABLE, EgressEvent
 from bot.sql.evidence import SqlEvidence, render_sql_evidence
 from bot.tools.ask import answer_text
 from bot.tools.browser import RUN_ARTIFACT, chromium_for
@@ -619,7 +619,7 @@ def _egress(event: EgressEvent, p: Plan) -> dict[str, Any]:
     entry["proxy_rule"] = entry.pop("rule")
     grants = [d for d in p.decisions if d.kind in EGRESS_KINDS and d.granted]
     matched = next((d for d in grants if d.subject in event.rule), None)
-    if event.decision == "allow" and matched is not None:
+    if event.decision in ("allow", UNREACHABLE) and matched is not None:
         entry["rule"] = matched.rule
         if event.address and not ipaddress.ip_address(event.address).is_global:
             entry["network_rule"] = p.private_networks_rule

@@ -12,9 +12,11 @@ def test_egress_is_summed_by_destination_and_decision() -> None:
         {"host": "pypi.org", "port": 443, "decision": "allow"},
         {"host": "10.0.0.7", "port": 80, "decision": "deny"},
         {"host": "update.googleapis.com", "port": 443, "decision": "deny", "by": "chromium"},
+        {"host": "pypi.org", "port": 80, "decision": "unreachable"},
     ]
     assert render_egress(egress) == [
         "Network allowed: pypi.org:443 (2x)",
+        "Network unreachable: pypi.org:80",
         "Network denied: 10.0.0.7:80, evil.example.net:443, update.googleapis.com:443 [chromium]",
     ]
     assert render_egress([]) == []

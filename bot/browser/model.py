@@ -52,6 +52,8 @@ class Step(BaseModel):
     value: str | None = None
     """The URL for goto, the text for fill, the option for select."""
     url_after: str = ""
+    http_status: int | None = None
+    """A goto's response status: apply must get the same (a 502 is not the approved page)."""
     status: StepStatus = "ok"
     note: str = ""
     element: ElementInfo | None = None

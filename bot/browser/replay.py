@@ -87,7 +87,21 @@ def request_differences(approved: PendingRequest, held: Held) -> list[str]:
 async def _perform(tab: Tab, run: BrowserRun, step: Step, job_rule: str) -> Held | None:
     page = tab.page
     if step.action == "goto":
-        return await tab.act(page.goto(step.value or "", wait_until="load"))
+        answered: list[int] = []
+
+        async def go() -> None:
+            response = await page.goto(step.value or "", wait_until="load")
+            answered.extend([response.status] if response is not None else [])
+
+        held = await tab.act(go())
+        if step.http_status is not None and answered and answered[0] != step.http_status:
+            raise _Differs(
+                [
+                    f"step {step.n} ({step.describe()}) answered HTTP {answered[0]}; "
+                    f"approved HTTP {step.http_status}"
+                ]
+            )
+        return held
     assert step.target is not None
     loc = locate(page, step.target)
     if step.action == "fill":

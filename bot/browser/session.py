@@ -130,7 +130,8 @@ class BrowserSession:
             raise StepRefused(self.domain_rule, verdict.reason)
 
         async def go() -> None:
-            await self.tab.page.goto(url, wait_until="load")
+            response = await self.tab.page.goto(url, wait_until="load")
+            step.http_status = response.status if response is not None else None
 
         return self._act(step, go)
 

@@ -44,9 +44,7 @@ class Checkout:
             raise GitError(self.redact(f"git {args[0]} failed: {proc.stderr.strip()}"))
         return proc.stdout
 
-    def sync(
-        self, default_branch: str, branches: list[str], pulls: Sequence[int] = ()
-    ) -> GitRepo:
+    def sync(self, default_branch: str, branches: list[str], pulls: Sequence[int] = ()) -> GitRepo:
         """Clone once, then fetch the default branch, the given branches, the given pull
         requests' heads and the audit branch.
 

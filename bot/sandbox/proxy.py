@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bot.sandbox.egress import Allowlist, ip_literal, normalise_host
-from bot.sandbox.spec import EgressEvent
+from bot.sandbox.spec import UNREACHABLE, EgressEvent
 
 MAX_HEAD = 16 << 10
 Resolver = Callable[[str, int], list[str]]
@@ -147,7 +147,10 @@ class EgressProxy:
             event, upstream = self._open_upstream(host, port)
             if upstream is None:
                 self._record(event, began)
-                client.sendall(_reply(403, "Forbidden", f"egress denied: {event.rule}"))
+                if event.decision == UNREACHABLE:  # allowed, but nothing answered
+                    client.sendall(_reply(502, "Bad Gateway", f"egress: {event.rule}"))
+                else:
+                    client.sendall(_reply(403, "Forbidden", f"egress denied: {event.rule}"))
                 return
             self._track(upstream)
             with upstream:
@@ -183,7 +186,8 @@ class EgressProxy:
         try:
             upstream = socket.create_connection((address, port), timeout=self._timeout)
         except OSError as exc:
-            return EgressEvent(host, port, "deny", f"{verdict.rule}; connect failed: {exc}"), None
+            failed = f"{verdict.rule}; connect failed: {exc}"
+            return EgressEvent(host, port, UNREACHABLE, failed, address=address), None
         upstream.settimeout(None)
         return EgressEvent(host, port, "allow", verdict.rule, address=address), upstream
 

@@ -63,6 +63,10 @@ class ExecResult:
     timed_out: bool = False
 
 
+UNREACHABLE = "unreachable"
+"""An EgressEvent decision: policy allowed the destination, but the connection failed."""
+
+
 @dataclass(frozen=True)
 class EgressEvent:
     """One connection the egress proxy allowed or denied (goes into the run record)."""
@@ -70,7 +74,7 @@ class EgressEvent:
     host: str
     port: int
     decision: str
-    """`allow` or `deny`."""
+    """`allow`, `deny`, or `unreachable` (allowed, but the connection failed)."""
     rule: str
     """The allow_domains entry that matched, or why it was denied (e.g. `default-deny`)."""
     address: str = ""

@@ -25,6 +25,7 @@ def sandbox_uid() -> int:
     host, and sandboxes cannot signal one another. Otherwise the controller's own uid."""
     return UID_BASE + secrets.randbelow(UID_SPAN) if os.geteuid() == 0 else os.getuid()
 
+
 _WILDCARDS = frozenset("*?[")
 
 

@@ -129,3 +129,32 @@ def test_a_page_changed_after_approval_stops_the_apply(
     done = e.decide(rec.run_id, MAINTAINER[1], "approve")
     assert done.state == "failed" and "differs" in done.transitions[-1].reason
     assert not site.state.applied and site.state.users[2].email == "bob@example.com"
+
+
+def test_a_console_down_at_apply_fails_the_run_and_sends_nothing(
+    held: tuple[Engine, RunRecord], site: AdminSite
+) -> None:
+    e, rec = held
+    site.server.shutdown()
+    site.server.server_close()  # nothing listens on the port any more
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    reason = done.transitions[-1].reason
+    assert done.state == "failed" and "nothing was sent" in reason
+    assert f"step 1 (goto {site.url}/users/2/edit) answered HTTP 502; approved HTTP 200" in reason
+    down = [x for x in done.egress if x.get("phase") == "apply" and x["port"] == site.port]
+    assert down and {x["decision"] for x in down} == {"unreachable"}
+    assert {x["rule"] for x in down} == {
+        "policies/default.yaml#job_types.browser.scope.browser.domains"
+    }
+    assert not site.state.writes and done.applied is None
+
+
+def test_a_credential_gone_at_apply_fails_the_run_with_how_to_fix_it(
+    held: tuple[Engine, RunRecord], site: AdminSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e, rec = held
+    monkeypatch.delenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE")
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert done.state == "failed"
+    assert "$AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE is not set" in done.transitions[-1].reason
+    assert not site.state.writes

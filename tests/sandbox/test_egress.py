@@ -190,6 +190,18 @@ def test_denied_connects_are_refused_and_logged(origin: int, target: str, rule: 
     assert event.bytes_up == event.bytes_down == 0
 
 
+def test_an_allowed_destination_that_does_not_answer_is_a_502_not_a_denial() -> None:
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]  # bound, never listening: connections are refused
+        with EgressProxy([f"127.0.0.1:{port}"], private_ok=LOCAL) as proxy:
+            reply = request(proxy.serve_tcp(), f"GET http://127.0.0.1:{port}/ HTTP/1.1\r\n\r\n")
+    assert reply.startswith("HTTP/1.1 502"), reply
+    (event,) = proxy.log
+    assert event.decision == "unreachable" and "connect failed" in event.rule
+    assert event.address == "127.0.0.1"
+
+
 def test_an_address_rule_needs_its_network_opened_too(origin: int) -> None:
     """`127.0.0.1:PORT` is named exactly, yet private: only private_ok lets it through."""
     head = f"GET http://127.0.0.1:{origin}/ HTTP/1.1\r\n\r\n"
