@@ -75,13 +75,15 @@ def build_repo(dest: Path) -> None:
     for rel in SHIPPED:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PROJECT / rel, dest / rel)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=dest, check=True)
+    commit_all(dest, "calculator with a failing test")
+
+
+def commit_all(dest: Path, message: str) -> None:
+    """Commit everything in dest as the developer."""
     env = git_env(DEVELOPER)
-    for cmd in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-q", "-m", "calculator with a failing test"],
-    ):
-        subprocess.run(cmd, cwd=dest, env=env, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, env=env, check=True)
+    subprocess.run(["git", "commit", "-q", "-m", message], cwd=dest, env=env, check=True)
 
 
 def step(title: str, args: list[str], cwd: Path, who: tuple[str, str], check: bool = True) -> str:

@@ -10,17 +10,17 @@ that request, and the console's own count shows it landed once.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from bot.browser.driver import find_chromium
+from bot.browser.errors import BrowserUnavailable
 from bot.demo import (
     DEVELOPER,
     MAINTAINER,
     PROJECT,
     build_repo,
-    git_env,
+    commit_all,
     run_to_approval,
     step,
 )
@@ -33,7 +33,7 @@ SHIPPED_HOST = "admin.internal.example.com"
 
 
 def point_at_console(files: Mapping[str, str], console_url: str) -> dict[str, str]:
-    """The shipped job, script and policy (as given), aimed at the console on loopback."""
+    """files (any of the shipped job, script and policy, by path), aimed at the console."""
     rewrites = {
         JOB: [(f"domains: [{SHIPPED_HOST}]", "domains: ['127.0.0.1']")],
         SCRIPT: [(f"https://{SHIPPED_HOST}", console_url)],
@@ -43,9 +43,8 @@ def point_at_console(files: Mapping[str, str], console_url: str) -> dict[str, st
         ],
     }
     out = {}
-    for rel, pairs in rewrites.items():
-        text = files[rel]
-        for shipped, local in pairs:
+    for rel, text in files.items():
+        for shipped, local in rewrites[rel]:
             if shipped not in text:
                 raise SystemExit(f"demo: {rel} no longer has {shipped!r} to point at the console")
             text = text.replace(shipped, local)
@@ -58,19 +57,14 @@ def _commit_pointed(dest: Path, console_url: str) -> None:
     for rel, text in point_at_console(shipped, console_url).items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_text(text)
-    env = git_env(DEVELOPER)
-    subprocess.run(["git", "add", "-A"], cwd=dest, env=env, check=True)
-    subprocess.run(
-        ["git", "commit", "-qm", "admin-edit, pointed at the local console"],
-        cwd=dest,
-        env=env,
-        check=True,
-    )
+    commit_all(dest, "admin-edit, pointed at the local console")
 
 
 def main(dest: Path) -> None:
-    if shutil.which("chromium") is None and not os.environ.get("AGENTPLANE_CHROMIUM"):
-        raise SystemExit("demo --browser needs Chromium: `make setup` installs Debian's chromium")
+    try:
+        find_chromium(os.environ, None)
+    except BrowserUnavailable as exc:
+        raise SystemExit(f"demo --browser: {exc}") from None
     with AdminSite() as console:
         print(f"An admin console stand-in is serving on {console.url} (users alice, bob, carol).")
         print(

@@ -245,7 +245,7 @@ class Engine:
                         _spent(rec),
                     )
                 rec.egress += [_egress(e, p) for e in box.egress_log()]
-                rec.egress += [{**_egress(e, p), "by": "chromium"} for e in kit.browser_egress]
+                rec.egress += [_egress(e, p, by="chromium") for e in kit.browser_egress]
                 diff = self.repo.diff_workspace(rec.commit, ws, writes)
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
@@ -497,9 +497,7 @@ class Engine:
             return f"apply failed: {exc}"
         finally:
             if chromium is not None:
-                rec.egress += [
-                    {**_egress(e, p), "by": "chromium", "phase": "apply"} for e in chromium.egress
-                ]
+                rec.egress += [_egress(e, p, by="chromium", phase="apply") for e in chromium.egress]
         self._artifacts(rec, released.artifacts, artifacts)
         rec.applied = {"request": f"{held.method} {released.url}", "status": str(released.status)}
         return None
@@ -613,9 +611,10 @@ class Resume:
 EGRESS_KINDS = ("network", "browser_domain")
 
 
-def _egress(event: EgressEvent, p: Plan) -> dict[str, Any]:
-    """The proxy's event, with the policy rule that granted (or withheld) the domain."""
-    entry = dataclasses.asdict(event)
+def _egress(event: EgressEvent, p: Plan, **context: str) -> dict[str, Any]:
+    """The proxy's event, with the policy rule that granted (or withheld) the domain, and
+    context: who connected (`by`) and in which `phase`, where not the propose sandbox."""
+    entry = {**dataclasses.asdict(event), **context}
     entry["proxy_rule"] = entry.pop("rule")
     grants = [d for d in p.decisions if d.kind in EGRESS_KINDS and d.granted]
     matched = next((d for d in grants if d.subject in event.rule), None)

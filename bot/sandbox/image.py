@@ -152,7 +152,8 @@ def browser_sources() -> dict[str, Path]:
     if not FC_CACHE.is_file():
         raise SandboxError(f"the browser image needs Debian's fontconfig package ({FC_CACHE})")
     optional = [*(d / name for name in DLOPENED for d in (LIBDIR, LIBDIR / "nss")), GSCHEMAS]
-    files.update((str(path), path) for path in (*optional, FC_CACHE) if path.is_file())
+    files.update((str(path), path) for path in optional if path.is_file())
+    files[str(FC_CACHE)] = FC_CACHE
     files.update(_closure(Path(src) for src in files.values() if _is_elf(src)))
     return dict(sorted(files.items()))
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from bot.demo import MAINTAINER
+from bot.demo_browser import POLICY, point_at_console
 from bot.demo_console import AdminSite
 from bot.gitrepo import GitRepo
 from bot.record import RunRecord
@@ -37,16 +38,9 @@ def site() -> Iterator[AdminSite]:
 def held(
     demo_repo: Path, scripted_job: Scripted, site: AdminSite, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Engine, RunRecord]:
-    policy = demo_repo / "policies/default.yaml"
+    policy = demo_repo / POLICY
     # The shipped browser job type, pointed at the console stand-in on loopback.
-    text = policy.read_text()
-    for shipped, local in (
-        ("domains: [admin.internal.example.com]", "domains: ['127.0.0.1']"),
-        ("private_networks: []", "private_networks: [127.0.0.0/8]"),
-    ):
-        assert shipped in text
-        text = text.replace(shipped, local)
-    policy.write_text(text)
+    policy.write_text(point_at_console({POLICY: policy.read_text()}, site.url)[POLICY])
     monkeypatch.setenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:{PASSWORD}@{site.url}")
     turns: list[dict[str, Any]] = [
         {"tool_calls": [{"name": "goto", "arguments": {"url": f"{site.url}/users/2/edit"}}]},

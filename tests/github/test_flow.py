@@ -421,7 +421,7 @@ def test_a_browser_job_on_a_pr_releases_the_held_request_on_approval(
     with AdminSite() as console:
         door = door_for(github, tmp_path)
         shipped = {rel: (PROJECT / rel).read_text() for rel in (BROWSER_JOB, BROWSER_SCRIPT)}
-        pointed = point_at_console({**repo_files(), **shipped}, console.url)
+        pointed = point_at_console({**shipped, POLICY: repo_files()[POLICY]}, console.url)
         github.commit(REPO, "main", {POLICY: pointed.pop(POLICY)})  # policy: default branch
         monkeypatch.setenv(
             "AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"{USERNAME}:{PASSWORD}@{console.url}"
