@@ -289,5 +289,10 @@ class BwrapBackend(SandboxBackend):
         workspace, _ = prepare(spec, uid)
         gate = None
         if spec.network == "allowlist":
-            gate = EgressGate(spec.allow_domains, spec.egress_private_ok)
+            gate = EgressGate(
+                spec.allow_domains,
+                spec.egress_private_ok,
+                request_gate=spec.request_gate,
+                tls=spec.tls,
+            )
         return BwrapSandbox(spec, workspace, detail, uid, gate)

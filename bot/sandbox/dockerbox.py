@@ -252,7 +252,12 @@ class DockerBackend(SandboxBackend):
         mounts += [Mount(str(p), str(p), type="bind", read_only=True) for p in spec.ro_paths]
         gate = None
         if spec.network == "allowlist":
-            gate = EgressGate(spec.allow_domains, spec.egress_private_ok)
+            gate = EgressGate(
+                spec.allow_domains,
+                spec.egress_private_ok,
+                request_gate=spec.request_gate,
+                tls=spec.tls,
+            )
             mounts.append(Mount(SANDBOX_DIR, gate.dir, type="bind", read_only=True))
         try:
             container = self._run(client, spec, mounts, uid, gate)

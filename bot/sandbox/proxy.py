@@ -23,7 +23,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bot.sandbox.egress import Allowlist, ip_literal, normalise_host
-from bot.sandbox.spec import UNREACHABLE, EgressEvent
+from bot.sandbox.spec import UNREACHABLE, EgressEvent, RequestGate
+from bot.sandbox.tls import RunCA
 
 MAX_HEAD = 16 << 10
 Resolver = Callable[[str, int], list[str]]
@@ -64,8 +65,12 @@ class EgressProxy:
         private_ok: Iterable[str] = (),
         resolve: Resolver = system_resolve,
         connect_timeout: float = 10.0,
+        request_gate: RequestGate | None = None,
+        tls: RunCA | None = None,
     ) -> None:
         self.allowlist = Allowlist(allow_domains, private_ok)
+        self._gate = request_gate
+        self._tls = tls
         self._resolve = resolve
         self._timeout = connect_timeout
         self._events: list[EgressEvent] = []
@@ -299,8 +304,17 @@ class EgressGate:
     backends bind it read-only at SANDBOX_DIR and start the forwarder in the sandbox.
     """
 
-    def __init__(self, allow_domains: Iterable[str], private_ok: Iterable[str] = ()) -> None:
-        self.proxy = EgressProxy(allow_domains, private_ok=private_ok)
+    def __init__(
+        self,
+        allow_domains: Iterable[str],
+        private_ok: Iterable[str] = (),
+        *,
+        request_gate: RequestGate | None = None,
+        tls: RunCA | None = None,
+    ) -> None:
+        self.proxy = EgressProxy(
+            allow_domains, private_ok=private_ok, request_gate=request_gate, tls=tls
+        )
         self.dir = tempfile.mkdtemp(prefix="agentplane-egress-")
         try:
             os.chmod(self.dir, 0o755)

@@ -8,10 +8,40 @@ everything else read-only or absent, no network, no host environment.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.errors import SandboxError
+
+if TYPE_CHECKING:
+    from bot.sandbox.tls import RunCA
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One request the egress proxy parsed, as it would go upstream (what a RequestGate judges).
+
+    Plain-HTTP requests and, when the proxy intercepts TLS (SandboxSpec.tls), every request
+    inside a CONNECT tunnel. A CONNECT that is not intercepted reaches the gate too, as
+    method `CONNECT` and url `host:port`: its bytes will not be seen, so the gate decides
+    whether the tunnel opens at all.
+    """
+
+    method: str
+    """`GET`, `POST`, ... as sent (upper case, as HTTP spells methods)."""
+    url: str
+    """Absolute, as sent upstream: `scheme://host[:port]/path?query` (default ports omitted)."""
+    host: str
+    """The name that was checked against the allowlist, normalised (lower case, no dot)."""
+    port: int
+    body_sha256: str | None
+    """sha256 hex of the request body; None when the request has no body."""
+
+
+RequestGate = Callable[[HttpRequest], tuple[bool, str]]
+"""(allowed, reason) for one request; a refusal is answered 403 with the reason."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +77,13 @@ class SandboxSpec:
     egress_private_ok: tuple[str, ...] = ()
     """Networks (CIDR) the proxy may reach although not public: policy's private_networks
     for the job type; a job's allowlist never opens the controller's own network by itself."""
+    request_gate: RequestGate | None = field(default=None, compare=False)
+    """Called for every request the egress proxy parses (each one on a keep-alive
+    connection, and inside intercepted TLS); a refusal answers 403 and is logged with its
+    reason. None: every request the allowlist lets through goes."""
+    tls: RunCA | None = field(default=None, compare=False)
+    """When set, the proxy terminates CONNECT with certificates issued by this per-run CA,
+    so request_gate sees HTTPS requests too. None: CONNECT is a byte tunnel, judged once."""
 
     def __post_init__(self) -> None:
         if self.network not in ("none", "allowlist"):
@@ -69,7 +106,11 @@ UNREACHABLE = "unreachable"
 
 @dataclass(frozen=True)
 class EgressEvent:
-    """One connection the egress proxy allowed or denied (goes into the run record)."""
+    """One connection or request the egress proxy allowed or denied (goes into the run record).
+
+    Connection events (method empty) say where the proxy connected; request events
+    (method set) say what it let through on them, one per request it judged.
+    """
 
     host: str
     port: int
@@ -82,6 +123,14 @@ class EgressEvent:
     bytes_up: int = 0
     bytes_down: int = 0
     duration_ms: float = 0.0
+    method: str = ""
+    """Empty for an upstream connection; the method for a request the proxy judged
+    (`CONNECT` for a tunnel it does not intercept, which is both)."""
+    url: str = ""
+    """The judged request's absolute URL (`host:port` for CONNECT)."""
+    reason: str = ""
+    """Why the request was refused or let through: the request gate's reason, or the
+    proxy's own (`Host header ... does not match ...`, a size or time limit)."""
 
 
 def exec_wall_time(
