@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Matcher = Callable[[str, str], bool]
 """matches(principal, identity): does identity belong to principal (a person, group: or role:)?"""
+Person = Callable[[str], str]
+"""person(identity): one name per person (bot.identity.Directory.person), so that one person
+with two accounts, or one email in two cases, counts once."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +53,17 @@ class Requirement(BaseModel):
             return "all of " + ", ".join(self.all_of)
         return f"{self.count} of " + ", ".join(self.of or [])
 
-    def evaluate(self, approvers: Iterable[str], author: str, matches: Matcher) -> Verdict:
+    def evaluate(
+        self,
+        approvers: Iterable[str],
+        author: str,
+        matches: Matcher,
+        person: Person = lambda key: key,
+    ) -> Verdict:
         # Authors never count, whatever the policy says: self-approval is not approval.
-        people = sorted({a for a in approvers if a != author})
+        one_each = {person(a): a for a in sorted(approvers)}
+        one_each.pop(person(author), None)
+        people = sorted(one_each.values())
         if self.any_of is not None:
             return _at_least(1, self.any_of, people, matches)
         if self.all_of is not None:

@@ -7,6 +7,7 @@ a reason (after Atlantis): the engine records the reason whatever the outcome.
 from __future__ import annotations
 
 from bot.globs import match_any
+from bot.identity import Directory
 from bot.plan import GatePlan, Plan
 from bot.policy import Policy
 from bot.record import RunRecord
@@ -31,18 +32,33 @@ def open_gates(rec: RunRecord) -> list[GatePlan]:
     ]
 
 
-def may_decide(policy: Policy, gates: list[GatePlan], who: str) -> bool:
-    return any(policy.matches(p, who) for g in gates for p in g.approvers.principals())
+def may_decide(
+    policy: Policy, gates: list[GatePlan], who: str, directory: Directory | None = None
+) -> bool:
+    d = directory or policy.directory()
+    return any(policy.matches(p, who, d) for g in gates for p in g.approvers.principals())
 
 
 def approval_problem(
-    rec: RunRecord, approver: str, reviewed_commit: str, gates: list[GatePlan], policy: Policy
+    rec: RunRecord,
+    approver: str,
+    reviewed_commit: str,
+    gates: list[GatePlan],
+    policy: Policy,
+    directory: Directory | None = None,
+    door: str = "cli",
 ) -> str | None:
     """Why this person's decision cannot count for this run, or None when it can."""
-    if approver == rec.requester:
+    d = directory or policy.directory()
+    if d.same(approver, rec.requester):
         return "authors cannot approve their own run"
+    if door not in policy.approvals.doors:
+        return (
+            f"approvals from the {door} door do not count here "
+            f"({policy.rule('approvals.doors')}: {', '.join(policy.approvals.doors) or 'none'})"
+        )
     if reviewed_commit != rec.commit:
         return f"stale: the review is on {reviewed_commit[:12]}, the evidence on {rec.commit[:12]}"
-    if not may_decide(policy, gates, approver):
+    if not may_decide(policy, gates, approver, d):
         return f"{approver} is not an approver for this gate"
     return None

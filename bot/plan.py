@@ -11,6 +11,7 @@ from bot.approvers import Requirement
 from bot.canonical import digest_of
 from bot.classify import classify
 from bot.globs import covers, domain_covers
+from bot.identity import Directory
 from bot.job import Budget
 from bot.policy import JobTypePolicy, Policy, RepoConfig
 from bot.request import RunRequest
@@ -295,7 +296,13 @@ def _clarification(
     return None
 
 
-def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> Plan:
+def plan(
+    req: RunRequest,
+    policy: Policy,
+    config: RepoConfig | None = None,
+    directory: Directory | None = None,
+) -> Plan:
+    """directory: who is who (a door that knows GitHub resolves policy's logins with it)."""
     prompt = req.prompt or req.job.prompt
     confidence: float | None = None
     job_type: str
@@ -316,7 +323,8 @@ def plan(req: RunRequest, policy: Policy, config: RepoConfig | None = None) -> P
         )
         decisions: list[Decision] = []
     else:
-        ok = any(policy.matches(p, req.requester) for p in jt.run_by)
+        d = directory or policy.directory()
+        ok = any(policy.matches(p, req.requester, d) for p in jt.run_by)
         allowed = Decision(
             kind="run",
             subject=job_type,

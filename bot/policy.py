@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.approvers import Requirement
 from bot.errors import SourceError, ValidationFailed
+from bot.identity import Directory, Person, Resolver
 from bot.job import Action, Budget, JobType, Scope, Strict, Tool
 from bot.routing import Routing
 from bot.yamlsrc import parse, validate
@@ -100,11 +101,43 @@ class SqlConnectionPolicy(Strict):
     row_cap: int = Field(default=200, ge=1, description="Rows fetched per query, at most")
 
 
+DOORS = ("cli", "pull_request", "issue", "comment", "schedule", "web", "mcp")
+
+
+class ApprovalsPolicy(Strict):
+    """Which doors' approvals count: one setting every door (terminal, PR, web) reads."""
+
+    doors: list[str] = Field(
+        default_factory=lambda: list(DOORS),
+        description="Doors whose approvals count, e.g. [pull_request] for 'approvals on GitHub "
+        "only'; an approval from another door is recorded as not counted",
+    )
+    signed: list[str] = Field(
+        default_factory=list,
+        description="Doors whose approvals count only when the approving control plane's "
+        "signing key is one policy lists under audit.signers (e.g. [cli])",
+    )
+
+    @field_validator("doors", "signed")
+    @classmethod
+    def _known(cls, doors: list[str]) -> list[str]:
+        unknown = sorted(set(doors) - set(DOORS))
+        if unknown:
+            raise ValueError(f"unknown door(s) {unknown}; doors are {', '.join(DOORS)}")
+        return doors
+
+
 class PolicyFile(Strict):
     """One file of policies/; the files are merged, and a name defined twice is an error."""
 
     groups: dict[str, list[str]] = Field(default_factory=dict)
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    people: dict[str, Person] = Field(
+        default_factory=dict,
+        description="One person's GitHub logins, ids and emails, named person:<name> in "
+        "groups and roles, so that one person counts once across doors",
+    )
+    approvals: ApprovalsPolicy | None = None
     job_types: dict[JobType, JobTypePolicy] = Field(default_factory=dict)
     gates: list[GatePolicy] = Field(default_factory=list)
     default_approvers: Requirement | None = None
@@ -121,6 +154,8 @@ class Policy(BaseModel):
     model_config = ConfigDict(frozen=True)
     groups: dict[str, list[str]] = Field(default_factory=dict)
     roles: dict[str, list[str]] = Field(default_factory=dict)
+    people: dict[str, Person] = Field(default_factory=dict)
+    approvals: ApprovalsPolicy = Field(default_factory=ApprovalsPolicy)
     job_types: dict[str, JobTypePolicy] = Field(default_factory=dict)
     gates: list[GatePolicy] = Field(default_factory=list)
     default_approvers: Requirement | None = None
@@ -137,11 +172,17 @@ class Policy(BaseModel):
         base = self.origins.get(section) or self.origins.get(key.split(".")[0], "policy")
         return f"{base.split('#')[0]}#{key}"
 
-    def matches(self, principal: str, identity: str) -> bool:
-        """Does identity (a login or email) belong to principal?"""
-        return self._matches(principal, identity, frozenset())
+    def directory(self, resolve_login: Resolver | None = None) -> Directory:
+        """Who is who under this policy; a door that knows GitHub passes its login resolver."""
+        return Directory(self.people, resolve_login)
 
-    def _matches(self, principal: str, identity: str, seen: frozenset[str]) -> bool:
+    def matches(self, principal: str, identity: str, directory: Directory | None = None) -> bool:
+        """Does identity (a key from bot.identity) belong to principal?"""
+        return self._matches(principal, identity, directory or self.directory(), frozenset())
+
+    def _matches(
+        self, principal: str, identity: str, directory: Directory, seen: frozenset[str]
+    ) -> bool:
         if principal in seen:
             return False  # a cycle of groups/roles grants nothing
         if principal == "*":
@@ -149,11 +190,13 @@ class Policy(BaseModel):
         for prefix, table in (("group:", self.groups), ("role:", self.roles)):
             if principal.startswith(prefix):
                 members = table.get(principal.removeprefix(prefix), [])
-                return any(self._matches(m, identity, seen | {principal}) for m in members)
-        return principal.lower() == identity.lower()
+                return any(
+                    self._matches(m, identity, directory, seen | {principal}) for m in members
+                )
+        return directory.member(principal, identity)
 
-    def roles_of(self, identity: str) -> list[str]:
-        return sorted(r for r in self.roles if self.matches(f"role:{r}", identity))
+    def roles_of(self, identity: str, directory: Directory | None = None) -> list[str]:
+        return sorted(r for r in self.roles if self.matches(f"role:{r}", identity, directory))
 
 
 def merge_policy(files: list[tuple[str, str]]) -> Policy:
@@ -161,6 +204,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
     merged: dict[str, Any] = {
         "groups": {},
         "roles": {},
+        "people": {},
         "job_types": {},
         "gates": [],
         "sql_connections": {},
@@ -174,7 +218,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
         except ValidationFailed as exc:
             errors.extend(exc.errors)
             continue
-        for section in ("groups", "roles", "job_types", "sql_connections"):
+        for section in ("groups", "roles", "people", "job_types", "sql_connections"):
             for key, value in getattr(part, section).items():
                 if key in merged[section]:
                     errors.append(
@@ -192,7 +236,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
                 continue
             merged["gates"].append(gate)
             origins[f"gates.{gate.id}"] = f"{path}#gates.{gate.id}"
-        for single in ("default_approvers", "owners", "budgets", "models", "clarify"):
+        for single in ("default_approvers", "owners", "budgets", "models", "clarify", "approvals"):
             value = getattr(part, single)
             if not value:
                 continue

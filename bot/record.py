@@ -82,6 +82,10 @@ class ArtifactRef(BaseModel):
 
 class Approval(BaseModel):
     approver: str
+    """The approver's identity key (bot.identity): a GitHub id or a case-folded email."""
+    name: str = ""
+    """How the door shows that person (a GitHub login); never compared."""
+    door: str = "cli"
     decision: Literal["approve", "deny"]
     commit: str
     job_digest: str

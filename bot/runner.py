@@ -34,6 +34,7 @@ from bot.credentials import browser_credential
 from bot.errors import AgentplaneError, RunError, ValidationFailed
 from bot.gate import approval_problem, may_decide, open_gates
 from bot.gitrepo import GitRepo, WorkspaceDiff
+from bot.identity import Directory, Resolver, normalise
 from bot.job import Job, parse_job
 from bot.model.turn import ModelTurn, litellm_client, script_from_transcript
 from bot.plan import Plan, plan
@@ -88,6 +89,11 @@ class Engine:
         self.backend = backend
         self.model_factory = model_factory
         self.now = now
+        self.resolve_login: Resolver | None = None
+        """Set by a door that knows GitHub: policy's logins become numeric ids through it."""
+
+    def directory(self, policy: Policy) -> Directory:
+        return policy.directory(self.resolve_login)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -128,13 +134,14 @@ class Engine:
             job_path=path,
             prompt=prompt,
             door=door,
-            requester=requester or self.repo.identity(),
+            requester=normalise(requester or self.repo.identity()),
             repo=self.repo.root.name,
             commit=commit,
         )
 
     def plan(self, req: RunRequest) -> Plan:
-        return plan(req, self.policy(), self.config(req.commit))
+        policy = self.policy()
+        return plan(req, policy, self.config(req.commit), self.directory(policy))
 
     # -- the path -------------------------------------------------------------------------
 
@@ -148,7 +155,7 @@ class Engine:
         """Plan and propose. model_override replaces the routed model and answers are the
         ask tool's recorded answers (replays only)."""
         policy = self.policy()  # read from git once per run step, not per use
-        p = plan(req, policy, self.config(req.commit))
+        p = plan(req, policy, self.config(req.commit), self.directory(policy))
         rec = RunRecord(
             door_ref=door_ref,
             run_id=f"{req.job.name}-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}",
@@ -352,9 +359,14 @@ class Engine:
     def answer(self, run_id: str, who: str, text: str) -> RunRecord:
         """Answer the run's open question and resume it where it stopped."""
         rec = self.load(run_id)
+        who = normalise(who)
         if rec.state != "needs_clarification" or rec.question is None:
             raise RunError(f"run {run_id} is {rec.state}; it has no open question")
-        if who != rec.requester and not self._may_answer(rec, who):
+        policy = self.policy()
+        directory = self.directory(policy)
+        if not directory.same(who, rec.requester) and not may_decide(
+            policy, open_gates(rec), who, directory
+        ):
             raise RunError(f"{who} may not answer for run {run_id}: ask its requester")
         transcript = rec.artifact("transcript.json")
         messages = json.loads(self.audit.artifact(transcript.sha256)) if transcript else []
@@ -371,10 +383,7 @@ class Engine:
         rec.question = None
         self._advance(rec, "planned", f"{who} answered")
         p = Plan.model_validate(rec.plan)
-        return self._propose(rec, p, self.policy(), Resume(messages, self.patch(rec)))
-
-    def _may_answer(self, rec: RunRecord, who: str) -> bool:
-        return may_decide(self.policy(), open_gates(rec), who)
+        return self._propose(rec, p, policy, Resume(messages, self.patch(rec)))
 
     def decide(
         self,
@@ -384,29 +393,38 @@ class Engine:
         *,
         reviewed_commit: str | None = None,
         live_head: Callable[[], str] | None = None,
+        door: str = "cli",
+        name: str = "",
     ) -> RunRecord:
         """Record one person's decision; apply once every gate on the proposal is satisfied.
 
         reviewed_commit is the commit the reviewer saw (a PR review's commit_id); live_head
         re-reads the branch head at the moment of apply, so a push after approval wins.
+        approver is an identity key (bot.identity); name is how the door shows that person.
         """
+        approver = normalise(approver)
         rec = self.load(run_id)
         if rec.state != "awaiting_approval" or rec.proposal is None:
             raise RunError(f"run {run_id} is {rec.state}, not awaiting approval")
         patch = self._proposal_bytes(rec)
         gates = open_gates(rec)
         policy = self.policy()
-        problem = approval_problem(rec, approver, reviewed_commit or rec.commit, gates, policy)
+        directory = self.directory(policy)
+        problem = approval_problem(
+            rec, approver, reviewed_commit or rec.commit, gates, policy, directory, door
+        )
         rec.approvals.append(
             Approval(
                 approver=approver,
+                name=name,
+                door=door,
                 decision=decision,
                 commit=reviewed_commit or rec.commit,
                 job_digest=rec.job_digest,
                 proposal_digest=rec.proposal.digest,
                 at=self.now(),
                 counted=problem is None,
-                reason=problem or "counted",
+                reason=problem or _counted(directory),
             )
         )
         if problem is not None:
@@ -424,7 +442,14 @@ class Engine:
         pending = [
             v.reason
             for g in gates
-            if not (v := g.approvers.evaluate(approvers, rec.requester, policy.matches)).ok
+            if not (
+                v := g.approvers.evaluate(
+                    approvers,
+                    rec.requester,
+                    lambda pr, who: policy.matches(pr, who, directory),
+                    directory.person,
+                )
+            ).ok
         ]
         if pending:
             return self._advance(rec, "awaiting_approval", "; ".join(pending))
@@ -513,6 +538,7 @@ class Engine:
         rec = self.load(run_id)
         if rec.state != "awaiting_approval":
             return rec
+        approver = normalise(approver)
         for a in rec.approvals:
             if a.approver == approver and a.counted:
                 a.counted, a.reason = False, reason
@@ -625,6 +651,12 @@ def _egress(event: EgressEvent, p: Plan, **context: str) -> dict[str, Any]:
     else:  # denied by name, address or port: the proxy's reason says which
         entry["rule"] = "policy#network (not granted: default deny)"
     return entry
+
+
+def _counted(directory: Directory) -> str:
+    """"counted", and which policy logins were resolved to which GitHub ids on the way."""
+    resolved = ", ".join(f"{login} = {key}" for login, key in sorted(directory.resolved.items()))
+    return f"counted (resolved {resolved})" if resolved else "counted"
 
 
 def _spent(rec: RunRecord) -> Spent:
