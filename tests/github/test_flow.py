@@ -36,9 +36,10 @@ JOB = ".agentplane/jobs/fix-failing-test.yaml"
 def repo_files() -> dict[str, str]:
     files = {rel: (PROJECT / rel).read_text() for rel in SHIPPED if rel != JOB}
     # On GitHub, people are logins.
-    files["policies/default.yaml"] = files["policies/default.yaml"].replace(
-        "platform: [maya@example.com]", "platform: [maya]"
-    )
+    policy = files["policies/default.yaml"]
+    for who in ("maya", "omar", "lee", "dana"):
+        policy = policy.replace(f"{who}@example.com", who)
+    files["policies/default.yaml"] = policy
     files["policies/routing.yaml"] = files["policies/routing.yaml"].replace(
         "  model_list:\n",
         "  classes: {asker: {model: scripted/asker, api_base: .agentplane/scripts}}\n"
