@@ -1,3 +1,5 @@
+import pytest
+
 from bot.github.commands import Command, Reply, parse_comment
 
 
@@ -28,3 +30,32 @@ def test_help_and_bare_prefix() -> None:
 def test_answer_needs_text() -> None:
     reply = parse_comment("/agentplane answer")
     assert isinstance(reply, Reply) and "needs the answer text" in reply.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "```\n/agentplane cancel\n```",
+        "~~~text\n/agentplane cancel\n~~~",
+        "look:\n\n    /agentplane cancel\n",
+        "> /agentplane cancel",
+        "> quoted\n/agentplane cancel",  # a lazy continuation line still belongs to the quote
+        "`/agentplane cancel`",
+        "see `this\n/agentplane cancel` for how",  # inline code across a line break
+        "- /agentplane cancel",
+        "<details>\n/agentplane cancel\n</details>",
+        "| a |\n| - |\n/agentplane cancel",  # a table row, on GitHub
+        "# /agentplane cancel",
+    ],
+)
+def test_commands_shown_or_quoted_do_not_run(body: str) -> None:
+    assert parse_comment(body) is None
+
+
+def test_a_plain_line_after_code_still_commands() -> None:
+    body = "```\n/agentplane cancel\n```\n\nthen:\n/agentplane answer use `v2` *now*"
+    assert parse_comment(body) == Command("answer", "use `v2` now")
+
+
+def test_a_huge_comment_is_read_only_up_to_githubs_limit() -> None:
+    assert parse_comment("x" * 70000 + "\n\n/agentplane cancel") is None
