@@ -19,6 +19,7 @@ from bot.plan import Plan
 from bot.record import Decision, ToolCall
 from bot.tools.ask import NeedsAnswer
 from bot.tools.base import ToolFailure, ToolRefused, ToolSpec
+from bot.tools.safefs import UnsafePath
 
 MAX_RESULT_IN_RECORD = 4000
 ALWAYS = frozenset({"ask"})
@@ -146,6 +147,10 @@ class Broker:
                 output = f"DENIED by {exc.rule}: {exc.reason}"
             except ToolFailure as exc:
                 output = f"ERROR: {exc}"
+            except (OSError, UnsafePath) as exc:
+                # The host said no (a race with the sandbox, a name too long, a full disk):
+                # the call failed and is recorded as such; the run goes on, never crashes.
+                output = f"ERROR: {name} failed on the host: {exc}"
         output = self.redact(output)
         self._record(name, args, verdict, ok, output, started)
         return output

@@ -85,3 +85,13 @@ def test_redaction_applies_to_results_and_arguments(tmp_path: Path) -> None:
     )
     assert "s3cr3t" not in broker.call("fs_read", json.dumps({"path": "src/k.txt"}))
     assert "s3cr3t" not in calls[0].result
+
+
+def test_an_oserror_in_a_tool_is_a_recorded_tool_error(tmp_path: Path) -> None:
+    """ENAMETOOLONG from the host's own mkdir: an ERROR result, never an uncaught exception."""
+    broker, calls = make(tmp_path)
+    long = "src/" + "x" * 300 + "/f.py"
+    out = broker.call("fs_write", json.dumps({"path": long, "content": "x"}))
+    assert out.startswith("ERROR: fs_write failed on the host: [Errno 36] File name too long")
+    assert len(calls) == 1 and not calls[0].ok and calls[0].result == out
+    assert broker.call("fs_read", json.dumps({"path": "src/a.py"})) == "x = 1\n"  # still usable
