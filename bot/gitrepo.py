@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,15 +147,24 @@ class GitRepo:
         with tempfile.TemporaryDirectory(prefix="agentplane-index-") as tmp:
             yield {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
 
-    def diff_workspace(self, commit: str, workspace: Path, write_globs: list[str]) -> WorkspaceDiff:
-        """The proposal: workspace against commit, with changes outside write_globs left out."""
+    def diff_workspace(
+        self,
+        commit: str,
+        workspace: Path,
+        write_globs: list[str],
+        protected: list[str] | tuple[str, ...] = (),
+    ) -> WorkspaceDiff:
+        """The proposal: workspace against commit, with changes outside write_globs, or on
+        paths policy protects, left out."""
         wt = ("--work-tree", str(workspace))
         with self._index() as env:
             self._git("read-tree", commit, env=env)
             self._git(*wt, "add", "-A", ".", env=env)
             names = self._git("diff", "--cached", "--name-only", "-z", commit, env=env)
             changed = tuple(n for n in names.split("\0") if n)
-            outside = tuple(p for p in changed if not match_any(p, write_globs))
+            outside = tuple(
+                p for p in changed if not match_any(p, write_globs) or match_any(p, protected)
+            )
             if outside:
                 self._git(*wt, "reset", "-q", commit, "--", *outside, env=env)
             patch = self._git(
@@ -178,9 +187,19 @@ class GitRepo:
         return self._git("commit-tree", tree, "-p", base, "-m", message).strip()
 
     def commit_patch(
-        self, base: str, patch: str, branch: str, message: str, author: tuple[str, str], date: str
+        self,
+        base: str,
+        patch: str,
+        branch: str,
+        message: str,
+        author: tuple[str, str],
+        date: str,
+        check: Callable[[list[str]], None] = lambda paths: None,
     ) -> str:
-        """Commit patch on top of base as refs/heads/<branch>; fails if the branch exists."""
+        """Commit patch on top of base as refs/heads/<branch>; fails if the branch exists.
+
+        check(paths) sees every path the applied tree changes, as git computed it (not as the
+        patch text claims), before any commit exists; it raises to refuse."""
         ref = f"refs/heads/{branch}"
         env_id = {
             "GIT_AUTHOR_NAME": author[0],
@@ -194,6 +213,8 @@ class GitRepo:
             self._git("read-tree", base, env=env)
             self._git("apply", "--cached", "--binary", "-", env=env, stdin=patch)
             tree = self._git("write-tree", env=env).strip()
+        names = self._git("diff-tree", "-r", "--name-only", "-z", base, tree)
+        check([n for n in names.split("\0") if n])
         commit = self._git(
             "commit-tree", tree, "-p", base, "-F", "-", env=env_id, stdin=message
         ).strip()

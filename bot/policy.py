@@ -99,7 +99,20 @@ class SqlConnectionPolicy(Strict):
     statement_timeout_ms: int = Field(default=5000, ge=1)
     lock_timeout_ms: int = Field(default=1000, ge=1)
     row_cap: int = Field(default=200, ge=1, description="Rows fetched per query, at most")
+    byte_cap: int = Field(
+        default=65536, ge=1, description="Bytes of values kept per query, at most (64 KiB)"
+    )
+    allow_functions: list[str] = Field(
+        default_factory=list,
+        description="Functions allowed beyond the built-in read-only allowlist, spelled as "
+        "PostgreSQL does (`schema.name`, lower case unless quoted); functions that run SQL "
+        "text or act (ts_stat, dblink, pg_terminate_backend) stay refused",
+    )
 
+
+PROTECTED_PATHS = (".github/**", ".agentplane/**", "policies/**")
+"""What governs the bot itself (workflows, jobs, policy): changed by people through review,
+never by an applied proposal."""
 
 DOORS = ("cli", "pull_request", "issue", "comment", "schedule", "web", "mcp")
 
@@ -142,6 +155,11 @@ class PolicyFile(Strict):
     gates: list[GatePolicy] = Field(default_factory=list)
     default_approvers: Requirement | None = None
     owners: list[str] = Field(default_factory=list, description="Who approves policy changes")
+    protected_paths: list[str] | None = Field(
+        None,
+        description="Globs no proposal may change, whatever a job's write scope says; "
+        f"default {list(PROTECTED_PATHS)}",
+    )
     budgets: Budgets | None = None
     models: Routing | None = None
     clarify: Clarify | None = None
@@ -160,6 +178,7 @@ class Policy(BaseModel):
     gates: list[GatePolicy] = Field(default_factory=list)
     default_approvers: Requirement | None = None
     owners: list[str] = Field(default_factory=list)
+    protected_paths: list[str] = Field(default_factory=lambda: list(PROTECTED_PATHS))
     budgets: Budgets = Field(default_factory=Budgets)
     models: Routing = Field(default_factory=Routing)
     clarify: Clarify = Field(default_factory=Clarify)
@@ -236,7 +255,15 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
                 continue
             merged["gates"].append(gate)
             origins[f"gates.{gate.id}"] = f"{path}#gates.{gate.id}"
-        for single in ("default_approvers", "owners", "budgets", "models", "clarify", "approvals"):
+        for single in (
+            "default_approvers",
+            "owners",
+            "protected_paths",
+            "budgets",
+            "models",
+            "clarify",
+            "approvals",
+        ):
             value = getattr(part, single)
             if not value:
                 continue

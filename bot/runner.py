@@ -34,6 +34,7 @@ from bot.credentials import browser_credential
 from bot.errors import AgentplaneError, RunError, ValidationFailed
 from bot.gate import approval_problem, may_decide, open_gates
 from bot.gitrepo import GitRepo, WorkspaceDiff
+from bot.globs import match_any
 from bot.identity import Directory, Resolver, normalise
 from bot.job import Job, parse_job
 from bot.model.turn import ModelTurn, litellm_client, script_from_transcript
@@ -253,7 +254,7 @@ class Engine:
                     )
                 rec.egress += [_egress(e, p) for e in box.egress_log()]
                 rec.egress += [_egress(e, p, by="chromium") for e in kit.browser_egress]
-                diff = self.repo.diff_workspace(rec.commit, ws, writes)
+                diff = self.repo.diff_workspace(rec.commit, ws, writes, policy.protected_paths)
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
                 return self._advance(rec, "failed", str(exc))
@@ -486,12 +487,31 @@ class Engine:
                     message,
                     BOT_IDENTITY,
                     rec.approvals[-1].at,
+                    check=self._apply_scope(rec),
                 )
             except AgentplaneError as exc:
                 return self._advance(rec, "failed", f"apply failed: {exc}", artifacts)
             rec.applied = {**(rec.applied or {}), "branch": branch, "commit": commit}
             done.append(f"committed {commit[:12]} on {branch}")
         return self._advance(rec, "applied", "; ".join(done), artifacts)
+
+    def _apply_scope(self, rec: RunRecord) -> Callable[[list[str]], None]:
+        """Apply's own check of every path the approved patch changes: in the plan's write
+        scope, and not protected by policy as it stands now on the default branch. Staging
+        already filtered both; this holds even if the stored proposal was not what staging
+        produced."""
+        writes = Plan.model_validate(rec.plan).granted("write")
+        protected = self.policy().protected_paths
+
+        def check(paths: list[str]) -> None:
+            outside = [p for p in paths if not match_any(p, writes)]
+            guarded = [p for p in paths if match_any(p, protected)]
+            if outside:
+                raise RunError(f"{', '.join(outside)} outside the write scope {writes}")
+            if guarded:
+                raise RunError(f"{', '.join(guarded)} protected by policy ({protected})")
+
+        return check
 
     def _release(self, rec: RunRecord, artifacts: dict[str, bytes]) -> str | None:
         """Replay the browser steps and send the one approved request; why not, if not."""

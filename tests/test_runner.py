@@ -509,3 +509,52 @@ def test_private_networks_open_only_what_policy_names(
     assert allowed["decision"] == "allow" and allowed["address"] == "127.0.0.1"
     assert allowed["rule"].endswith("#job_types.code.scope.network.allow")
     assert allowed["network_rule"] == "policies/default.yaml#job_types.code.private_networks"
+
+
+WORKFLOW = """\
+diff --git a/.github/workflows/x.yml b/.github/workflows/x.yml
+new file mode 100644
+--- /dev/null
++++ b/.github/workflows/x.yml
+@@ -0,0 +1 @@
++on: push
+"""
+
+
+def test_apply_rechecks_every_path_against_scope_and_protected_paths(demo_repo: Path) -> None:
+    # A stored proposal that staging never produced (a swapped record, a staging bug): apply
+    # itself refuses the protected path, and no branch appears.
+    from bot.canonical import sha256_hex
+
+    e, rec = start(demo_repo)
+    patch = (e.patch(rec) + WORKFLOW).encode()
+    rec.artifacts = [a for a in rec.artifacts if a.name != "proposal.diff"]
+    rec.artifacts.append(
+        rec.artifacts[0].model_copy(
+            update={"name": "proposal.diff", "sha256": sha256_hex(patch), "size": len(patch)}
+        )
+    )
+    rec.proposal.patch_sha256 = sha256_hex(patch)
+    rec.proposal.digest = rec.proposal.expected_digest()
+    e.audit.append(rec.run_id, rec.model_dump(mode="json"), {sha256_hex(patch): patch})
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert done.state == "failed"
+    assert ".github/workflows/x.yml outside the write scope" in done.transitions[-1].reason
+    assert not git(demo_repo, "branch", "--list", f"agentplane/run/{rec.run_id}").strip()
+
+
+def test_protected_paths_stay_out_of_a_proposal_whatever_the_write_scope(
+    demo_repo: Path, scripted_job: Scripted
+) -> None:
+    policy = demo_repo / "policies/default.yaml"
+    policy.write_text(policy.read_text().replace('write: ["src/**"', 'write: ["**", "src/**"'))
+    git(demo_repo, "commit", "-qam", "write anywhere")
+    write = {"name": "fs_write", "arguments": {"path": ".github/workflows/x.yml", "content": "a"}}
+    fix = {"name": "fs_write", "arguments": {"path": "src/ok.py", "content": "x = 1\n"}}
+    job = scripted_job(
+        "workflow", [{"tool_calls": [write, fix]}, {"content": "done"}],
+        scope={"filesystem": {"write": ["**"]}},
+    )
+    _, rec = start(demo_repo, job)
+    assert rec.proposal is not None and rec.proposal.changed == ["src/ok.py"]
+    assert rec.proposal.out_of_scope == [".github/workflows/x.yml"]
