@@ -25,7 +25,7 @@ from prometheus_client import (
 )
 
 from bot.config import Settings
-from bot.github.sansio import Delivery, WebhookError, parse
+from bot.github.sansio import MAX_BODY, Delivery, TooLarge, WebhookError, parse
 from bot.queue import DeliveryQueue
 
 log = logging.getLogger("agentplane.server")
@@ -111,6 +111,7 @@ def create_app(
     worker: Worker | None = None,
     reconciler: Callable[[], Any] | None = None,
     metrics: Metrics | None = None,
+    max_body: int = MAX_BODY,
 ) -> FastAPI:
     metrics = metrics or (worker.metrics if worker else Metrics())
     for problem in settings.problems():
@@ -141,8 +142,8 @@ def create_app(
 
     @app.post("/webhook")
     async def webhook(request: Request) -> Response:
-        body = await request.body()
         try:
+            body = await read_bounded(request, max_body)
             delivery = parse(request.headers, body, settings.webhook_secrets)
         except WebhookError as exc:
             metrics.deliveries.labels(f"rejected_{exc.status}").inc()
@@ -167,6 +168,20 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes limit: the sender is not authenticated yet
+    (the signature covers the whole body), so it must not decide how much we hold."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"payload over {limit} bytes (Content-Length: {declared})")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"payload over {limit} bytes")
+    return bytes(body)
 
 
 def build(settings: Settings) -> FastAPI:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from bot.config import Settings
@@ -69,6 +75,66 @@ def test_rotated_secrets_both_work(queue: SqliteQueue) -> None:
     client = app(queue, secrets=("new", "old"))
     assert post(client, b"{}", secret="old", guid="a") == 202
     assert post(client, b"{}", secret="new", guid="b") == 202
+
+
+@pytest.mark.parametrize("levels", [65, 100_000])
+def test_deeply_nested_signed_json_is_400_not_500(queue: SqliteQueue, levels: int) -> None:
+    body = ('{"a":' + "[" * levels + "]" * levels + "}").encode()
+    assert post(app(queue), body) == 400
+    assert queue.counts() == {}
+
+
+@pytest.fixture
+def served(queue: SqliteQueue) -> Iterator[tuple[int, SqliteQueue]]:
+    """The webhook on a real uvicorn, with a 1 MiB body limit; yields its port."""
+    web = create_app(Settings(webhook_secrets=("s",)), queue, max_body=1 << 20)
+    config = uvicorn.Config(web, host="127.0.0.1", port=0, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield port, queue
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_an_oversized_chunked_body_is_cut_at_the_limit_not_read_whole(
+    served: tuple[int, SqliteQueue],
+) -> None:
+    port, queue = served
+    total, chunk = 64 << 20, b"x" * (64 << 10)
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            b"X-GitHub-Event: ping\r\nX-GitHub-Delivery: big\r\n"
+            b"X-Hub-Signature-256: sha256=00\r\n\r\n"
+        )
+        frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        try:
+            while sent < total and not select.select([sock], [], [], 0)[0]:
+                sock.sendall(frame)
+                sent += len(chunk)
+        except OSError:
+            pass  # the server hung up on us: what a cut looks like from here
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < total // 4, f"the server read {sent} bytes before refusing"
+    assert queue.counts() == {}
+
+
+def test_a_declared_oversized_body_is_refused_before_it_is_read(
+    served: tuple[int, SqliteQueue],
+) -> None:
+    port, _ = served
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n"
+            b"X-GitHub-Event: ping\r\nX-GitHub-Delivery: big\r\n\r\n"
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
 
 
 def test_healthz_and_metrics(queue: SqliteQueue) -> None:

@@ -16,6 +16,9 @@ from typing import Any
 from bot.errors import AgentplaneError
 
 MAX_BODY = 25 * 1024 * 1024  # GitHub does not send payloads over 25 MB
+MAX_DEPTH = 64
+"""GitHub's payloads nest about ten deep; far deeper is an attack on the parser and on
+everything that walks the payload later."""
 
 
 class WebhookError(AgentplaneError):
@@ -58,6 +61,20 @@ def verify_signature(body: bytes, header: str | None, secrets: Sequence[str]) ->
         raise BadSignature("signature does not match any configured secret")
 
 
+def depth(value: Any) -> int:
+    """How deep JSON nests, without recursion (a deep value must not blow the stack here)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                return level  # deep enough to refuse: no need to walk the rest
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def parse(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> Delivery:
     """Verify and parse one delivery; headers must be case-insensitive (or lower-cased)."""
     if len(body) > MAX_BODY:
@@ -71,8 +88,12 @@ def parse(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> De
         payload = json.loads(body)
     except ValueError:
         raise WebhookError("body is not JSON") from None
+    except RecursionError:
+        raise WebhookError(f"body nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(payload, dict):
         raise WebhookError("body is not a JSON object")
+    if depth(payload) > MAX_DEPTH:
+        raise WebhookError(f"body nests deeper than {MAX_DEPTH} levels")
     # Dedupe per hook (or App installation target): a redelivery keeps its GUID.
     hook = h.get("x-github-hook-id") or str((payload.get("installation") or {}).get("id") or "")
     return Delivery(event=event, delivery_id=delivery, hook_id=hook, payload=payload)
