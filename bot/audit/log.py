@@ -6,8 +6,20 @@ never touched. GitPython's docs warn against long-running use; pygit2 measured a
 faster than plumbing in bench/bench_audit.py (2.6-9x across runs on a noisy shared box).
 
 Branch layout: `log/<seq // 1000:04d>/<seq:08d>.json` holds the canonical JSON entry
-document `{"v", "seq", "prev", "run_id", "record"}`, chained by `prev` (the digest of the
-entry before); `artifacts/<2 hex>/<sha256 hex>` holds each artifact once.
+document, chained by `prev` (the digest of the whole entry before, signature included);
+`artifacts/<2 hex>/<sha256 hex>` holds each artifact once.
+
+The signed envelope (v2), fixed here so that later record versions adopt it unchanged:
+
+    {"v": 2, "seq", "prev", "run_id", "at", "record",
+     "signer": {"name", "key": "ed25519:<base64 raw public key>"}, "sig": "<base64>"}
+
+`sig` is Ed25519 over the canonical JSON of the entry without `sig` (see signing.py for
+why Ed25519); `at` is the writer's UTC time, which revocation in policy is judged against.
+Entries written before signing are `{"v": 1, "seq", "prev", "run_id", "record"}`: still
+read, and reported as unsigned. Reads verify: every entry that enters the cache has been
+checked for its chain link, its signature against the trust set (trust.py) and the local
+anchor, so `latest()` never returns a record that a push could have forged.
 """
 
 from __future__ import annotations
@@ -20,18 +32,24 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pygit2
 
+from bot.audit.signing import Signer, check_signer_name, load_signer
+from bot.audit.trust import TRUSTED, ChainJudge, Trust, Verdict, parse_time, signed_payload
 from bot.canonical import canonical_json, sha256_hex
 from bot.errors import AuditError
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 SHARD_SIZE = 1000
-ENTRY_KEYS = frozenset({"v", "seq", "prev", "run_id", "record"})
+V1_KEYS = frozenset({"v", "seq", "prev", "run_id", "record"})
+ENTRY_KEYS = V1_KEYS | {"at", "signer", "sig"}
+SIGNER_KEYS = frozenset({"name", "key"})
+_MAX_FIELD = 200  # at, signer key, signature: all far shorter when well-formed
 ENTRY_PATH = re.compile(r"log/(\d{4})/(\d{8})\.json\Z")
 ARTIFACT_PATH = re.compile(r"artifacts/([0-9a-f]{2})/([0-9a-f]{64})\Z")
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
@@ -53,6 +71,12 @@ class AuditEntry:
     digest: str
     record: dict[str, Any]
     commit: str
+    signer: str | None = None  # the name the entry gives; None: unsigned (v1)
+    key: str | None = None
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def entry_path(seq: int) -> str:
@@ -86,10 +110,16 @@ def parse_entry(data: bytes) -> dict[str, Any]:
         doc = json.loads(data)
     except ValueError as exc:
         raise AuditError(f"not JSON: {exc}") from exc
-    if not isinstance(doc, dict) or set(doc) != ENTRY_KEYS:
-        raise AuditError(f"expected an object with keys {sorted(ENTRY_KEYS)}")
-    if type(doc["v"]) is not int or doc["v"] != ENTRY_VERSION:
-        raise AuditError(f"unsupported entry version {doc['v']!r}")
+    if not isinstance(doc, dict) or "v" not in doc:
+        raise AuditError("expected an object with a version v")
+    version = doc["v"]
+    if type(version) is not int or version not in (1, ENTRY_VERSION):
+        raise AuditError(f"unsupported entry version {version!r}")
+    keys = V1_KEYS if version == 1 else ENTRY_KEYS
+    if set(doc) != keys:
+        raise AuditError(f"a v{version} entry has exactly the keys {sorted(keys)}")
+    if version != 1:
+        _check_envelope(doc)
     if type(doc["seq"]) is not int or doc["seq"] < 0:
         raise AuditError(f"seq must be a non-negative integer, got {doc['seq']!r}")
     prev = doc["prev"]
@@ -100,6 +130,20 @@ def parse_entry(data: bytes) -> dict[str, Any]:
     if not isinstance(doc["record"], dict):
         raise AuditError("record must be an object")
     return doc
+
+
+def _check_envelope(doc: dict[str, Any]) -> None:
+    at, signer, sig = doc["at"], doc["signer"], doc["sig"]
+    if not isinstance(at, str) or len(at) > _MAX_FIELD or parse_time(at) is None:
+        raise AuditError(f"at must be an ISO 8601 time with a zone, got {str(at)[:80]!r}")
+    if not isinstance(signer, dict) or set(signer) != SIGNER_KEYS:
+        raise AuditError(f"signer must be an object with keys {sorted(SIGNER_KEYS)}")
+    if not isinstance(signer["name"], str):
+        raise AuditError("signer name must be a string")
+    check_signer_name(signer["name"])
+    for what, value in (("signer key", signer["key"]), ("sig", sig)):
+        if not isinstance(value, str) or not value or len(value) > _MAX_FIELD:
+            raise AuditError(f"{what} must be a short non-empty string")
 
 
 def artifact_refs(record: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -186,22 +230,43 @@ def build_commit(
     return repo.create_commit(None, sig, sig, message, tree, parents)
 
 
-def _entry_from_blob(data: bytes, seq: int, commit: str) -> AuditEntry:
+def _doc_from_blob(data: bytes, seq: int) -> dict[str, Any]:
     try:
         doc = parse_entry(data)
     except AuditError as exc:
         raise AuditError(f"audit entry seq {seq} is malformed ({exc}): run verify") from exc
     if doc["seq"] != seq:
         raise AuditError(f"audit entry at seq {seq} says seq {doc['seq']}: run verify")
+    return doc
+
+
+def _entry(doc: dict[str, Any], commit: str) -> AuditEntry:
+    signer = doc.get("signer")
     return AuditEntry(
-        seq=seq,
+        seq=doc["seq"],
         run_id=doc["run_id"],
         prev=doc["prev"],
         # Same as digest_of(doc) when the blob is canonical, which verify checks.
         digest="sha256:" + sha256_hex(canonical_json(doc)),
         record=doc["record"],
         commit=commit,
+        signer=None if signer is None else signer["name"],
+        key=None if signer is None else signer["key"],
     )
+
+
+def _entry_from_blob(data: bytes, seq: int, commit: str) -> AuditEntry:
+    return _entry(_doc_from_blob(data, seq), commit)
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """(seq, digest) of the local anchor file; ValueError if it is not one."""
+    doc = json.loads(text)
+    if not (isinstance(doc, dict) and type(doc.get("seq")) is int and doc["seq"] >= 0):
+        raise ValueError("no seq")
+    if not DIGEST.match(str(doc.get("digest"))):
+        raise ValueError("no digest")
+    return doc["seq"], doc["digest"]
 
 
 def _log_blobs(tree: pygit2.Tree, start: int) -> Iterator[tuple[int, bytes]]:
@@ -234,11 +299,15 @@ class AuditLog:
 
     Appends from any number of processes serialize on a flock in the git dir; an instance
     may be shared by threads (its cache sits behind a lock).
+
+    Every entry read is verified before it is returned (see `_sync`); a chain, signature or
+    anchor that does not hold raises AuditError. Until `trust()` is given policy's signers,
+    only this host's own key is trusted.
     """
 
     BRANCH = "refs/heads/agentplane/audit"
 
-    def __init__(self, repo_path: Path) -> None:
+    def __init__(self, repo_path: Path, signer: Signer | None = None) -> None:
         try:
             self._repo = pygit2.Repository(str(repo_path))
         except pygit2.GitError as exc:
@@ -246,16 +315,71 @@ class AuditLog:
         common = _common_dir(Path(self._repo.path))
         self._lock_path = common / "agentplane-audit.lock"
         self.anchor_path = common / "agentplane" / "audit-head"
+        self.key_dir = common / "agentplane"
         self._mutex = threading.RLock()
-        # Entries read so far and the commit they end at; extended incrementally as the
-        # ref moves, rebuilt if the ref stops descending from that commit.
+        # Loaded on first append, so that reading (verify above all) never creates a key.
+        self._signer = signer
+        self._own: tuple[str, str] | None = None if signer is None else (signer.name, signer.key)
+        self._own_loaded = signer is not None
+        self._policy_trust = Trust()
+        self._trust: Trust | None = None  # policy's plus our own key, built on first use
+        # Verified entries and the commit they end at; extended incrementally as the ref
+        # moves, rebuilt if the ref stops descending from that commit.
         self._cache: list[AuditEntry] = []
         self._cache_tip: pygit2.Oid | None = None
         self._latest: dict[str, int] = {}
+        self._judge: ChainJudge | None = None
 
     @property
     def repo(self) -> pygit2.Repository:
         return self._repo
+
+    # -- trust -----------------------------------------------------------------------
+
+    def trust(self, policy_trust: Trust) -> None:
+        """Trust the signers policy lists (on the default branch); re-verifies what was
+        read if they changed."""
+        with self._mutex:
+            if policy_trust == self._policy_trust:
+                return
+            self._policy_trust = policy_trust
+            self._trust = None
+            self._reset()
+
+    def sign_as(self, signer: Signer) -> None:
+        """Write as `signer` from now on (the bot passes its own)."""
+        with self._mutex:
+            self._signer = signer
+            self._own, self._own_loaded = (signer.name, signer.key), True
+            self._trust = None
+            self._reset()
+
+    def own_key(self) -> tuple[str, str] | None:
+        """(name, public key) of this host's signer, without creating a key."""
+        if not self._own_loaded:
+            own = load_signer(self.key_dir, create=False)
+            self._own = None if own is None else (own.name, own.key)
+            self._own_loaded = True
+        return self._own
+
+    def trust_set(self) -> Trust:
+        """What reads check signatures against: policy's signers plus our own key."""
+        if self._trust is None:
+            own = self.own_key()
+            base = self._policy_trust
+            self._trust = base if own is None else base.with_own(*own)
+        return self._trust
+
+    def _signer_for_append(self) -> Signer:
+        if self._signer is None:
+            signer = load_signer(self.key_dir, create=True)
+            assert signer is not None  # create=True makes one
+            self._signer = signer
+            if (signer.name, signer.key) != self._own:
+                self._own, self._own_loaded, self._trust = (signer.name, signer.key), True, None
+        return self._signer
+
+    # -- refs and anchor ---------------------------------------------------------------
 
     def tip(self) -> pygit2.Oid | None:
         """The commit the branch points at, None before the first append."""
@@ -276,8 +400,19 @@ class AuditLog:
     def tip_and_anchor(self) -> tuple[pygit2.Oid | None, str | None]:
         """Ref and anchor as one consistent pair: an append updates them under the same
         lock, so reading them apart could see a new tip with the old anchor."""
-        with self._exclusive():
+        with self._shared():
             return self.tip(), self.read_anchor()
+
+    def _anchor(self, text: str | None) -> tuple[int, str] | None:
+        if text is None:
+            return None
+        try:
+            return parse_anchor(text)
+        except ValueError as exc:
+            raise AuditError(
+                f"the local anchor {self.anchor_path} is unreadable ({exc}): run "
+                "`agentplane audit verify`"
+            ) from exc
 
     # -- writing ---------------------------------------------------------------------
 
@@ -301,33 +436,82 @@ class AuditLog:
                     f"({sha256_hex(data)})"
                 )
         refs = artifact_refs(snapshot)
-        with self._mutex, self._exclusive():
-            for _ in range(_APPEND_ATTEMPTS):
-                tip = self.tip()
-                parent = None if tip is None else self._commit(tip)
-                head = None if parent is None else self._head_of(parent)
-                seq = 0 if head is None else head.seq + 1
-                document: dict[str, Any] = {
-                    "v": ENTRY_VERSION,
-                    "seq": seq,
-                    "prev": None if head is None else head.digest,
-                    "run_id": run_id,
-                    "record": snapshot,
-                }
-                self._check_refs(parent, refs, artifacts)
-                new_tip = build_commit(self._repo, parent, document, artifacts)
-                if self._swap_ref(tip, new_tip, f"audit: append seq {seq}"):
-                    break
-            else:
-                raise AuditError(
-                    f"{self.BRANCH} kept moving during append: is another tool writing it?"
-                )
-            entry = _entry_from_blob(canonical_json(document), seq, str(new_tip))
-            self._write_anchor(entry)
-            if self._cache_tip == tip:
+        with self._mutex:
+            signer = self._signer_for_append()
+            self._check_not_revoked(signer)
+            with self._exclusive():
+                return self._append_locked(signer, run_id, snapshot, refs, artifacts)
+
+    def _append_locked(
+        self,
+        signer: Signer,
+        run_id: str,
+        snapshot: dict[str, Any],
+        refs: list[dict[str, Any]],
+        artifacts: Mapping[str, bytes],
+    ) -> AuditEntry:
+        anchor = self._anchor(self.read_anchor())
+        for _ in range(_APPEND_ATTEMPTS):
+            tip = self.tip()
+            parent = None if tip is None else self._commit(tip)
+            head = None if parent is None else self._head_of(parent)
+            self._check_head_is_anchor(head, anchor)
+            seq = 0 if head is None else head.seq + 1
+            document: dict[str, Any] = {
+                "v": ENTRY_VERSION,
+                "seq": seq,
+                "prev": None if head is None else head.digest,
+                "run_id": run_id,
+                "at": utc_now(),
+                "record": snapshot,
+                "signer": {"name": signer.name, "key": signer.key},
+            }
+            document["sig"] = signer.sign(signed_payload(document))
+            self._check_refs(parent, refs, artifacts)
+            new_tip = build_commit(self._repo, parent, document, artifacts)
+            if self._swap_ref(tip, new_tip, f"audit: append seq {seq}"):
+                break
+        else:
+            raise AuditError(
+                f"{self.BRANCH} kept moving during append: is another tool writing it?"
+            )
+        entry = _entry(document, str(new_tip))
+        self._write_anchor(entry)
+        if self._cache_tip == tip and self._judge is not None:
+            if self._judge.judge(document).accepted:
                 self._remember(entry)
                 self._cache_tip = new_tip
+            else:  # cannot happen for our own key; re-read rather than cache a doubt
+                self._reset()
         return entry
+
+    def _check_not_revoked(self, signer: Signer) -> None:
+        listed = self.trust_set().lookup(signer.key)
+        revoked = None if listed is None else listed.revoked_at
+        if revoked is not None and datetime.now(UTC) >= revoked:
+            raise AuditError(
+                f"this host's signing key {signer.key} ({signer.name}) was revoked in policy "
+                f"at {revoked.isoformat()}: give it a new key ($AGENTPLANE_SIGNING_KEY or "
+                f"delete {self.key_dir / 'signing-key'}) and list the new public key in "
+                "policy's audit.signers"
+            )
+
+    def _check_head_is_anchor(
+        self, head: AuditEntry | None, anchor: tuple[int, str] | None
+    ) -> None:
+        # Appending seals everything below the new entry under the new anchor, so the branch
+        # must end exactly where this clone's last append left it; anything else was added
+        # or rewritten outside agentplane (a fetch into the ref, a push adopted by mistake).
+        if anchor is None:
+            return
+        seq, digest = anchor
+        if head is None or head.seq != seq or head.digest != digest:
+            where = "has no entries" if head is None else f"ends at seq {head.seq} ({head.digest})"
+            raise AuditError(
+                f"refusing to append: {self.BRANCH} {where}, but this clone's last append was "
+                f"seq {seq} ({digest}); the branch was changed outside agentplane. Run "
+                "`agentplane audit verify` and restore the branch from this clone's reflog"
+            )
 
     def _check_refs(
         self,
@@ -380,6 +564,21 @@ class AuditLog:
         finally:
             os.close(fd)  # releases the flock
 
+    @contextmanager
+    def _shared(self) -> Iterator[None]:
+        """Readers share the lock and never create it: without a lock file no agentplane
+        has appended here yet, and reading must write nothing."""
+        try:
+            fd = os.open(self._lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
     # -- reading ---------------------------------------------------------------------
 
     def _commit(self, oid: pygit2.Oid) -> pygit2.Commit:
@@ -402,43 +601,111 @@ class AuditLog:
             raise AuditError(f"audit branch has a malformed entry {blob.name}: run verify")
         return _entry_from_blob(blob.data, seq, str(commit.id))
 
+    def _reset(self) -> None:
+        self._cache, self._latest, self._cache_tip, self._judge = [], {}, None, None
+
     def _sync(self) -> None:
-        tip = self.tip()
-        if tip == self._cache_tip:
+        """Bring the cache up to the tip, verifying every new entry before it is kept.
+
+        Raises AuditError, keeping the cache as it was, if a new entry does not chain to
+        the one before, is not signed by a trusted key (or is unsigned where signatures are
+        required), or if the local anchor is not on the chain. Only new entries are read,
+        so reads stay O(new entries)."""
+        if self.tip() == self._cache_tip and self._judge is not None:
             return
+        with self._shared():
+            tip, anchor_text = self.tip(), self.read_anchor()
+        anchor = self._anchor(anchor_text)
         fresh: list[pygit2.Commit] = []
+        base, judge = self._cache, self._judge
         if tip is not None:
             walker = self._repo.walk(tip)
             walker.simplify_first_parent()
             for commit in walker:
-                if commit.id == self._cache_tip:
+                if commit.id == self._cache_tip and judge is not None:
                     break
                 fresh.append(commit)
             else:  # the cached tip is not an ancestor: the branch was rewritten
-                self._cache, self._latest = [], {}
+                base, judge = [], None
         else:
-            self._cache, self._latest = [], {}
+            base, judge = [], None
+        judge = ChainJudge(self.trust_set()) if judge is None else judge.copy()
         fresh.reverse()
-        start = len(self._cache)
+        start = len(base)
+        added: list[tuple[AuditEntry, Verdict]] = []
         if fresh:
             blobs = list(_log_blobs(self._commit(fresh[-1].id).tree, start))
             if [seq for seq, _ in blobs] != list(range(start, start + len(fresh))):
                 raise AuditError("audit branch commits and entries disagree: run verify")
+            prev = base[-1].digest if base else None
             for commit, (seq, data) in zip(fresh, blobs, strict=True):
-                self._remember(_entry_from_blob(data, seq, str(commit.id)))
-        self._cache_tip = tip
+                doc = _doc_from_blob(data, seq)
+                if doc["prev"] != prev:
+                    raise AuditError(
+                        f"audit entry seq {seq} does not chain to seq {seq - 1}: the branch "
+                        "was rewritten; run `agentplane audit verify`"
+                    )
+                verdict = judge.judge(doc)
+                if not verdict.accepted:
+                    raise AuditError(
+                        f"{verdict.message}. Refusing to read the audit log: run "
+                        "`agentplane audit verify`"
+                    )
+                entry = _entry(doc, str(commit.id))
+                added.append((entry, verdict))
+                prev = entry.digest
+        self._check_anchor_on_chain(anchor, base, added)
+        if base is not self._cache:
+            self._cache, self._latest = [], {}
+            for entry in base:
+                self._remember(entry)
+        for entry, _ in added:
+            self._remember(entry)
+        self._cache_tip, self._judge = tip, judge
+
+    def _check_anchor_on_chain(
+        self,
+        anchor: tuple[int, str] | None,
+        base: list[AuditEntry],
+        added: list[tuple[AuditEntry, Verdict]],
+    ) -> None:
+        if anchor is None:
+            return  # a fresh clone: nothing local to compare with, signatures decide
+        seq, digest = anchor
+        top = len(base) + len(added) - 1
+        if seq > top:
+            raise AuditError(
+                f"this clone appended up to seq {seq} but {self.BRANCH} ends at seq {top}: "
+                "entries were removed (reset or force-pushed); run `agentplane audit verify`"
+            )
+        found = base[seq] if seq < len(base) else added[seq - len(base)][0]
+        if found.digest != digest:
+            raise AuditError(
+                f"audit entry seq {seq} is not the one this clone appended (anchor {digest}, "
+                f"branch {found.digest}): the branch was rewritten; run `agentplane audit verify`"
+            )
+        for entry, verdict in added:
+            # Past the anchor means not appended here; only a trusted signature vouches.
+            if entry.seq > seq and verdict.status not in TRUSTED:
+                raise AuditError(
+                    f"audit entry seq {entry.seq} was added after this clone's last append "
+                    f"(seq {seq}) and is unsigned: it was not written by agentplane; run "
+                    "`agentplane audit verify`"
+                )
 
     def _remember(self, entry: AuditEntry) -> None:
         self._latest[entry.run_id] = len(self._cache)  # dicts keep first-insertion order
         self._cache.append(entry)
 
     def entries(self) -> Iterator[AuditEntry]:
-        """Every entry, oldest first, as of the call."""
+        """Every entry, oldest first, as of the call, each one verified."""
         with self._mutex:
             self._sync()
             return iter(list(self._cache))
 
     def latest(self, run_id: str) -> AuditEntry | None:
+        """The run's newest entry, verified (chain, signature, anchor); AuditError if the
+        log does not hold. Decide and apply act only on what this returns."""
         with self._mutex:
             self._sync()
             index = self._latest.get(run_id)
@@ -451,9 +718,10 @@ class AuditLog:
             return list(self._latest)
 
     def head(self) -> AuditEntry | None:
+        """The newest entry, verified like `latest`."""
         with self._mutex:
-            tip = self.tip()
-            return None if tip is None else self._head_of(self._commit(tip))
+            self._sync()
+            return self._cache[-1] if self._cache else None
 
     def artifact(self, sha256: str) -> bytes:
         if not HEX64.match(sha256):

@@ -1,35 +1,50 @@
-"""Verification of the audit branch: the chain, append-only history, artifacts, anchor.
+"""Verification of the audit branch: the chain, signatures, append-only history,
+artifacts, anchor.
 
 `read_snapshot` (snapshot.py) does all the git reading; `check` is a pure function of
 what it read, so every tamper case can be tested on plain data as well as on real
 repositories.
-Tampering is reported as findings, never raised.
+Tampering is reported as findings, never raised. Signatures are judged against a trust
+set (policy's signers plus the verifier's own key, trust.py): unsigned v1 entries are
+counted, entries by a key revoked later are warnings, and an unknown key, a revoked key
+after its revocation, a bad signature or a missing signature where one is required fail.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from bot.audit.log import (
-    DIGEST,
     AuditLog,
     artifact_name,
     artifact_path,
     artifact_refs,
     entry_path,
     entry_seq,
+    parse_anchor,
     parse_entry,
 )
 from bot.audit.snapshot import CommitInfo, Snapshot, StoredArtifact, read_snapshot
+from bot.audit.trust import ChainJudge, Trust
 from bot.canonical import canonical_json, sha256_hex
 from bot.errors import AuditError
 
 KINDS = frozenset(
-    {"modified", "deleted", "reordered", "artifact", "history", "anchor", "malformed"}
+    {
+        "modified",
+        "deleted",
+        "reordered",
+        "artifact",
+        "history",
+        "anchor",
+        "malformed",
+        "signature",  # bad, unknown or revoked key
+        "unsigned",  # unsigned where a signature is required
+    }
 )
+WARNING_KINDS = frozenset({"revoked_later"})
 _HINT = "compare with a trusted clone: git log -p " + AuditLog.BRANCH
 
 
@@ -50,14 +65,21 @@ class VerifyReport:
     artifacts: int
     head: str | None
     findings: tuple[Finding, ...]
+    unsigned: int = 0  # v1 entries, written before signing
+    signed: int = 0
+    warnings: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.findings
 
 
-def verify(log: AuditLog, expect_head: str | None = None) -> VerifyReport:
-    return check(read_snapshot(log), expect_head)
+def verify(
+    log: AuditLog, expect_head: str | None = None, trust: Trust | None = None
+) -> VerifyReport:
+    """Verify the branch; `trust` defaults to the log's own (policy given to `log.trust`
+    plus this host's key). Reads only: no key, lock or anchor is created."""
+    return check(read_snapshot(log), expect_head, log.trust_set() if trust is None else trust)
 
 
 # -- checking --------------------------------------------------------------------------
@@ -70,6 +92,7 @@ class _Entry:
     prev: str | None
     digest: str
     record: dict[str, Any]
+    doc: dict[str, Any]
 
 
 @dataclass
@@ -104,7 +127,7 @@ def _parse_entries(raw: Mapping[str, bytes], out: _Findings) -> tuple[dict[int, 
         if canonical != data:
             out.add("malformed", seq, f"entry seq {seq} ({path}) is not canonical JSON")
         digest = "sha256:" + sha256_hex(canonical)
-        parsed[seq] = _Entry(seq, doc["seq"], doc["prev"], digest, doc["record"])
+        parsed[seq] = _Entry(seq, doc["seq"], doc["prev"], digest, doc["record"], doc)
     return parsed, present
 
 
@@ -335,22 +358,13 @@ def _first_refs(parsed: dict[int, _Entry]) -> dict[str, int]:
     return first
 
 
-def _parse_anchor(text: str) -> tuple[int, str]:
-    doc = json.loads(text)
-    if not (isinstance(doc, dict) and type(doc.get("seq")) is int):
-        raise ValueError("no seq")
-    if not DIGEST.match(str(doc.get("digest"))):
-        raise ValueError("no digest")
-    return doc["seq"], doc["digest"]
-
-
 def _check_anchor(
     anchor: str | None, parsed: dict[int, _Entry], top: int | None, out: _Findings
 ) -> None:
     if anchor is None:
         return  # a fresh clone has nothing to compare with
     try:
-        seq, digest = _parse_anchor(anchor)
+        seq, digest = parse_anchor(anchor)
     except ValueError as exc:
         out.add("anchor", None, f"the local anchor file is unreadable ({exc}): {anchor[:80]!r}")
         return
@@ -395,8 +409,34 @@ def _check_expected(
     out.add("anchor", top, message)
 
 
-def check(snapshot: Snapshot, expect_head: str | None = None) -> VerifyReport:
+def _check_signatures(
+    parsed: dict[int, _Entry], trust: Trust, out: _Findings, warnings: _Findings
+) -> tuple[int, int]:
+    """(unsigned, signed) counts; judged in seq order so that revocation times and the
+    no-unsigned-after-signed rule see the chain as it grew."""
+    judge = ChainJudge(trust)
+    unsigned = signed = 0
+    for seq in sorted(parsed):
+        verdict = judge.judge(parsed[seq].doc)
+        if verdict.status == "unsigned":
+            unsigned += 1
+        elif verdict.status in ("signed", "later_revoked"):
+            signed += 1
+            if verdict.status == "later_revoked":
+                warnings.add("revoked_later", seq, verdict.message)
+        elif verdict.status in ("unsigned_required", "downgrade"):
+            out.add("unsigned", seq, f"{verdict.message}; {_hint(entry_path(seq))}")
+        else:
+            out.add("signature", seq, f"{verdict.message}; {_hint(entry_path(seq))}")
+    return unsigned, signed
+
+
+def check(
+    snapshot: Snapshot, expect_head: str | None = None, trust: Trust | None = None
+) -> VerifyReport:
+    """`trust` None: signatures are not judged (chain, history and artifacts only)."""
     out = _Findings()
+    warnings = _Findings()
     if snapshot.problem is not None:
         out.add("malformed", None, snapshot.problem)
     parsed, present = _parse_entries(snapshot.entries, out)
@@ -406,6 +446,9 @@ def check(snapshot: Snapshot, expect_head: str | None = None) -> VerifyReport:
     _check_chain(parsed, present, out)
     _check_history(snapshot.commits, first_ref, out)
     _check_artifacts(parsed, snapshot.artifacts, first_ref, out)
+    unsigned = signed = 0
+    if trust is not None:
+        unsigned, signed = _check_signatures(parsed, trust, out, warnings)
     top = max(present) if present else None
     head = parsed[top].digest if top is not None and top in parsed else None
     _check_anchor(snapshot.anchor, parsed, top, out)
@@ -416,4 +459,7 @@ def check(snapshot: Snapshot, expect_head: str | None = None) -> VerifyReport:
         artifacts=len(snapshot.artifacts),
         head=head,
         findings=out.sorted(),
+        unsigned=unsigned,
+        signed=signed,
+        warnings=warnings.sorted(),
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import multiprocessing
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ import pytest
 
 from bot.audit import log as log_module
 from bot.audit.log import AuditLog, entry_path
+from bot.audit.signing import signature_valid
 from bot.audit.verify import verify
 from bot.canonical import canonical_json, digest_of, sha256_hex
 from bot.errors import AuditError
@@ -37,10 +39,15 @@ def test_round_trip(repo: Path, log: AuditLog) -> None:
     assert log.latest("run-2") == second
     assert log.head() == third
 
-    # The digest is over the document exactly as committed, at the documented path.
-    doc = {"v": 1, "seq": 2, "prev": second.digest, "run_id": "run-1", "record": third.record}
-    assert third.digest == digest_of(doc)
-    assert git(repo, "show", f"{third.commit}:{entry_path(2)}").encode() == canonical_json(doc)
+    # The digest is over the signed envelope exactly as committed, at the documented path.
+    stored = git(repo, "show", f"{third.commit}:{entry_path(2)}").encode()
+    doc = json.loads(stored)
+    assert set(doc) == {"v", "seq", "prev", "run_id", "at", "record", "signer", "sig"}
+    assert (doc["v"], doc["seq"], doc["prev"], doc["run_id"]) == (2, 2, second.digest, "run-1")
+    assert doc["record"] == third.record and doc["signer"]["key"].startswith("ed25519:")
+    assert stored == canonical_json(doc) and third.digest == digest_of(doc)
+    unsigned = canonical_json({k: v for k, v in doc.items() if k != "sig"})
+    assert signature_valid(doc["signer"]["key"], unsigned, doc["sig"])
 
     # Another instance (another process, in real life) reads the same thing.
     assert list(AuditLog(repo).entries()) == [first, second, third]
@@ -191,11 +198,17 @@ def test_instances_see_each_others_appends(repo: Path) -> None:
     assert [e.seq for e in a.entries()] == [0, 1, 2]
 
 
-def test_cache_recovers_from_a_rewritten_branch(repo: Path, log: AuditLog) -> None:
+def test_reads_refuse_a_branch_reset_behind_the_anchor(repo: Path, log: AuditLog) -> None:
     log.append("run-1", {"state": "queued"})
     log.append("run-2", {"state": "queued"})
     assert log.run_ids() == ["run-1", "run-2"]
     git(repo, "update-ref", AuditLog.BRANCH, "agentplane/audit~1")
+    with pytest.raises(AuditError, match="entries were removed"):
+        log.latest("run-1")
+    with pytest.raises(AuditError, match="refusing to append"):
+        log.append("run-3", {"state": "queued"})
+    # Without this clone's anchor (another clone), the cache follows the rewritten branch.
+    log.anchor_path.unlink()
     assert log.run_ids() == ["run-1"]
     assert log.latest("run-2") is None
 

@@ -44,7 +44,8 @@ def test_modified_middle_record_rewritten_with_filter_branch(repo: Path, filled:
     assert '"state":"succeeded"' in git(repo, "show", f"agentplane/audit:{path}")
 
     report = verify(filled)
-    assert kinds(report) == {("modified", 2)}
+    # The chain names the edited entry; its signature no longer covers it either.
+    assert kinds(report) == {("modified", 2), ("signature", 2)}
     assert "seq 2" in report.findings[0].message
 
 
@@ -56,7 +57,8 @@ def test_modified_middle_record_in_an_edit_commit(repo: Path, filled: AuditLog) 
     report = verify(filled)
     assert ("modified", 1) in kinds(report)
     assert ("history", 6) in kinds(report)  # a commit that appends nothing
-    assert {k for k, _ in kinds(report)} == {"modified", "history"}
+    assert ("signature", 1) in kinds(report)
+    assert {k for k, _ in kinds(report)} == {"modified", "history", "signature"}
 
 
 def test_deleted_record(repo: Path, filled: AuditLog) -> None:
@@ -100,8 +102,11 @@ def test_modified_last_record_is_caught_by_the_anchor(repo: Path, filled: AuditL
     steps[5][last] = edit_entry(steps[5][last], state="succeeded")
     replay(repo, steps)
     report = verify(filled)
-    assert kinds(report) == {("anchor", 5)}
+    assert kinds(report) == {("anchor", 5), ("signature", 5)}
     assert "last entry seq 5" in report.findings[0].message
+    # Without this clone's anchor (a fresh clone), the signature alone still catches it.
+    filled.anchor_path.unlink()
+    assert kinds(verify(filled)) == {("signature", 5)}
 
 
 def test_removed_tail_is_caught_by_the_anchor(repo: Path, filled: AuditLog) -> None:
@@ -111,8 +116,9 @@ def test_removed_tail_is_caught_by_the_anchor(repo: Path, filled: AuditLog) -> N
     assert "branch ends at seq 3" in report.findings[0].message
 
 
-def test_recomputed_chain_is_caught_by_the_anchor(repo: Path, filled: AuditLog) -> None:
-    # The thorough attacker re-chains every digest after the edit; only the anchor knows.
+def test_recomputed_chain_is_caught_by_anchor_and_signatures(repo: Path, filled: AuditLog) -> None:
+    # The thorough attacker re-chains every digest after the edit; the anchor knows, and
+    # every re-chained entry's signature (which covers prev) breaks.
     steps = read_steps(repo)
     prev = None
     for seq, step in enumerate(steps):
@@ -123,7 +129,7 @@ def test_recomputed_chain_is_caught_by_the_anchor(repo: Path, filled: AuditLog) 
         step[entry_path(seq)] = canonical_json(doc)
         prev = digest_of(doc)
     replay(repo, steps)
-    assert kinds(verify(filled)) == {("anchor", 5)}
+    assert kinds(verify(filled)) == {("anchor", 5)} | {("signature", s) for s in range(2, 6)}
 
 
 def test_modified_artifact(repo: Path, filled: AuditLog) -> None:
