@@ -1,15 +1,23 @@
 """The egress proxy: an HTTP(S) proxy in the controller, the sandbox's only way out.
 
-It speaks CONNECT (HTTPS and anything else over TCP) and absolute-form plain HTTP
-requests, one upstream connection per client connection. It resolves each name
-once, checks every answer, and connects to the address it checked, so a second,
-different DNS answer (rebinding) can never be what it connects to. Every attempt,
-allowed or denied, becomes an EgressEvent.
+It parses every request on a client connection with h11 and judges each on its own:
+an absolute-form `http://` request goes to its own upstream (a keep-alive connection
+that asks for host A, then host B, reaches A, then B), with Host set to the name it
+checked. A CONNECT is a byte tunnel judged once, unless the proxy holds a per-run CA
+(tls.py): then it terminates TLS with a leaf for the checked name and judges every
+request inside the same way, forwarding each over its own verified TLS connection.
+
+It resolves each name once per upstream connection, checks every answer, and connects
+to the address it checked, so a second, different DNS answer (rebinding) can never be
+what it connects to. Every connection and every judged request, allowed or denied,
+becomes an EgressEvent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import os
 import selectors
 import shutil
@@ -20,13 +28,29 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from urllib.parse import urlsplit
+
+import h11
 
 from bot.sandbox.egress import Allowlist, ip_literal, normalise_host
-from bot.sandbox.spec import UNREACHABLE, EgressEvent, RequestGate
+from bot.sandbox.http1 import (
+    Refused,
+    Target,
+    check_host_header,
+    parse_connect,
+    parse_target,
+    response_headers,
+    upstream_headers,
+)
+from bot.sandbox.spec import UNREACHABLE, EgressEvent, HttpRequest, RequestGate
 from bot.sandbox.tls import RunCA
 
 MAX_HEAD = 16 << 10
+MAX_BODY = 32 << 20
+"""Request bodies are read whole before they are judged (the gate sees their digest)."""
+REQUEST_SECONDS = 120.0
+"""From waiting for a request to having read its body: a slow client cannot hold a thread."""
+READ_SECONDS = 60.0
+"""How long an upstream may be silent while it answers."""
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -55,6 +79,36 @@ class _TCPServer(_Server, socketserver.TCPServer):
     allow_reuse_address = True
 
 
+class _Upstream:
+    """One connection upstream, reused while requests keep naming its destination."""
+
+    def __init__(self, target: Target, sock: socket.socket, event: EgressEvent, began: float):
+        self.key = (target.scheme, target.host, target.port)
+        self.sock = sock
+        self.event = event
+        self.began = began
+        self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.up = 0
+        self.down = 0
+
+    def send(self, data: bytes | None) -> None:
+        if data:
+            self.sock.sendall(data)
+            self.up += len(data)
+
+    def next_event(self) -> object:
+        while True:
+            try:
+                event = self.http.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise Refused(502, f"upstream sent an invalid response: {exc}") from None
+            if event is not h11.NEED_DATA:
+                return event
+            data = self.sock.recv(1 << 16)
+            self.down += len(data)
+            self.http.receive_data(data)
+
+
 class EgressProxy:
     """Start with serve_unix() or serve_tcp(); close() ends every open connection."""
 
@@ -71,6 +125,7 @@ class EgressProxy:
         self.allowlist = Allowlist(allow_domains, private_ok)
         self._gate = request_gate
         self._tls = tls
+        self._upstream_tls = tls.upstream() if tls is not None else None
         self._resolve = resolve
         self._timeout = connect_timeout
         self._events: list[EgressEvent] = []
@@ -83,7 +138,7 @@ class EgressProxy:
 
     @property
     def log(self) -> list[EgressEvent]:
-        """Connections finished so far; complete once close() has returned."""
+        """Connections and requests finished so far; complete once close() has returned."""
         with self._lock:
             return list(self._events)
 
@@ -140,37 +195,253 @@ class EgressProxy:
 
     def _handle(self, client: socket.socket) -> None:
         self._track(client)
-        began = time.monotonic()
         try:
             client.settimeout(self._timeout)
-            head, rest = _read_head(client)
-            target = _parse_target(head)
-            if target is None:
-                client.sendall(_reply(400, "Bad Request", "expected CONNECT host:port or http://"))
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+            try:
+                first = _next_request(conn, client)
+            except Refused as exc:
+                client.sendall(_reply(exc.status, exc.reason))
                 return
-            host, port, connect = target
-            event, upstream = self._open_upstream(host, port)
-            if upstream is None:
-                self._record(event, began)
-                if event.decision == UNREACHABLE:  # allowed, but nothing answered
-                    client.sendall(_reply(502, "Bad Gateway", f"egress: {event.rule}"))
-                else:
-                    client.sendall(_reply(403, "Forbidden", f"egress denied: {event.rule}"))
+            if first is None:
                 return
-            self._track(upstream)
-            with upstream:
-                if connect:
-                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    first = rest
-                else:
-                    first = _origin_form(head) + rest
-                client.settimeout(None)
-                up, down = _splice(client, upstream, first)
-            self._record(event, began, up, down)
-        except OSError:
-            return
+            if first.method == b"CONNECT":
+                self._connect(client, conn, first)
+            else:
+                self._serve(client, conn, None, first, None)
+        except (OSError, h11.ProtocolError):
+            return  # the client went away, or broke HTTP after its answer began
         finally:
             self._untrack(client)
+
+    def _connect(self, client: socket.socket, conn: h11.Connection, request: h11.Request) -> None:
+        began = time.monotonic()
+        try:
+            host, port = parse_connect(request.target)
+        except Refused as exc:
+            client.sendall(_reply(exc.status, exc.reason))
+            return
+        url = f"{host}:{port}"
+        while conn.next_event() not in (h11.PAUSED, h11.NEED_DATA):
+            pass  # a CONNECT's body, if it claims one, is dropped unread
+        early = conn.trailing_data[0]
+        if self._tls is not None:
+            self._intercept(client, host, port, early)
+            return
+        event, upstream = self._open_upstream(host, port)
+        event = dataclasses.replace(event, method="CONNECT", url=url)
+        if upstream is not None and self._gate is not None:
+            allowed, reason = self._judge(HttpRequest("CONNECT", url, host, port, None))
+            event = dataclasses.replace(event, reason=reason)
+            if not allowed:
+                upstream.close()
+                upstream = None
+                event = dataclasses.replace(event, decision="deny")
+        if upstream is None:
+            self._record(event, began)
+            client.sendall(_refusal(event))
+            return
+        self._track(upstream)
+        with upstream:
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            client.settimeout(None)
+            up, down = _splice(client, upstream, early)
+        self._record(event, began, up, down)
+
+    def _intercept(self, client: socket.socket, host: str, port: int, early: bytes) -> None:
+        """Terminate the tunnel's TLS as the checked name and serve the requests inside."""
+        assert self._tls is not None
+        began = time.monotonic()
+        verdict = self.allowlist.check_name(host, port)
+        if not verdict.allowed:
+            denied = EgressEvent(host, port, "deny", verdict.rule, method="CONNECT")
+            self._record(dataclasses.replace(denied, url=f"{host}:{port}"), began)
+            client.sendall(_reply(403, f"egress denied: {verdict.rule}"))
+            return
+        if early:  # a ClientHello sent before the tunnel was open: nothing a browser does
+            client.sendall(_reply(400, "data sent before the tunnel was established"))
+            return
+        target = parse_target(b"/", (host, port))
+        try:
+            upstream = self._upstream_for(target, None)
+        except Refused as exc:
+            client.sendall(_reply(exc.status, exc.reason))
+            return
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        try:
+            inner = self._tls.leaf(target.host).wrap_socket(client, server_side=True)
+        except (OSError, ValueError):
+            self._close_upstream(upstream)
+            return  # the client would not take the run's certificate (or the SNI was another)
+        self._track(inner)
+        try:
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+            self._serve(inner, conn, (target.host, target.port), None, upstream)
+        finally:
+            self._untrack(inner)
+            with contextlib.suppress(OSError):
+                inner.close()
+
+    def _serve(
+        self,
+        client: socket.socket,
+        conn: h11.Connection,
+        tunnel: tuple[str, int] | None,
+        pending: h11.Request | None,
+        upstream: _Upstream | None,
+    ) -> None:
+        """Judge and forward each request of one client connection until either side ends."""
+        try:
+            while True:
+                began = time.monotonic()
+                try:
+                    request = pending or _next_request(conn, client)
+                    pending = None
+                    if request is None:
+                        return
+                    upstream = self._exchange(client, conn, tunnel, request, upstream, began)
+                except Refused as exc:
+                    client.sendall(_reply(exc.status, exc.reason))
+                    return
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return  # Connection: close, HTTP/1.0, or an answer framed by closing
+                conn.start_next_cycle()
+        finally:
+            if upstream is not None:
+                self._close_upstream(upstream)
+
+    def _exchange(
+        self,
+        client: socket.socket,
+        conn: h11.Connection,
+        tunnel: tuple[str, int] | None,
+        request: h11.Request,
+        upstream: _Upstream | None,
+        began: float,
+    ) -> _Upstream | None:
+        """One request: judge it, forward it, relay its answer; the upstream left open."""
+        method = request.method.decode("ascii", "replace")
+        url = request.target.decode("ascii", "replace")[:2000]
+        host, port, rule, reason = "", 0, "", ""
+        try:
+            target = parse_target(request.target, tunnel)
+            host, port, url = target.host, target.port, target.url
+            headers = list(request.headers)
+            check_host_header(headers, target)
+            if request.method == b"CONNECT" or any(k == b"upgrade" for k, _ in headers):
+                raise Refused(400, "CONNECT and protocol upgrades are not forwarded here")
+            verdict = self.allowlist.check_name(target.host, target.port)
+            rule = verdict.rule
+            if not verdict.allowed:
+                raise Refused(403, f"egress denied: {verdict.rule}")
+            body = _read_body(conn, client, began + REQUEST_SECONDS, headers)
+            digest = hashlib.sha256(body).hexdigest() if body else None
+            allowed, reason = self._judge(HttpRequest(method, url, host, port, digest))
+            if not allowed:
+                raise Refused(403, f"egress gate refused {method} {target.url}: {reason}")
+            if upstream is not None and upstream.key != (target.scheme, host, port):
+                self._close_upstream(upstream)
+                upstream = None
+            upstream = upstream or self._upstream_for(target, None)
+            down = self._forward(client, conn, upstream, request, target, headers, body)
+        except Refused as exc:
+            decision = UNREACHABLE if exc.status == 502 else "deny"
+            refused = EgressEvent(host, port, decision, rule or "refused", method=method)
+            self._record(dataclasses.replace(refused, url=url, reason=exc.reason), began)
+            if upstream is not None and exc.status == 502:
+                self._close_upstream(upstream)  # it broke its answer: it cannot be reused
+            raise
+        address = upstream.event.address
+        event = EgressEvent(host, port, "allow", rule, address, method=method, url=url)
+        event = dataclasses.replace(event, reason=reason)
+        self._record(event, began, len(body or b""), down)
+        if upstream.http.our_state is h11.DONE and upstream.http.their_state is h11.DONE:
+            upstream.http.start_next_cycle()
+            return upstream
+        self._close_upstream(upstream)
+        return None
+
+    def _forward(
+        self,
+        client: socket.socket,
+        conn: h11.Connection,
+        upstream: _Upstream,
+        request: h11.Request,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None,
+    ) -> int:
+        """Send the request upstream and relay the answer; returns the body bytes relayed."""
+        fields = upstream_headers(headers, target, body)
+        upstream.send(upstream.http.send(h11.Request(
+            method=request.method, target=target.path.encode("ascii"), headers=fields
+        )))  # fmt: skip
+        if body:
+            upstream.send(upstream.http.send(h11.Data(data=body)))
+        upstream.send(upstream.http.send(h11.EndOfMessage()))
+        upstream.sock.settimeout(READ_SECONDS)
+        while True:
+            try:
+                answer = upstream.next_event()
+            except OSError as exc:
+                raise Refused(502, f"upstream {target.authority} did not answer: {exc}") from None
+            if isinstance(answer, h11.Response):
+                break
+            if not isinstance(answer, h11.InformationalResponse):
+                raise Refused(502, f"upstream {target.authority} closed without answering")
+        client.sendall(conn.send(h11.Response(
+            status_code=answer.status_code,
+            headers=response_headers(list(answer.headers)),
+            reason=answer.reason,
+        )) or b"")  # fmt: skip
+        # The answer has begun: from here a failure can only end the connection.
+        relayed = 0
+        while True:
+            part = upstream.next_event()
+            if isinstance(part, h11.Data):
+                relayed += len(part.data)
+                client.sendall(conn.send(h11.Data(data=part.data)) or b"")
+            elif isinstance(part, h11.EndOfMessage):
+                client.sendall(conn.send(h11.EndOfMessage()) or b"")
+                return relayed
+            else:
+                raise OSError(f"upstream {target.authority} broke off its answer")
+
+    def _judge(self, request: HttpRequest) -> tuple[bool, str]:
+        if self._gate is None:
+            return True, ""
+        try:
+            allowed, reason = self._gate(request)
+        except Exception as exc:  # a broken gate fails closed, never open
+            return False, f"request gate failed: {type(exc).__name__}: {exc}"
+        return bool(allowed), str(reason)
+
+    def _upstream_for(self, target: Target, _current: None) -> _Upstream:
+        """A new connection to target's destination, checked; Refused (and logged) if not."""
+        began = time.monotonic()
+        event, sock = self._open_upstream(target.host, target.port)
+        if sock is None:
+            self._record(event, began)
+            raise Refused(502 if event.decision == UNREACHABLE else 403, _reason(event))
+        if target.scheme == "https":
+            assert self._upstream_tls is not None
+            bare = target.host.strip("[]")
+            try:
+                sock.settimeout(self._timeout)
+                sock = self._upstream_tls.wrap_socket(sock, server_hostname=bare)
+            except (OSError, ValueError) as exc:
+                sock.close()
+                failed = f"{event.rule}; TLS: {exc}"
+                self._record(dataclasses.replace(event, decision=UNREACHABLE, rule=failed), began)
+                raise Refused(502, f"egress: {failed}") from None
+        self._track(sock)
+        return _Upstream(target, sock, event, began)
+
+    def _close_upstream(self, upstream: _Upstream) -> None:
+        self._untrack(upstream.sock)
+        with contextlib.suppress(OSError):
+            upstream.sock.close()
+        self._record(upstream.event, upstream.began, upstream.up, upstream.down)
 
     def _open_upstream(self, host: str, port: int) -> tuple[EgressEvent, socket.socket | None]:
         verdict = self.allowlist.check_name(host, port)
@@ -198,9 +469,7 @@ class EgressProxy:
 
     def _record(self, event: EgressEvent, began: float, up: int = 0, down: int = 0) -> None:
         ms = round((time.monotonic() - began) * 1000, 1)
-        done = EgressEvent(
-            event.host, event.port, event.decision, event.rule, event.address, up, down, ms
-        )
+        done = dataclasses.replace(event, bytes_up=up, bytes_down=down, duration_ms=ms)
         with self._lock:
             self._events.append(done)
 
@@ -213,52 +482,81 @@ class EgressProxy:
             self._open.discard(sock)
 
 
-def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(4096)
-        if not chunk or len(buf) > MAX_HEAD:
-            raise OSError("incomplete request head")
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    return head + b"\r\n\r\n", rest
+def _next_request(conn: h11.Connection, sock: socket.socket) -> h11.Request | None:
+    """The next request's head, or None once the client has closed between requests."""
+    deadline = time.monotonic() + REQUEST_SECONDS
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise Refused(exc.error_status_hint, f"bad request: {exc}") from None
+        if isinstance(event, h11.Request):
+            return event
+        if event is not h11.NEED_DATA:
+            return None  # closed, or paused after a message h11 will not go past
+        _receive(conn, sock, deadline)
 
 
-def _parse_target(head: bytes) -> tuple[str, int, bool] | None:
-    """(host, port, is_connect) from the request line, or None if it is not a proxy request."""
+def _read_body(
+    conn: h11.Connection, sock: socket.socket, deadline: float, headers: list[tuple[bytes, bytes]]
+) -> bytes | None:
+    """The request's whole body (None when it declares none), bounded in size and time."""
+    if conn.they_are_waiting_for_100_continue:
+        sock.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+    declared = any(k in (b"content-length", b"transfer-encoding") for k, _ in headers)
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise Refused(exc.error_status_hint, f"bad request body: {exc}") from None
+        if isinstance(event, h11.Data):
+            size += len(event.data)
+            if size > MAX_BODY:
+                raise Refused(413, f"request body over {MAX_BODY >> 20} MiB")
+            parts.append(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return b"".join(parts) if declared else None
+        elif event is h11.NEED_DATA:
+            _receive(conn, sock, deadline)
+        else:
+            raise Refused(400, "the request ended before its body")
+
+
+def _receive(conn: h11.Connection, sock: socket.socket, deadline: float) -> None:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise Refused(408, f"request not complete within {REQUEST_SECONDS:.0f}s")
+    timeout = sock.gettimeout()
+    sock.settimeout(min(left, timeout) if timeout is not None else left)
     try:
-        method, target, _version = head.split(b"\r\n", 1)[0].decode("ascii").split(" ")
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if method == "CONNECT":
-        host, sep, port = target.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-            return None
-        return host, int(port), True
-    url = urlsplit(target)
-    try:
-        url_port = url.port or 80
-    except ValueError:
-        return None
-    if url.scheme != "http" or not url.hostname:
-        return None
-    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname  # urlsplit unbrackets
-    return host, url_port, False
+        data = sock.recv(1 << 16)
+    finally:
+        sock.settimeout(timeout)
+    conn.receive_data(data)
 
 
-def _origin_form(head: bytes) -> bytes:
-    """The request with its absolute URL turned into a path, as origin servers expect."""
-    line, _, headers = head.partition(b"\r\n")
-    method, target, version = line.split(b" ")
-    url = urlsplit(target.decode("ascii"))
-    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-    return b" ".join((method, path.encode("ascii"), version)) + b"\r\n" + headers
+def _reason(event: EgressEvent) -> str:
+    if event.decision == UNREACHABLE:  # allowed, but nothing answered
+        return f"egress: {event.rule}"
+    return f"egress denied: {event.rule}"
 
 
-def _reply(code: int, reason: str, body: str) -> bytes:
+def _refusal(event: EgressEvent) -> bytes:
+    status = 502 if event.decision == UNREACHABLE else 403
+    reason = _reason(event) + (f" ({event.reason})" if event.reason else "")
+    return _reply(status, reason)
+
+
+_STATUS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 413: "Content Too Large",
+           431: "Request Header Fields Too Large", 502: "Bad Gateway"}  # fmt: skip
+
+
+def _reply(code: int, body: str) -> bytes:
     data = body.encode() + b"\n"
     return (
-        f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\n"
+        f"HTTP/1.1 {code} {_STATUS.get(code, 'Error')}\r\nContent-Type: text/plain\r\n"
         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
     ).encode() + data
 

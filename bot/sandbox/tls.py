@@ -155,6 +155,14 @@ class RunCA:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.set_alpn_protocols(_ALPN)
+
+        def only_this_name(_sock: object, name: str | None, _ctx: object) -> int | None:
+            # SNI for another name than the one checked: the client means another site.
+            if name is None or name.lower().removesuffix(".") == bare.lower():
+                return None
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+
+        ctx.sni_callback = only_this_name
         # ssl loads chains from files only: they live here just long enough to be read.
         fd, path = tempfile.mkstemp(dir=self._dir, suffix=".pem")
         try:
