@@ -22,6 +22,20 @@ MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """Exponential and bounded: a delivery that keeps failing (GitHub down, a bug) waits
+    longer each time, so its attempts span minutes instead of burning out in seconds, and
+    it never waits so long that a fixed fault goes unnoticed."""
+
+    base: float = 10.0
+    cap: float = 900.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the attempts-th failed attempt."""
+        return float(min(self.cap, self.base * 2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
 class Leased:
     id: int
     delivery: Delivery
@@ -42,14 +56,15 @@ class DeliveryQueue(abc.ABC):
 
     @abc.abstractmethod
     def failed(self, item: Leased, error: str) -> None:
-        """Back to the queue until MAX_ATTEMPTS, then parked as failed."""
+        """Back to the queue after a backoff, until MAX_ATTEMPTS; then parked as failed."""
 
     @abc.abstractmethod
     def counts(self) -> dict[str, int]: ...
 
 
 class SqliteQueue(DeliveryQueue):
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, backoff: Backoff = Backoff()) -> None:
+        self.backoff = backoff
         self._db, self._lock = open_db(
             path,
             """CREATE TABLE IF NOT EXISTS deliveries (
@@ -57,9 +72,15 @@ class SqliteQueue(DeliveryQueue):
                 hook_id TEXT NOT NULL, delivery_id TEXT NOT NULL, event TEXT NOT NULL,
                 payload TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'queued',
                 attempts INTEGER NOT NULL DEFAULT 0, lease_until REAL NOT NULL DEFAULT 0,
-                error TEXT, received_at REAL NOT NULL,
+                error TEXT, received_at REAL NOT NULL, not_before REAL NOT NULL DEFAULT 0,
                 UNIQUE (hook_id, delivery_id))""",
         )
+        with self._lock:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "not_before" not in columns:  # a queue written before backoff existed
+                self._db.execute(
+                    "ALTER TABLE deliveries ADD COLUMN not_before REAL NOT NULL DEFAULT 0"
+                )
 
     def put(self, delivery: Delivery) -> bool:
         with self._lock:
@@ -82,9 +103,10 @@ class SqliteQueue(DeliveryQueue):
             self._db.execute("BEGIN IMMEDIATE")
             row = self._db.execute(
                 "SELECT id, hook_id, delivery_id, event, payload, attempts FROM deliveries"
-                " WHERE state = 'queued' OR (state = 'leased' AND lease_until < ?)"
+                " WHERE (state = 'queued' AND not_before <= ?)"
+                " OR (state = 'leased' AND lease_until < ?)"
                 " ORDER BY id LIMIT 1",
-                (now,),
+                (now, now),
             ).fetchone()
             if row is None:
                 self._db.execute("COMMIT")
@@ -106,10 +128,12 @@ class SqliteQueue(DeliveryQueue):
 
     def failed(self, item: Leased, error: str) -> None:
         state = "failed" if item.attempts >= MAX_ATTEMPTS else "queued"
+        retry_at = time.time() + self.backoff.delay(item.attempts)
         with self._lock:
             self._db.execute(
-                "UPDATE deliveries SET state = ?, error = ?, lease_until = 0 WHERE id = ?",
-                (state, error[:2000], item.id),
+                "UPDATE deliveries SET state = ?, error = ?, lease_until = 0, not_before = ?"
+                " WHERE id = ?",
+                (state, error[:2000], retry_at, item.id),
             )
 
     def counts(self) -> dict[str, int]:

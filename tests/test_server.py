@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from bot.config import Settings
 from bot.github.sansio import Delivery, signature
-from bot.queue import SqliteQueue
+from bot.queue import Backoff, SqliteQueue
 from bot.server import Metrics, Worker, create_app
 from tests.shared import GITHUB
 
@@ -44,7 +44,7 @@ def post(
 
 @pytest.fixture
 def queue(tmp_path: Path) -> SqliteQueue:
-    return SqliteQueue(tmp_path / "q.db")
+    return SqliteQueue(tmp_path / "q.db", Backoff(base=0))
 
 
 def app(queue: SqliteQueue, secrets: tuple[str, ...] = ("s",)) -> TestClient:
