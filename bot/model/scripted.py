@@ -17,6 +17,8 @@ import yaml
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import ModelResponse
 
+from bot.tools import safefs
+
 PROVIDER = "scripted"
 
 
@@ -24,18 +26,46 @@ def _error(status: int, message: str) -> Exception:
     return CustomLLMError(status_code=status, message=message)  # type: ignore[no-untyped-call]
 
 
+MAX_SCRIPT_BYTES = 4 << 20
+
+
 def load_script(model: str, api_base: str | None, root: str | None = None) -> list[dict[str, Any]]:
-    """Turns of script `model`; a relative api_base is taken from the run's workspace root."""
+    """Turns of script `model`; a relative api_base is taken from the run's workspace root.
+
+    A relative script directory is in the repository (`.agentplane/scripts`), so it
+    and the script are opened beneath the workspace and never through a symlink: a
+    committed or planted link would make the host read any file it points to. An
+    absolute api_base is the operator's own directory; the script in it is opened
+    the same way.
+    """
     name = model.split("/", 1)[-1]
-    base = Path(root or ".") / (api_base or ".")
-    for candidate in (base / f"{name}.yaml", base / name):
-        if candidate.is_file():
-            data = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
-            turns = data.get("turns") if isinstance(data, dict) else None
-            if not isinstance(turns, list):
-                raise _error(400, f"{candidate}: expected a `turns:` list")
-            return turns
-    raise _error(404, f"no model script {name!r} in {base.resolve()}")
+    base = api_base or "."
+    trusted, inner = (base, "") if Path(base).is_absolute() else (root or ".", base)
+    shown = Path(trusted) / inner
+    for candidate in (f"{name}.yaml", name):
+        rel = f"{inner}/{candidate}" if inner else candidate
+        try:
+            with safefs.root(Path(trusted)) as fd:
+                if safefs.lookup(fd, rel).kind == "dir":
+                    continue
+                text = safefs.read_bytes(fd, rel, MAX_SCRIPT_BYTES + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except safefs.UnsafePath as exc:
+            raise _error(400, f"model script {shown / candidate}: {exc}") from None
+        except OSError as exc:
+            raise _error(500, f"cannot read model script {shown / candidate}: {exc}") from None
+        if len(text) > MAX_SCRIPT_BYTES:
+            raise _error(400, f"{shown / candidate}: larger than {MAX_SCRIPT_BYTES} bytes")
+        try:
+            data = yaml.safe_load(text.decode("utf-8", errors="replace")) or {}
+        except yaml.YAMLError as exc:
+            raise _error(400, f"{shown / candidate}: not valid YAML: {exc}") from None
+        turns = data.get("turns") if isinstance(data, dict) else None
+        if not isinstance(turns, list):
+            raise _error(400, f"{shown / candidate}: expected a `turns:` list")
+        return turns
+    raise _error(404, f"no model script {name!r} in {Path(shown).absolute()}")
 
 
 class ScriptedLLM(CustomLLM):
