@@ -494,7 +494,8 @@ def _next_request(conn: h11.Connection, sock: socket.socket) -> h11.Request | No
             return event
         if event is not h11.NEED_DATA:
             return None  # closed, or paused after a message h11 will not go past
-        _receive(conn, sock, deadline)
+        # Small reads: h11 bounds only a head it has not seen the end of yet.
+        _receive(conn, sock, deadline, 4096)
 
 
 def _read_body(
@@ -519,19 +520,19 @@ def _read_body(
         elif isinstance(event, h11.EndOfMessage):
             return b"".join(parts) if declared else None
         elif event is h11.NEED_DATA:
-            _receive(conn, sock, deadline)
+            _receive(conn, sock, deadline, 1 << 16)
         else:
             raise Refused(400, "the request ended before its body")
 
 
-def _receive(conn: h11.Connection, sock: socket.socket, deadline: float) -> None:
+def _receive(conn: h11.Connection, sock: socket.socket, deadline: float, size: int) -> None:
     left = deadline - time.monotonic()
     if left <= 0:
         raise Refused(408, f"request not complete within {REQUEST_SECONDS:.0f}s")
     timeout = sock.gettimeout()
     sock.settimeout(min(left, timeout) if timeout is not None else left)
     try:
-        data = sock.recv(1 << 16)
+        data = sock.recv(size)
     finally:
         sock.settimeout(timeout)
     conn.receive_data(data)

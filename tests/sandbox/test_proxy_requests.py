@@ -1,0 +1,273 @@
+"""The egress proxy judges every request, counted from the servers' side.
+
+Real HTTP/1.1 keep-alive servers (http.server with protocol_version HTTP/1.1) log
+every request they receive; clients are http.client on one keep-alive connection.
+Names resolve to 127.0.0.1 through a scripted resolver, opened with private_ok.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import http.server
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from bot.sandbox.proxy import EgressProxy
+from bot.sandbox.spec import HttpRequest
+from bot.sandbox.tls import RunCA
+
+LOCAL = ("127.0.0.1/32",)
+
+
+@dataclass
+class Origin:
+    name: str
+    port: int = 0
+    seen: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+    """(method, path, Host, body) of every request that arrived."""
+    connections: int = 0
+
+
+class _KeepAlive(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.origin.connections += 1
+
+    def _answer(self) -> None:
+        size = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(size) if size else b""
+        origin = self.server.origin
+        origin.seen.append((self.command, self.path, self.headers.get("Host", ""), body))
+        reply = f"{origin.name} {self.command} {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    origin: Origin
+
+
+def _serve(origin: Origin, tls: ssl.SSLContext | None = None) -> Iterator[Origin]:
+    server = _Server(("127.0.0.1", 0), _KeepAlive)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    server.origin = origin
+    origin.port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield origin
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def a() -> Iterator[Origin]:
+    yield from _serve(Origin("a.test"))
+
+
+@pytest.fixture
+def b() -> Iterator[Origin]:
+    yield from _serve(Origin("b.test"))
+
+
+def proxy_for(*origins: Origin, **kwargs: object) -> EgressProxy:
+    rules = [f"{o.name}:{o.port}" for o in origins]
+    return EgressProxy(rules, private_ok=LOCAL, resolve=lambda h, p: ["127.0.0.1"], **kwargs)  # type: ignore[arg-type]
+
+
+def get(conn: http.client.HTTPConnection, method: str, url: str, **kw: object) -> tuple[int, str]:
+    conn.request(method, url, **kw)  # type: ignore[arg-type]
+    reply = conn.getresponse()
+    return reply.status, reply.read().decode()
+
+
+def test_each_request_on_a_keep_alive_connection_reaches_its_own_server(
+    a: Origin, b: Origin
+) -> None:
+    """Before, the first request chose the upstream: B's request, cookie and all, went to A."""
+    with proxy_for(a, b) as proxy:
+        conn = http.client.HTTPConnection(*proxy.serve_tcp(), timeout=5)
+        first = get(conn, "GET", f"http://a.test:{a.port}/one")
+        client_socket = conn.sock
+        second = get(conn, "GET", f"http://b.test:{b.port}/two", headers={"Cookie": "b=secret"})
+        third = get(conn, "GET", f"http://a.test:{a.port}/three")
+        assert conn.sock is client_socket  # one client connection throughout
+        conn.close()
+    assert [first, second, third] == [
+        (200, "a.test GET /one\n"), (200, "b.test GET /two\n"), (200, "a.test GET /three\n")
+    ]  # fmt: skip
+    assert [(m, p, h) for m, p, h, _ in a.seen] == [
+        ("GET", "/one", f"a.test:{a.port}"), ("GET", "/three", f"a.test:{a.port}")
+    ]  # fmt: skip
+    assert [(m, p, h) for m, p, h, _ in b.seen] == [("GET", "/two", f"b.test:{b.port}")]
+    judged = [(e.host, e.method, e.url) for e in proxy.log if e.method]
+    assert judged == [
+        ("a.test", "GET", f"http://a.test:{a.port}/one"),
+        ("b.test", "GET", f"http://b.test:{b.port}/two"),
+        ("a.test", "GET", f"http://a.test:{a.port}/three"),
+    ]
+    assert len([e for e in proxy.log if not e.method]) == 3  # a, b, a again
+
+
+def test_a_host_header_naming_another_site_is_refused(a: Origin, b: Origin) -> None:
+    """A shared front end routes by Host: the checked name must be the one it sees."""
+    with proxy_for(a, b) as proxy:
+        addr = proxy.serve_tcp()
+        conn = http.client.HTTPConnection(*addr, timeout=5)
+        url = f"http://a.test:{a.port}/"
+        mismatched = get(conn, "GET", url, headers={"Host": f"b.test:{b.port}"})
+        conn.close()
+        conn = http.client.HTTPConnection(*addr, timeout=5)
+        respelled = get(conn, "GET", url, headers={"Host": f"A.Test.:{a.port}"})
+        conn.close()
+    assert mismatched[0] == 403 and "does not match" in mismatched[1], mismatched
+    assert respelled[0] == 200
+    assert [h for _, _, h, _ in a.seen] == [f"a.test:{a.port}"]  # the checked name, only once
+    assert b.seen == []
+    refused = next(e for e in proxy.log if e.decision == "deny")
+    assert refused.method == "GET" and "does not match" in refused.reason
+
+
+def only_reads(request: HttpRequest) -> tuple[bool, str]:
+    if request.method in ("GET", "HEAD"):
+        return True, "reads only"
+    return False, f"{request.method} is not the approved request"
+
+
+def test_a_request_gate_refusing_post_stops_it_at_the_proxy(a: Origin) -> None:
+    judged: list[HttpRequest] = []
+
+    def gate(request: HttpRequest) -> tuple[bool, str]:
+        judged.append(request)
+        return only_reads(request)
+
+    with proxy_for(a, request_gate=gate) as proxy:
+        conn = http.client.HTTPConnection(*proxy.serve_tcp(), timeout=5)
+        read = get(conn, "GET", f"http://a.test:{a.port}/page")
+        # The same keep-alive connection: before, this went unjudged behind the GET.
+        post = get(conn, "POST", f"http://a.test:{a.port}/save", body=b"name=x")
+        conn.close()
+    assert read[0] == 200
+    assert post[0] == 403 and "POST is not the approved request" in post[1]
+    assert [(m, p) for m, p, _, _ in a.seen] == [("GET", "/page")]  # the POST never arrived
+    assert judged[1] == HttpRequest(
+        "POST", f"http://a.test:{a.port}/save", "a.test", a.port,
+        hashlib.sha256(b"name=x").hexdigest(),
+    )  # fmt: skip
+    assert judged[0].body_sha256 is None
+    (refused,) = [e for e in proxy.log if e.decision == "deny"]
+    assert (refused.method, refused.url) == ("POST", f"http://a.test:{a.port}/save")
+    assert refused.reason.endswith("POST is not the approved request")
+
+
+def test_oversized_request_heads_are_refused(a: Origin) -> None:
+    with proxy_for(a) as proxy, socket.create_connection(proxy.serve_tcp(), timeout=5) as s:
+        # A head that never ends: the proxy must stop reading, not buffer it all.
+        s.sendall(f"GET http://a.test:{a.port}/ HTTP/1.1\r\nX: {'y' * 20000}".encode())
+        reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 431"), reply
+    assert a.seen == []
+
+
+# --- HTTPS, intercepted with the run's CA --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def public_ca() -> Iterator[RunCA]:
+    """Stands in for a public CA: it issues the local HTTPS server's certificate."""
+    ca = RunCA.create()
+    yield ca
+    ca.close()
+
+
+@pytest.fixture
+def tls_a(public_ca: RunCA) -> Iterator[Origin]:
+    yield from _serve(Origin("a.test"), public_ca.leaf("a.test"))
+
+
+@pytest.fixture
+def run_ca(public_ca: RunCA, tmp_path: Path) -> Iterator[RunCA]:
+    cafile = tmp_path / "public-ca.pem"
+    cafile.write_bytes(public_ca.ca_pem)
+    ca = RunCA.create(upstream_cafile=cafile)
+    yield ca
+    ca.close()
+
+
+def tunnel(proxy: EgressProxy, origin: Origin, sni: str, ca: RunCA) -> ssl.SSLSocket:
+    """CONNECT to origin, then TLS for sni, trusting the run's CA as Chromium would."""
+    raw = socket.create_connection(proxy.serve_tcp(), timeout=5)
+    raw.sendall(f"CONNECT {origin.name}:{origin.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+    trust = ssl.create_default_context(cadata=ca.ca_pem.decode())
+    return trust.wrap_socket(raw, server_hostname=sni)
+
+
+def test_https_is_intercepted_and_each_request_judged(tls_a: Origin, run_ca: RunCA) -> None:
+    with proxy_for(tls_a, request_gate=only_reads, tls=run_ca) as proxy:
+        trust = ssl.create_default_context(cadata=run_ca.ca_pem.decode())
+        conn = http.client.HTTPSConnection(*proxy.serve_tcp(), timeout=5, context=trust)
+        conn.set_tunnel("a.test", tls_a.port)
+        read = get(conn, "GET", "/page")
+        leaf = x509.load_der_x509_certificate(conn.sock.getpeercert(binary_form=True))
+        post = get(conn, "POST", "/save", body=b"name=x")
+        conn.close()
+    assert read == (200, "a.test GET /page\n")
+    assert post[0] == 403 and "POST is not the approved request" in post[1]
+    assert [(m, p, h) for m, p, h, _ in tls_a.seen] == [("GET", "/page", f"a.test:{tls_a.port}")]
+    spki = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert base64.b64encode(hashlib.sha256(spki).digest()).decode() == run_ca.spki_sha256_b64()
+    judged = [(e.method, e.url, e.decision) for e in proxy.log if e.method]
+    assert judged == [
+        ("GET", f"https://a.test:{tls_a.port}/page", "allow"),
+        ("POST", f"https://a.test:{tls_a.port}/save", "deny"),
+    ]
+
+
+def test_tls_for_another_name_or_host_inside_a_tunnel_is_refused(
+    tls_a: Origin, run_ca: RunCA
+) -> None:
+    """The SNI and the inner Host are tied to the name the CONNECT was checked for."""
+    with proxy_for(tls_a, tls=run_ca) as proxy:
+        with pytest.raises(ssl.SSLError):
+            tunnel(proxy, tls_a, "b.test", run_ca)
+        with tunnel(proxy, tls_a, "a.test", run_ca) as inner:
+            inner.sendall(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+            mismatched = inner.recv(4096)
+    assert mismatched.startswith(b"HTTP/1.1 403") and b"does not match" in mismatched
+    assert tls_a.seen == []
+
+
+def test_an_upstream_the_proxy_cannot_verify_is_a_502(tls_a: Origin) -> None:
+    """The proxy verifies upstream itself: the sandbox's trust in it must not be wasted."""
+    ca = RunCA.create()  # trusts only the system store: not the local server's CA
+    with proxy_for(tls_a, tls=ca) as proxy:
+        raw = socket.create_connection(proxy.serve_tcp(), timeout=5)
+        raw.sendall(f"CONNECT a.test:{tls_a.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        reply = raw.recv(4096)
+        raw.close()
+    ca.close()
+    assert reply.startswith(b"HTTP/1.1 502") and b"certificate verify failed" in reply, reply
+    (event,) = proxy.log
+    assert event.decision == "unreachable" and "TLS" in event.rule
