@@ -11,8 +11,11 @@ import base64
 import hashlib
 import http.client
 import http.server
+import os
 import socket
 import ssl
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from bot.browser.driver import chromium_sandbox, find_chromium
+from bot.browser.errors import BrowserUnavailable
 from bot.sandbox.proxy import EgressProxy
 from bot.sandbox.spec import HttpRequest
 from bot.sandbox.tls import RunCA
@@ -271,3 +276,25 @@ def test_an_upstream_the_proxy_cannot_verify_is_a_502(tls_a: Origin) -> None:
     assert reply.startswith(b"HTTP/1.1 502") and b"certificate verify failed" in reply, reply
     (event,) = proxy.log
     assert event.decision == "unreachable" and "TLS" in event.rule
+
+
+def test_chromium_trusts_the_run_ca_by_its_spki_only(tls_a: Origin, run_ca: RunCA) -> None:
+    """The installed Chromium takes the intercepted leaf by --ignore-certificate-errors-spki-list
+    (no trust store changed), and the proxy judges what it sends inside."""
+    try:
+        chromium, _ = find_chromium(os.environ, None)
+    except BrowserUnavailable as exc:
+        pytest.skip(str(exc))
+    url = f"https://a.test:{tls_a.port}/page"
+    with proxy_for(tls_a, request_gate=only_reads, tls=run_ca) as proxy:
+        host, port = proxy.serve_tcp()
+        with tempfile.TemporaryDirectory() as profile:
+            argv = [chromium, "--headless", f"--user-data-dir={profile}", "--no-first-run",
+                    f"--proxy-server=http://{host}:{port}", "--proxy-bypass-list=<-loopback>",
+                    f"--ignore-certificate-errors-spki-list={run_ca.spki_sha256_b64()}",
+                    *([] if chromium_sandbox(os.environ) else ["--no-sandbox"]),
+                    "--dump-dom", url]  # fmt: skip
+            shown = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert "a.test GET /page" in shown.stdout, shown.stderr[-2000:]
+    assert ("GET", "/page", f"a.test:{tls_a.port}") in [(m, p, h) for m, p, h, _ in tls_a.seen]
+    assert ("GET", url, "allow") in [(e.method, e.url, e.decision) for e in proxy.log]
