@@ -35,6 +35,15 @@ def _engine(repo: str, backend: str = "bwrap") -> Any:
     return Engine(GitRepo(Path(repo)), Lazy(backend))
 
 
+def _live_engine(repo: str, backend: str = "bwrap") -> Any:
+    """An engine for commands that move runs forward: first it resolves the runs a killed
+    process left in flight, so none stays `running` for good."""
+    engine = _engine(repo, backend)
+    for rec in engine.recover():
+        click.echo(f"recovered {rec.run_id}: {rec.state}: {rec.transitions[-1].reason}", err=True)
+    return engine
+
+
 repo_option = click.option(
     "--repo", default=".", show_default=True, help="The git repository to work in."
 )
@@ -83,7 +92,7 @@ def plan_cmd(job: str, prompt: str | None, repo: str) -> None:
 @repo_option
 def run(job: str, prompt: str | None, verdict: str | None, backend: str, repo: str) -> None:
     """Run JOB: plan, propose in the sandbox, show the evidence, ask for approval, apply."""
-    engine = _engine(repo, backend)
+    engine = _live_engine(repo, backend)
     req = engine.request(job, prompt=prompt)
     if not (prompt or req.job.prompt) and sys.stdin.isatty():
         asked = click.prompt(
@@ -144,7 +153,7 @@ def _decide(engine: Any, run_id: str, verdict: str) -> None:
 @repo_option
 def approve(run_id: str, repo: str) -> None:
     """Approve a run waiting for approval (as your git identity), and apply it."""
-    _decide(_engine(repo), run_id, "approve")
+    _decide(_live_engine(repo), run_id, "approve")
 
 
 @cli.command()
@@ -155,7 +164,7 @@ def approve(run_id: str, repo: str) -> None:
 @repo_option
 def answer(run_id: str, text: str, verdict: str | None, repo: str) -> None:
     """Answer a run's question (needs_clarification) and resume it."""
-    engine = _engine(repo)
+    engine = _live_engine(repo)
     rec = engine.answer(run_id, engine.repo.identity(), text)
     _after_propose(engine, rec, verdict)
 
@@ -165,7 +174,7 @@ def answer(run_id: str, text: str, verdict: str | None, repo: str) -> None:
 @repo_option
 def deny(run_id: str, repo: str) -> None:
     """Deny a run waiting for approval."""
-    _decide(_engine(repo), run_id, "deny")
+    _decide(_live_engine(repo), run_id, "deny")
 
 
 @cli.command()
@@ -197,7 +206,7 @@ def replay(run_id: str, script_dir: Path, repo: str) -> None:
 
 @cli.group()
 def audit() -> None:
-    """The audit branch: log, show, verify."""
+    """The audit branch: log, show, verify, key."""
 
 
 @audit.command("log")
@@ -217,23 +226,60 @@ def audit_show(run_id: str, repo: str) -> None:
     click.echo(json.dumps(_engine(repo).load(run_id).model_dump(mode="json"), indent=2))
 
 
+def _trusting_policy(engine: Any) -> None:
+    """Trust the signers policy on the default branch lists; without readable policy only
+    this clone's own key is trusted, which fails closed on every other writer."""
+    from bot.audit.trust import Trust
+
+    try:
+        policy = engine.policy()
+    except AgentplaneError as exc:
+        click.echo(f"warning: policy unreadable, trusting only this clone's key: {exc}", err=True)
+        return
+    audit = policy.audit
+    engine.audit.trust(Trust.from_policy(audit.signers, audit.require_signatures_from))
+
+
 @audit.command("verify")
 @click.option("--expect-head", help="The head digest you expect (e.g. from a PR comment).")
 @repo_option
 def audit_verify(expect_head: str | None, repo: str) -> None:
-    """Prove the chain of records and every artifact digest."""
+    """Prove the chain of records, their signatures and every artifact digest (writes nothing)."""
     from bot.audit.verify import verify
 
-    report = verify(_engine(repo).audit, expect_head=expect_head)
+    engine = _engine(repo)
+    _trusting_policy(engine)
+    report = verify(engine.audit, expect_head=expect_head)
     for f in report.findings:
         where = f"seq {f.seq}: " if f.seq is not None else ""
         click.echo(f"FAIL {f.kind}: {where}{f.message}", err=True)
+    for w in report.warnings:
+        click.echo(f"WARN {w.kind}: seq {w.seq}: {w.message}", err=True)
+    if report.unsigned:
+        click.echo(
+            f"note: {report.unsigned} record(s) are unsigned (v1, written before signing); "
+            "policy's audit.require_signatures_from refuses unsigned records from a seq on",
+            err=True,
+        )
     click.echo(
-        f"{'ok' if report.ok else 'TAMPERED'}: {report.entries} records, "
+        f"{'ok' if report.ok else 'TAMPERED'}: {report.entries} records "
+        f"({report.signed} signed, {report.unsigned} unsigned v1), "
         f"{report.artifacts} artifacts, head {report.head}"
     )
     if not report.ok:
         raise SystemExit(1)
+
+
+@audit.command("key")
+@repo_option
+def audit_key(repo: str) -> None:
+    """Print this host's signer as a line for policy's audit.signers (makes the key if new)."""
+    from bot.audit.log import AuditLog
+    from bot.audit.signing import load_signer
+
+    signer = load_signer(AuditLog(Path(repo)).key_dir, create=True)
+    assert signer is not None  # create=True makes one
+    click.echo(f"- {{name: {json.dumps(signer.name)}, key: {signer.key}}}")
 
 
 @cli.command()

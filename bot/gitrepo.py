@@ -218,5 +218,7 @@ class GitRepo:
         commit = self._git(
             "commit-tree", tree, "-p", base, "-F", "-", env=env_id, stdin=message
         ).strip()
+        if self._git("for-each-ref", "--format=%(objectname)", ref).strip() == commit:
+            return commit  # a resumed apply: same base, patch, message and date, same commit
         self._git("update-ref", ref, commit, "0" * 40)
         return commit

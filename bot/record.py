@@ -26,6 +26,8 @@ State = Literal[
     "budget_exceeded",
     "cancelled",
 ]
+IN_FLIGHT: frozenset[str] = frozenset({"planned", "running", "approved"})
+"""States a live process is carrying forward: nobody else waits on them."""
 FINAL: frozenset[str] = frozenset(
     {"denied", "rejected", "applied", "completed", "failed", "budget_exceeded", "cancelled"}
 )
@@ -39,7 +41,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "awaiting_approval": frozenset(
         {"awaiting_approval", "approved", "rejected", "failed", "cancelled"}
     ),
-    "approved": frozenset({"applied", "failed"}),
+    "approved": frozenset({"approved", "applied", "failed"}),
 }
 
 Decision = Literal["allow", "deny", "needs_approval"]
@@ -184,6 +186,8 @@ class RunRecord(BaseModel):
     egress: list[dict[str, Any]] = Field(default_factory=list)
     """Every connection the sandbox tried through the egress proxy, allowed or denied."""
     final_message: str | None = None
+    owner: str | None = None
+    """While IN_FLIGHT: the process carrying the run (bot.owner), so a dead one is found."""
     cost_usd: float = 0.0
     timings: dict[str, float] = Field(default_factory=dict)
 

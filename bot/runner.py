@@ -38,9 +38,12 @@ from bot.globs import match_any
 from bot.identity import Directory, Resolver, normalise
 from bot.job import Job, parse_job
 from bot.model.turn import ModelTurn, litellm_client, script_from_transcript
+from bot.owner import is_dead, this_process
 from bot.plan import Plan, plan
 from bot.policy import Policy, RepoConfig, merge_policy, parse_config
+from bot.proposal_checks import SECRET_SCAN, ProposalRefused, check_proposal
 from bot.record import (
+    IN_FLIGHT,
     Approval,
     ArtifactRef,
     BrowserPending,
@@ -52,6 +55,7 @@ from bot.record import (
     RunRecord,
     ToolCall,
 )
+from bot.redact import Redactor, host_secrets
 from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.backends import get_backend
@@ -90,6 +94,9 @@ class Engine:
         self.backend = backend
         self.model_factory = model_factory
         self.now = now
+        self.redactor = Redactor.for_host(os.environ)
+        """The one redactor for records, evidence, commit messages; doors widen it with
+        their own secrets (redactor.with_secrets), policy() with what routing names."""
         self.resolve_login: Resolver | None = None
         """Set by a door that knows GitHub: policy's logins become numeric ids through it."""
 
@@ -100,9 +107,12 @@ class Engine:
 
     def policy(self) -> Policy:
         """Policy from the default branch only: a feature branch cannot grant itself more."""
-        return merge_policy(
+        policy = merge_policy(
             self.repo.read_dir(self.repo.policy_ref(), "policies", (".yaml", ".yml"))
         )
+        # Model keys routing names (os.environ/NAME), DSNs policy's connections name.
+        self.redactor = self.redactor.with_secrets(host_secrets(os.environ, policy))
+        return policy
 
     def config(self, commit: str) -> RepoConfig | None:
         # Read at the run's own commit: a config can only narrow, so a branch may tighten it.
@@ -217,7 +227,11 @@ class Engine:
                 self.repo.export(rec.commit, ws)
                 if resume is not None and resume.partial:
                     self.repo.apply_in(ws, resume.partial)
-                limits = Limits(wall_seconds=min(120.0, (p.budget.minutes or 10) * 60))
+                # One byte over the quota, so a file cut by RLIMIT_FSIZE is still over it.
+                fsize = policy.quotas.largest_file_bytes + 1
+                limits = Limits(
+                    wall_seconds=min(120.0, (p.budget.minutes or 10) * 60), file_size_bytes=fsize
+                )
                 # No bytecode caches: they would pollute the proposal, and a .pyc written in
                 # the same second as a same-size edit is trusted over the new source.
                 spec = SandboxSpec(
@@ -259,7 +273,10 @@ class Engine:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
                 return self._advance(rec, "failed", str(exc))
         rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
-        artifacts = self._stage(rec, p, diff, kit, outcome.messages)
+        try:
+            artifacts = self._stage(rec, p, diff, kit, outcome.messages, policy)
+        except ProposalRefused as exc:
+            return self._advance(rec, "failed", str(exc))
         if outcome.status == "needs_clarification":
             rec.question = Question(
                 text=outcome.message, call_id=outcome.question_call or "", asked_at=self.now()
@@ -291,13 +308,47 @@ class Engine:
         diff: WorkspaceDiff,
         kit: Toolbox,
         messages: list[dict[str, Any]],
+        policy: Policy,
     ) -> dict[str, bytes]:
-        """Artifacts of this step and the proposal: diff, held browser request, evidence."""
+        """Artifacts of this step and the proposal: diff, held browser request, evidence.
+
+        Raises ProposalRefused (before anything is staged) for a patch over a quota or
+        adding a secret the control plane holds."""
+        flags = (
+            check_proposal(diff.patch, self.redactor, policy.quotas, policy.rule("quotas"))
+            if diff.patch
+            else []
+        )
         artifacts: dict[str, bytes] = {}
 
         def put(name: str, data: bytes, media_type: str) -> None:
+            # Redacted before hashing: the record names what is stored. The patch is stored
+            # as proposed (it is what apply commits; check_proposal vetted it), and the
+            # browser run only for known secrets: its digests bind what apply replays.
+            if name == RUN_ARTIFACT:
+                data = self.redactor.known(data.decode("utf-8", "replace")).encode()
+            elif name != "proposal.diff" and _is_text(media_type):
+                data = self.redactor(data.decode("utf-8", "replace")).encode()
             rec.artifacts = [a for a in rec.artifacts if a.name != name]
             artifacts[self._artifact(rec, name, data, media_type)] = data
+
+        flagged = {(c.arguments.get("path"), c.arguments.get("line")) for c in rec.tool_calls}
+        for flag in flags:
+            if (flag.path, flag.line) in flagged:  # a resumed run re-checks the whole patch
+                continue
+            rec.tool_calls.append(
+                ToolCall(
+                    seq=len(rec.tool_calls) + 1,
+                    tool=SECRET_SCAN,
+                    arguments={"path": flag.path, "line": flag.line},
+                    decision="allow",
+                    rule="agentplane#proposal_checks",
+                    reason=flag.describe(),
+                    ok=True,
+                    result="",
+                    duration_ms=0.0,
+                )
+            )
 
         # A resumed run re-diffs everything: report each out-of-scope path once.
         seen = {c.arguments.get("path") for c in rec.tool_calls if c.tool == "workspace"}
@@ -479,6 +530,7 @@ class Engine:
                 f"Agentplane-Proposal: {rec.proposal.digest if rec.proposal else ''}\n"
                 f"Approved-by: {approvers}\n"
             )
+            message = self.redactor(message)  # the model's final message is hostile text
             try:
                 commit = self.repo.commit_patch(
                     rec.commit,
@@ -570,6 +622,38 @@ class Engine:
             return self._advance(rec, "cancelled", reason)
         return rec
 
+    def recover(self) -> list[RunRecord]:
+        """Resolve the runs whose process died in flight (killed, crashed, host rebooted).
+
+        An approved code proposal is applied: apply is deterministic and never asks the model.
+        A held browser request may or may not have left: at most once, so the run fails as
+        "outcome unknown" and a human checks the site. Anything else fails with the reason.
+        """
+        resolved = []
+        for run_id in self.audit.run_ids():
+            entry = self.audit.latest(run_id)
+            if entry is None or entry.record.get("state") not in IN_FLIGHT:
+                continue
+            if not is_dead(entry.record.get("owner")):
+                continue
+            rec = RunRecord.model_validate(entry.record)
+            died = f"the process carrying it ({rec.owner or 'before owners were recorded'}) died"
+            if rec.state == "approved" and rec.proposal and rec.proposal.browser:
+                held = rec.proposal.browser
+                rec = self._advance(
+                    rec,
+                    "failed",
+                    f"outcome unknown: {died} while releasing {held.method} {held.url}; it is "
+                    "never sent again by itself: check the site",
+                )
+            elif rec.state == "approved":
+                self._advance(rec, "approved", f"{died}; applying again (deterministic)")
+                rec = self._apply(rec, self._proposal_bytes(rec))
+            else:
+                rec = self._advance(rec, "failed", f"{died} while {rec.state}; run it again")
+            resolved.append(rec)
+        return resolved
+
     # -- records --------------------------------------------------------------------------
 
     def load(self, run_id: str) -> RunRecord:
@@ -642,7 +726,10 @@ class Engine:
         self, rec: RunRecord, state: Any, reason: str, artifacts: Mapping[str, bytes] | None = None
     ) -> RunRecord:
         rec.advance(state, self.now(), reason)
-        self.audit.append(rec.run_id, rec.model_dump(mode="json"), artifacts or {})
+        rec.owner = this_process() if state in IN_FLIGHT else None
+        # Strings only: digests and structure stay, so the record still verifies.
+        record = self.redactor.json(rec.model_dump(mode="json"))
+        self.audit.append(rec.run_id, record, artifacts or {})
         return rec
 
 
@@ -655,6 +742,10 @@ class Resume:
 
 
 EGRESS_KINDS = ("network", "browser_domain")
+
+
+def _is_text(media_type: str) -> bool:
+    return media_type.startswith("text/") or media_type.endswith("json")
 
 
 def _egress(event: EgressEvent, p: Plan, **context: str) -> dict[str, Any]:
@@ -674,7 +765,7 @@ def _egress(event: EgressEvent, p: Plan, **context: str) -> dict[str, Any]:
 
 
 def _counted(directory: Directory) -> str:
-    """"counted", and which policy logins were resolved to which GitHub ids on the way."""
+    """ "counted", and which policy logins were resolved to which GitHub ids on the way."""
     resolved = ", ".join(f"{login} = {key}" for login, key in sorted(directory.resolved.items()))
     return f"counted (resolved {resolved})" if resolved else "counted"
 

@@ -153,3 +153,44 @@ def test_clarification_on_the_terminal(demo_repo: Path, scripted_job: Scripted) 
     answered = agentplane(demo_repo, "answer", run_id, "spaces")
     assert answered.returncode == 0, answered.stderr
     assert "Waiting for approval" in answered.stdout and "src/b.py" in answered.stdout
+
+
+def test_a_run_killed_mid_flight_is_resolved_by_the_next_command(
+    demo_repo: Path, scripted_job: Scripted
+) -> None:
+    # The process carrying a run dies with SIGKILL while its sandbox runs a command: the run
+    # must not stay `running` for good; the next command that moves runs forward fails it
+    # with the reason, and the audit chain still verifies.
+    slow = {"name": "shell", "arguments": {"command": "sleep 30"}}
+    job = scripted_job("slow", [{"tool_calls": [slow]}, {"content": "done"}])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", job, "--deny"],
+        cwd=demo_repo,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while " running" not in _audit_subjects(demo_repo):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+    log = agentplane(demo_repo, "audit", "log").stdout
+    assert "running" in log
+    run_id = re.search(r"slow-\d+-[0-9a-f]+", log).group(0)  # type: ignore[union-attr]
+    done = agentplane(demo_repo, "deny", run_id)
+    assert f"recovered {run_id}: failed: the process carrying it" in done.stderr
+    assert "died while running; run it again" in done.stderr
+    assert f"run {run_id} is failed" in done.stderr  # resolved before the command looked
+    assert agentplane(demo_repo, "audit", "verify").returncode == 0
+
+
+def _audit_subjects(repo: Path) -> str:
+    out = subprocess.run(
+        ["git", "log", "--format=%s", "agentplane/audit"],
+        cwd=repo, capture_output=True, text=True, check=False,
+    )
+    return out.stdout

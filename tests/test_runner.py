@@ -558,3 +558,32 @@ def test_protected_paths_stay_out_of_a_proposal_whatever_the_write_scope(
     _, rec = start(demo_repo, job)
     assert rec.proposal is not None and rec.proposal.changed == ["src/ok.py"]
     assert rec.proposal.out_of_scope == [".github/workflows/x.yml"]
+
+
+def test_recover_finishes_an_approved_apply_whose_process_died(demo_repo: Path) -> None:
+    import subprocess
+    import sys
+
+    from bot.owner import this_process
+
+    e, rec = start(demo_repo)
+    dead = subprocess.run(
+        [sys.executable, "-c", "from bot.owner import this_process; print(this_process())"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert dead != this_process()
+    from bot.record import Approval
+
+    rec.approvals.append(
+        Approval(
+            approver=MAINTAINER[1], decision="approve", commit=rec.commit,
+            job_digest=rec.job_digest, proposal_digest=rec.proposal.digest,
+            at="2026-12-01T00:00:00Z", counted=True, reason="counted",
+        )
+    )
+    rec.advance("approved", "2026-12-01T00:00:00Z", "approved by maya")
+    rec.owner = dead
+    e.audit.append(rec.run_id, rec.model_dump(mode="json"))
+    assert e.recover()[0].state == "applied"
+    assert e.load(rec.run_id).transitions[-2].reason.endswith("applying again (deterministic)")
+    assert e.recover() == []  # nothing left in flight: a second start does nothing
