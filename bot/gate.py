@@ -47,8 +47,12 @@ def approval_problem(
     policy: Policy,
     directory: Directory | None = None,
     door: str = "cli",
+    reviewed_digest: str | None = None,
 ) -> str | None:
-    """Why this person's decision cannot count for this run, or None when it can."""
+    """Why this person's decision cannot count for this run, or None when it can.
+
+    reviewed_digest is the proposal digest the evidence the approver saw showed, where the
+    door knows it (the PR comment prints it): an approval binds to what was reviewed."""
     d = directory or policy.directory()
     if d.same(approver, rec.requester):
         return "authors cannot approve their own run"
@@ -56,6 +60,11 @@ def approval_problem(
         return (
             f"approvals from the {door} door do not count here "
             f"({policy.rule('approvals.doors')}: {', '.join(policy.approvals.doors) or 'none'})"
+        )
+    if reviewed_digest is not None and rec.proposal and reviewed_digest != rec.proposal.digest:
+        return (
+            f"the evidence reviewed showed proposal {reviewed_digest[:19]}, "
+            f"the run's proposal is {rec.proposal.digest[:19]}"
         )
     if reviewed_commit != rec.commit:
         return f"stale: the review is on {reviewed_commit[:12]}, the evidence on {rec.commit[:12]}"

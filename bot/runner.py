@@ -447,6 +447,7 @@ class Engine:
         live_head: Callable[[], str] | None = None,
         door: str = "cli",
         name: str = "",
+        reviewed_digest: str | None = None,
     ) -> RunRecord:
         """Record one person's decision; apply once every gate on the proposal is satisfied.
 
@@ -463,7 +464,8 @@ class Engine:
         policy = self.policy()
         directory = self.directory(policy)
         problem = approval_problem(
-            rec, approver, reviewed_commit or rec.commit, gates, policy, directory, door
+            rec, approver, reviewed_commit or rec.commit, gates, policy, directory, door,
+            reviewed_digest,
         )
         rec.approvals.append(
             Approval(

@@ -44,3 +44,17 @@ def test_no_proposal_opens_no_gate() -> None:
     rec = record(["src/a.py"])
     rec.proposal = None
     assert open_gates(rec) == []
+
+
+def test_an_approval_binds_to_the_proposal_its_evidence_showed() -> None:
+    from bot.gate import approval_problem
+
+    rec = record(["src/a.py"])
+    policy = merge_policy([("policies/p.yaml", SCOPED)])
+    gates = open_gates(rec)
+    why = approval_problem(
+        rec, "maya@example.com", rec.commit, gates, policy, reviewed_digest="sha256:other"
+    )
+    assert why is not None and "the evidence reviewed showed proposal sha256:other" in why
+    same = approval_problem(rec, "maya@example.com", rec.commit, gates, policy, reviewed_digest="d")
+    assert same is None or "evidence reviewed" not in same
