@@ -79,6 +79,10 @@ class _TCPServer(_Server, socketserver.TCPServer):
     allow_reuse_address = True
 
 
+class _Stale(Refused):
+    """A reused upstream connection failed before any answer: worth one fresh try."""
+
+
 class _Upstream:
     """One connection upstream, reused while requests keep naming its destination."""
 
@@ -90,6 +94,9 @@ class _Upstream:
         self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.up = 0
         self.down = 0
+        self.answered = 0
+        """Answers it gave: a reused connection the server has since closed is retried once."""
+        self.closed = False
 
     def send(self, data: bytes | None) -> None:
         if data:
@@ -263,7 +270,7 @@ class EgressProxy:
             return
         target = parse_target(b"/", (host, port))
         try:
-            upstream = self._upstream_for(target, None)
+            upstream = self._upstream_for(target)
         except Refused as exc:
             client.sendall(_reply(exc.status, exc.reason))
             return
@@ -342,8 +349,14 @@ class EgressProxy:
             if upstream is not None and upstream.key != (target.scheme, host, port):
                 self._close_upstream(upstream)
                 upstream = None
-            upstream = upstream or self._upstream_for(target, None)
-            down = self._forward(client, conn, upstream, request, target, headers, body)
+            upstream = upstream or self._upstream_for(target)
+            try:
+                down = self._forward(client, conn, upstream, request, target, headers, body)
+            except _Stale:
+                # An idle keep-alive the server closed meanwhile: what browsers retry too.
+                self._close_upstream(upstream)
+                upstream = self._upstream_for(target)
+                down = self._forward(client, conn, upstream, request, target, headers, body)
         except Refused as exc:
             decision = UNREACHABLE if exc.status == 502 else "deny"
             refused = EgressEvent(host, port, decision, rule or "refused", method=method)
@@ -373,22 +386,27 @@ class EgressProxy:
     ) -> int:
         """Send the request upstream and relay the answer; returns the body bytes relayed."""
         fields = upstream_headers(headers, target, body)
-        upstream.send(upstream.http.send(h11.Request(
-            method=request.method, target=target.path.encode("ascii"), headers=fields
-        )))  # fmt: skip
-        if body:
-            upstream.send(upstream.http.send(h11.Data(data=body)))
-        upstream.send(upstream.http.send(h11.EndOfMessage()))
-        upstream.sock.settimeout(READ_SECONDS)
-        while True:
-            try:
-                answer = upstream.next_event()
-            except OSError as exc:
-                raise Refused(502, f"upstream {target.authority} did not answer: {exc}") from None
-            if isinstance(answer, h11.Response):
-                break
-            if not isinstance(answer, h11.InformationalResponse):
-                raise Refused(502, f"upstream {target.authority} closed without answering")
+        head = h11.Request(method=request.method, target=target.path.encode(), headers=fields)
+        # Only a safe method is sent twice: a server may have acted on a POST and then closed.
+        safe = request.method in (b"GET", b"HEAD", b"OPTIONS")
+        failed = _Stale if upstream.answered and safe else Refused
+        silent = upstream.down
+        try:
+            upstream.send(upstream.http.send(head))
+            if body:
+                upstream.send(upstream.http.send(h11.Data(data=body)))
+            upstream.send(upstream.http.send(h11.EndOfMessage()))
+            upstream.sock.settimeout(READ_SECONDS)
+            while not isinstance(answer := upstream.next_event(), h11.Response):
+                if not isinstance(answer, h11.InformationalResponse):
+                    raise failed(502, f"upstream {target.authority} closed without answering")
+        except OSError as exc:
+            raise failed(502, f"upstream {target.authority} did not answer: {exc}") from None
+        except Refused as exc:
+            if upstream.down != silent:
+                raise
+            raise failed(502, f"upstream {target.authority} closed without answering") from exc
+        upstream.answered += 1
         client.sendall(conn.send(h11.Response(
             status_code=answer.status_code,
             headers=response_headers(list(answer.headers)),
@@ -416,7 +434,7 @@ class EgressProxy:
             return False, f"request gate failed: {type(exc).__name__}: {exc}"
         return bool(allowed), str(reason)
 
-    def _upstream_for(self, target: Target, _current: None) -> _Upstream:
+    def _upstream_for(self, target: Target) -> _Upstream:
         """A new connection to target's destination, checked; Refused (and logged) if not."""
         began = time.monotonic()
         event, sock = self._open_upstream(target.host, target.port)
@@ -438,6 +456,9 @@ class EgressProxy:
         return _Upstream(target, sock, event, began)
 
     def _close_upstream(self, upstream: _Upstream) -> None:
+        if upstream.closed:
+            return
+        upstream.closed = True
         self._untrack(upstream.sock)
         with contextlib.suppress(OSError):
             upstream.sock.close()

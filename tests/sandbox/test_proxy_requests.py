@@ -41,6 +41,8 @@ class Origin:
     seen: list[tuple[str, str, str, bytes]] = field(default_factory=list)
     """(method, path, Host, body) of every request that arrived."""
     connections: int = 0
+    drops: bool = False
+    """Close every connection after one answer, as an idle timeout would."""
 
 
 class _KeepAlive(http.server.BaseHTTPRequestHandler):
@@ -63,6 +65,11 @@ class _KeepAlive(http.server.BaseHTTPRequestHandler):
         self.wfile.write(reply)
 
     do_GET = do_POST = _answer
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        # An idle timeout, at once: the connection ends without a Connection: close.
+        self.close_connection = self.close_connection or self.server.origin.drops
 
     def log_message(self, *args: object) -> None:
         pass
@@ -182,6 +189,17 @@ def test_a_request_gate_refusing_post_stops_it_at_the_proxy(a: Origin) -> None:
     (refused,) = [e for e in proxy.log if e.decision == "deny"]
     assert (refused.method, refused.url) == ("POST", f"http://a.test:{a.port}/save")
     assert refused.reason.endswith("POST is not the approved request")
+
+
+def test_a_keep_alive_the_server_dropped_is_retried_on_a_fresh_connection() -> None:
+    for origin in _serve(Origin("a.test", drops=True)):
+        with proxy_for(origin) as proxy:
+            conn = http.client.HTTPConnection(*proxy.serve_tcp(), timeout=5)
+            answers = [get(conn, "GET", f"http://a.test:{origin.port}/{n}") for n in range(3)]
+            conn.close()
+        assert [status for status, _ in answers] == [200, 200, 200], answers
+        assert [p for _, p, _, _ in origin.seen] == ["/0", "/1", "/2"]
+        assert origin.connections == 3
 
 
 def test_oversized_request_heads_are_refused(a: Origin) -> None:
