@@ -6,10 +6,12 @@ Policy files live in `policies/*.yaml` and are read from the default branch only
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from bot.approvers import Requirement
 from bot.errors import SourceError, ValidationFailed
@@ -140,6 +142,46 @@ class ApprovalsPolicy(Strict):
         return doors
 
 
+class SignerPolicy(Strict):
+    """A writer whose audit entries are trusted: the terminal, the bot, a runner."""
+
+    name: str = Field(min_length=1, max_length=200, description="Who holds the key")
+    key: str = Field(description="Its Ed25519 public key: ed25519:<base64 of the 32-byte key>")
+    revoked_at: AwareDatetime | None = Field(
+        None,
+        description="From this time (ISO 8601 with a zone) on, entries signed by the key fail "
+        "verify; earlier ones are reported as signed by a key revoked later",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _ed25519(cls, key: str) -> str:
+        raw = None
+        if key.startswith("ed25519:"):
+            try:
+                raw = base64.b64decode(key.removeprefix("ed25519:"), validate=True)
+            except (binascii.Error, ValueError):
+                raw = None
+        if raw is None or len(raw) != 32:
+            raise ValueError(
+                "want ed25519:<base64 of 32 bytes>, as `agentplane audit key` prints it"
+            )
+        return key
+
+
+class AuditPolicy(Strict):
+    """Whose signatures on the audit branch count (rotating or revoking a key is a policy
+    change, reviewed like any other)."""
+
+    signers: list[SignerPolicy] = Field(default_factory=list)
+    require_signatures_from: int | None = Field(
+        default=None,
+        ge=0,
+        description="From this audit seq on, unsigned (v1) entries fail verify; null: only "
+        "after the first signed entry",
+    )
+
+
 class PolicyFile(Strict):
     """One file of policies/; the files are merged, and a name defined twice is an error."""
 
@@ -164,6 +206,7 @@ class PolicyFile(Strict):
     models: Routing | None = None
     clarify: Clarify | None = None
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    audit: AuditPolicy | None = None
 
 
 class Policy(BaseModel):
@@ -183,6 +226,7 @@ class Policy(BaseModel):
     models: Routing = Field(default_factory=Routing)
     clarify: Clarify = Field(default_factory=Clarify)
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
     origins: dict[str, str] = Field(default_factory=dict)
     """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
 
@@ -263,6 +307,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
             "models",
             "clarify",
             "approvals",
+            "audit",
         ):
             value = getattr(part, single)
             if not value:
