@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ import pygit2
 import pytest
 
 from bot.audit.log import AuditLog
-from bot.canonical import sha256_hex
+from bot.canonical import canonical_json, digest_of, sha256_hex
 
 GIT_ENV = {
     **os.environ,
@@ -27,6 +28,13 @@ ARTIFACT_A = b"diff --git a/x b/x\n+hello\n"
 ARTIFACT_B = b'{"tests": "passed"}\n'
 SHA_A = sha256_hex(ARTIFACT_A)
 SHA_B = sha256_hex(ARTIFACT_B)
+
+
+@pytest.fixture(autouse=True)
+def _own_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test repository signs with the key in its own git dir, whatever the host says."""
+    monkeypatch.delenv("AGENTPLANE_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("AGENTPLANE_SIGNER", raising=False)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -125,3 +133,23 @@ def replay(repo_path: Path, steps: Steps, drop: frozenset[str] = frozenset()) ->
         tree = index.write_tree(repo)
         parent = [repo.create_commit(None, sig, sig, f"rewritten {number}", tree, parent)]
     repo.references.create(AuditLog.BRANCH, parent[0], force=True)
+
+
+def downgrade_to_v1(repo_path: Path) -> None:
+    """Rewrite the branch as an agentplane from before signing wrote it (v1 entries, the
+    anchor on its head, no signing key yet): the state a host is upgraded from."""
+    steps = read_steps(repo_path)
+    prev: str | None = None
+    for step in steps:
+        for path, data in step.items():
+            if path.startswith("log/") and data is not None:
+                doc = json.loads(data)
+                v1 = {"v": 1, "seq": doc["seq"], "prev": prev, "run_id": doc["run_id"]}
+                v1["record"] = doc["record"]
+                step[path] = canonical_json(v1)
+                prev = digest_of(v1)
+    replay(repo_path, steps)
+    common = Path(pygit2.Repository(str(repo_path)).path)
+    anchor = {"digest": prev, "seq": len(steps) - 1}
+    (common / "agentplane" / "audit-head").write_bytes(canonical_json(anchor) + b"\n")
+    (common / "agentplane" / "signing-key").unlink(missing_ok=True)

@@ -1,0 +1,30 @@
+"""A run awaiting approval when the host is upgraded to signed records survives the upgrade."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.audit.verify import verify
+from bot.demo import MAINTAINER
+from bot.gitrepo import GitRepo
+from bot.runner import Engine
+from bot.sandbox.bwrap import BwrapBackend
+from tests.audit.conftest import downgrade_to_v1
+
+
+def test_a_v1_run_awaiting_approval_is_decided_after_the_upgrade(demo_repo: Path) -> None:
+    before = Engine(GitRepo(demo_repo), BwrapBackend())
+    rec = before.start(before.request("fix-failing-test"))
+    assert rec.state == "awaiting_approval"
+    downgrade_to_v1(demo_repo)  # as the old version left it: v1 entries, no signing key
+    written = verify(before.audit)
+    assert written.ok and written.signed == 0 and written.unsigned > 0
+
+    after = Engine(GitRepo(demo_repo), BwrapBackend())
+    assert after.load(rec.run_id).state == "awaiting_approval"
+    done = after.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert done.state == "applied"
+    report = verify(after.audit)
+    assert report.ok, report.findings
+    assert (report.unsigned, report.signed) == (written.unsigned, report.entries - written.unsigned)
+    assert report.signed >= 1
