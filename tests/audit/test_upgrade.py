@@ -9,7 +9,7 @@ from bot.demo import MAINTAINER
 from bot.gitrepo import GitRepo
 from bot.runner import Engine
 from bot.sandbox.bwrap import BwrapBackend
-from tests.audit.conftest import downgrade_to_v1
+from tests.audit.conftest import downgrade_to_v1, git
 
 
 def test_a_v1_run_awaiting_approval_is_decided_after_the_upgrade(demo_repo: Path) -> None:
@@ -28,3 +28,22 @@ def test_a_v1_run_awaiting_approval_is_decided_after_the_upgrade(demo_repo: Path
     assert report.ok, report.findings
     assert (report.unsigned, report.signed) == (written.unsigned, report.entries - written.unsigned)
     assert report.signed >= 1
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "audit-v1-awaiting.bundle"
+
+
+def test_a_branch_written_by_the_old_code_is_read_and_decided(tmp_path: Path) -> None:
+    repo = tmp_path / "demo"
+    git(tmp_path, "clone", "-q", str(FIXTURE), str(repo))
+    git(repo, "fetch", "-q", "origin", "agentplane/audit:agentplane/audit")
+    engine = Engine(GitRepo(repo), BwrapBackend())
+    written = verify(engine.audit)
+    assert written.ok and written.signed == 0 and written.unsigned == written.entries > 0
+    (run_id,) = engine.audit.run_ids()
+    assert engine.load(run_id).state == "awaiting_approval"
+    done = engine.decide(run_id, MAINTAINER[1], "approve")
+    assert done.state == "applied"
+    report = verify(engine.audit)
+    assert report.ok, report.findings
+    assert (report.unsigned, report.signed) == (written.unsigned, report.entries - written.unsigned)
