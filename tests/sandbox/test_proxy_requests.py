@@ -11,6 +11,7 @@ import base64
 import hashlib
 import http.client
 import http.server
+import json
 import os
 import socket
 import ssl
@@ -28,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from bot.browser.driver import chromium_sandbox, find_chromium
 from bot.browser.errors import BrowserUnavailable
 from bot.sandbox.proxy import EgressProxy
-from bot.sandbox.spec import HttpRequest
+from bot.sandbox.spec import HttpRequest, Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.tls import RunCA
 
 LOCAL = ("127.0.0.1/32",)
@@ -316,3 +317,67 @@ def test_chromium_trusts_the_run_ca_by_its_spki_only(tls_a: Origin, run_ca: RunC
     assert "a.test GET /page" in shown.stdout, shown.stderr[-2000:]
     assert ("GET", "/page", f"a.test:{tls_a.port}") in [(m, p, h) for m, p, h, _ in tls_a.seen]
     assert ("GET", url, "allow") in [(e.method, e.url, e.decision) for e in proxy.log]
+
+
+# --- the same, from inside each sandbox backend ----------------------------------
+
+KEEP_ALIVE = """
+import http.client, json, ssl, sys
+pa, pb, pt, cafile = sys.argv[1:]
+out = []
+plain = http.client.HTTPConnection("127.0.0.1", 3128, timeout=10)
+for method, url in [("GET", f"http://localhost:{pa}/one"), ("GET", f"http://localhost:{pb}/two"),
+                    ("POST", f"http://localhost:{pa}/save")]:
+    plain.request(method, url, body=b"x=1" if method == "POST" else None)
+    r = plain.getresponse()
+    out.append([r.status, r.read().decode()])
+tls = http.client.HTTPSConnection(
+    "127.0.0.1", 3128, timeout=10, context=ssl.create_default_context(cafile=cafile))
+tls.set_tunnel("localhost", int(pt))
+for method in ("GET", "POST"):
+    tls.request(method, "/in", body=b"y=2" if method == "POST" else None)
+    r = tls.getresponse()
+    out.append([r.status, r.read().decode()])
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.escape("allowlist: unjudged request on a keep-alive connection")
+def test_every_request_from_the_sandbox_is_judged(
+    backend: SandboxBackend, workspace: Path, public_ca: RunCA, tmp_path: Path
+) -> None:
+    """Both backends hand the spec's request_gate and run CA to their proxy."""
+    cafile = tmp_path / "public-ca.pem"
+    cafile.write_bytes(public_ca.ca_pem)
+    run_ca = RunCA.create(upstream_cafile=cafile)
+    (workspace / "run-ca.pem").write_bytes(run_ca.ca_pem)
+    origins = [
+        _serve(Origin("a")),
+        _serve(Origin("b")),
+        _serve(Origin("t"), public_ca.leaf("localhost")),
+    ]
+    a, b, t = (next(o) for o in origins)
+    spec = SandboxSpec(
+        workspace,
+        network="allowlist",
+        allow_domains=tuple(f"localhost:{o.port}" for o in (a, b, t)),
+        egress_private_ok=LOCAL,
+        limits=Limits(wall_seconds=30),
+        request_gate=only_reads,
+        tls=run_ca,
+    )
+    try:
+        with backend.start(spec) as sb:
+            argv = [str(o.port) for o in (a, b, t)]
+            result = sb.exec(["python3", "-c", KEEP_ALIVE, *argv, "/workspace/run-ca.pem"])
+    finally:
+        for o in origins:
+            next(o, None)
+        run_ca.close()
+    assert result.exit_code == 0, result
+    answers = [tuple(x) for x in json.loads(result.stdout)]
+    assert [status for status, _ in answers] == [200, 200, 403, 200, 403], answers
+    assert answers[1] == (200, "b GET /two\n")
+    assert [p for _, p, _, _ in a.seen] == ["/one"]  # neither B's GET nor the POST arrived
+    assert [p for _, p, _, _ in b.seen] == ["/two"]
+    assert [(m, p) for m, p, _, _ in t.seen] == [("GET", "/in")]
