@@ -235,15 +235,19 @@ class EgressProxy:
         if self._tls is not None:
             self._intercept(client, host, port, early)
             return
-        event, upstream = self._open_upstream(host, port)
-        event = dataclasses.replace(event, method="CONNECT", url=url)
-        if upstream is not None and self._gate is not None:
-            allowed, reason = self._judge(HttpRequest("CONNECT", url, host, port, None))
-            event = dataclasses.replace(event, reason=reason)
+        verdict = self.allowlist.check_name(host, port)
+        reason = ""
+        if verdict.allowed and self._gate is not None:
+            # Judged before connecting: a refused tunnel never touches its destination.
+            name = normalise_host(host) or host
+            allowed, reason = self._judge(HttpRequest("CONNECT", url, name, port, None))
             if not allowed:
-                upstream.close()
-                upstream = None
-                event = dataclasses.replace(event, decision="deny")
+                refused = EgressEvent(host, port, "deny", verdict.rule, method="CONNECT")
+                self._record(dataclasses.replace(refused, url=url, reason=reason), began)
+                client.sendall(_reply(403, f"egress gate refused CONNECT {url}: {reason}"))
+                return
+        event, upstream = self._open_upstream(host, port)
+        event = dataclasses.replace(event, method="CONNECT", url=url, reason=reason)
         if upstream is None:
             self._record(event, began)
             client.sendall(_refusal(event))

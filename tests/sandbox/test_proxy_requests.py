@@ -203,6 +203,20 @@ def test_a_keep_alive_the_server_dropped_is_retried_on_a_fresh_connection() -> N
         assert origin.connections == 3
 
 
+def test_a_tunnel_the_gate_refuses_never_reaches_its_destination(a: Origin) -> None:
+    """Without interception a CONNECT is judged once, before the proxy connects."""
+    with proxy_for(a, request_gate=only_reads) as proxy:
+        conn = http.client.HTTPConnection(*proxy.serve_tcp(), timeout=5)
+        conn.set_tunnel("a.test", a.port)
+        with pytest.raises(OSError, match="403"):
+            conn.request("GET", "/")
+        conn.close()
+    assert a.connections == 0
+    (event,) = proxy.log
+    assert (event.method, event.url, event.decision) == ("CONNECT", f"a.test:{a.port}", "deny")
+    assert event.reason == "CONNECT is not the approved request"
+
+
 def test_oversized_request_heads_are_refused(a: Origin) -> None:
     with proxy_for(a) as proxy, socket.create_connection(proxy.serve_tcp(), timeout=5) as s:
         # A head that never ends: the proxy must stop reading, not buffer it all.
