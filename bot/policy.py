@@ -61,6 +61,32 @@ class Budgets(Strict):
     max: Budget = Field(default_factory=Budget)
 
 
+GITHUB_MAX_BLOB = 100 * 1000 * 1000
+"""GitHub refuses a push holding a blob over 100 MB: no quota may let one reach a commit."""
+_MB = 1000 * 1000
+
+
+class Quotas(Strict):
+    """Per-run limits on what a proposal may carry; a run over one stops with the reason.
+
+    Sizes are what the proposal adds, measured on its patch; the defaults keep every audit
+    commit under GitHub's limits, and no policy can raise them past those."""
+
+    bytes_written: int = Field(
+        default=50 * _MB, ge=1, lt=GITHUB_MAX_BLOB, description="Bytes added, all files together"
+    )
+    files_changed: int = Field(default=1000, ge=1, description="Files added, changed or deleted")
+    largest_file_bytes: int = Field(
+        default=50 * _MB,
+        ge=1,
+        lt=GITHUB_MAX_BLOB,
+        description="Bytes added to one file; the sandbox's RLIMIT_FSIZE follows it",
+    )
+    proposal_bytes: int = Field(
+        default=50 * _MB, ge=1, lt=GITHUB_MAX_BLOB, description="Size of the stored patch"
+    )
+
+
 class Clarify(Strict):
     """When the control plane must ask before running, instead of letting the agent assume."""
 
@@ -207,6 +233,7 @@ class PolicyFile(Strict):
     clarify: Clarify | None = None
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
     audit: AuditPolicy | None = None
+    quotas: Quotas | None = None
 
 
 class Policy(BaseModel):
@@ -227,6 +254,7 @@ class Policy(BaseModel):
     clarify: Clarify = Field(default_factory=Clarify)
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    quotas: Quotas = Field(default_factory=Quotas)
     origins: dict[str, str] = Field(default_factory=dict)
     """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
 
@@ -308,6 +336,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
             "clarify",
             "approvals",
             "audit",
+            "quotas",
         ):
             value = getattr(part, single)
             if not value:

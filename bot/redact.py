@@ -130,6 +130,11 @@ class Redactor:
             return text
         return _mask_tokens(text)
 
+    def known(self, text: str) -> str:
+        """Only the known values masked: for text whose token-like parts must stay as they
+        are (a browser run's recorded steps, which apply replays)."""
+        return text if self._known is None else self._known.sub(MASK, text)
+
     def knows(self, text: str) -> bool:
         """Does text hold a secret the control plane knows (not a mere token shape)?"""
         return self._known is not None and self._known.search(text) is not None

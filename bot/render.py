@@ -1,23 +1,38 @@
-"""Rendering: plans, evidence and records as text for terminals (and, later, PR comments).
+"""Rendering: plans, evidence and records as text for terminals and PR comments.
 
-Pure functions over the models; no I/O.
+Functions over the models. What they return is shown to people and posted, so each
+public one ends in the redactor: the caller's (`redact=`, e.g. the engine's, widened with
+a door's secrets) or, by default, one built from this host's environment.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bot.plan import Plan
+from bot.proposal_checks import SECRET_SCAN
 from bot.record import RunRecord
+from bot.redact import Redactor
+
+Redact = Callable[[str], str]
+
+
+def _redact(text: str, redact: Redact | None) -> str:
+    return (redact or Redactor.for_host(os.environ))(text)
 
 
 def _mark(granted: bool) -> str:
     return "+" if granted else "x"
 
 
-def render_plan(p: Plan) -> str:
+def render_plan(p: Plan, redact: Redact | None = None) -> str:
+    return _redact(_plan(p), redact)
+
+
+def _plan(p: Plan) -> str:
     lines = [
         f"Plan for job {p.job_name} ({p.job_digest[:19]}) at {p.commit[:12]}",
         f"  job type   {p.job_type}  ({p.job_type_reason})",
@@ -47,7 +62,11 @@ def render_plan(p: Plan) -> str:
     return "\n".join(lines)
 
 
-def render_tool_calls(rec: RunRecord) -> str:
+def render_tool_calls(rec: RunRecord, redact: Redact | None = None) -> str:
+    return _redact(_tool_calls(rec), redact)
+
+
+def _tool_calls(rec: RunRecord) -> str:
     lines = [f"Tool calls ({len(rec.tool_calls)}):"]
     for c in rec.tool_calls:
         arg = c.arguments.get("path") or c.arguments.get("command") or ""
@@ -78,9 +97,25 @@ def render_egress(egress: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def render_evidence(rec: RunRecord, patch: str, sections: Sequence[str] = ()) -> str:
+def render_flags(rec: RunRecord) -> list[str]:
+    """Added lines that look like tokens: file and line, never the value."""
+    flags = [c.reason for c in rec.tool_calls if c.tool == SECRET_SCAN]
+    if not flags:
+        return []
+    return ["Flagged in the proposal (may be secrets; check before approving):"] + [
+        f"  {f}" for f in flags
+    ]
+
+
+def render_evidence(
+    rec: RunRecord, patch: str, sections: Sequence[str] = (), redact: Redact | None = None
+) -> str:
     """sections: tool-specific evidence already rendered (SQL results, browser steps)."""
-    lines = [render_tool_calls(rec), *render_egress(rec.egress), ""]
+    return _redact(_evidence(rec, patch, sections), redact)
+
+
+def _evidence(rec: RunRecord, patch: str, sections: Sequence[str]) -> str:
+    lines = [_tool_calls(rec), *render_egress(rec.egress), ""]
     for section in sections:
         lines += [section, ""]
     models = {m.model for m in rec.model_calls}
@@ -103,6 +138,7 @@ def render_evidence(rec: RunRecord, patch: str, sections: Sequence[str] = ()) ->
     lines += [f"  {path}" for path in pr.changed]
     if pr.out_of_scope:
         lines.append("Left out (outside the write scope): " + ", ".join(pr.out_of_scope))
+    lines += render_flags(rec)
     lines += ["", patch.rstrip()]
     return "\n".join(lines)
 
@@ -117,11 +153,12 @@ def render_applied(applied: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def render_summary(rec: RunRecord) -> str:
+def render_summary(rec: RunRecord, redact: Redact | None = None) -> str:
     last = rec.transitions[-1] if rec.transitions else None
-    return (
+    return _redact(
         f"{rec.run_id}  {rec.state:<18} {rec.job_name}  by {rec.requester}"
-        f"  ${rec.cost_usd:.4f}" + (f"  ({last.reason})" if last else "")
+        f"  ${rec.cost_usd:.4f}" + (f"  ({last.reason})" if last else ""),
+        redact,
     )
 
 
@@ -144,8 +181,15 @@ def render_pr_comment(
     patch: str,
     audit_head: str | None,
     sections: Sequence[str] = (),
+    redact: Redact | None = None,
 ) -> str:
     """The evidence comment on a pull request: one per job, edited as the run moves."""
+    return _redact(_pr_comment(rec, plan_text, patch, audit_head, sections), redact)
+
+
+def _pr_comment(
+    rec: RunRecord, plan_text: str, patch: str, audit_head: str | None, sections: Sequence[str]
+) -> str:
     last = rec.transitions[-1].reason if rec.transitions else ""
     lines = [
         f"### agentplane: `{rec.job_name}` is {STATE_HEADLINE.get(rec.state, rec.state)}",
@@ -159,7 +203,7 @@ def render_pr_comment(
         "</details>",
         "",
         "```text",
-        render_tool_calls(rec),
+        _tool_calls(rec),
         *render_egress(rec.egress),
         "```",
     ]
@@ -189,6 +233,7 @@ def render_pr_comment(
         lines += [
             f"**Proposal** `{pr.digest[:19]}`: {len(pr.changed)} file(s), "
             f"+{pr.additions} -{pr.deletions}",
+            *render_flags(rec),
             "",
             "```diff",
             patch.rstrip(),
