@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from croniter import CroniterBadCronError, croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.canonical import digest_of
@@ -160,8 +161,14 @@ class Job(Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
-        if v is not None and not _CRON.match(v.strip()):
+        if v is None:
+            return v
+        if not _CRON.match(v.strip()):
             raise ValueError("expected five cron fields, e.g. '0 6 * * 1-5'")
+        try:
+            croniter(v.strip())
+        except (CroniterBadCronError, ValueError) as exc:
+            raise ValueError(f"not a valid cron expression: {exc}") from None
         return v
 
     def digest(self) -> str:

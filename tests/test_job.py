@@ -67,6 +67,12 @@ def test_negative_budget_and_bad_cron() -> None:
     assert errs[1].startswith("jobs/x.yaml:3:1: schedule: expected five cron fields")
 
 
+def test_five_fields_out_of_range_are_not_cron() -> None:
+    (err,) = errors_of("schedule: '99 99 99 99 99'\n")
+    assert err.startswith("jobs/x.yaml:1:1: schedule: not a valid cron expression")
+    assert errors_of("schedule: '*/15 6-18 * * 1-5'\n") == []
+
+
 def test_every_error_is_reported_not_just_the_first() -> None:
     assert len(errors_of("tools: [hammer]\nmodel: 3\nbogus: 1\n")) == 3
 
