@@ -5,11 +5,15 @@ multi-dialect parser (sqlglot) can read a string differently from the server,
 and that gap is exactly where a write would hide. Pure: no I/O.
 
 This is the first guard, not the only one: statements run in a READ ONLY
-transaction, on a hot standby, as a role with read-only grants.
+transaction, on a hot standby, as a role with read-only grants that the
+connection checks (execute.py). Functions are an allowlist (functions.py), but a
+classifier cannot see functions reached through views, operators, casts or
+attribute notation (`t.f` calls f(t)): the role is what bounds those.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,56 +21,15 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
+from bot.sql.functions import (
+    ALL_ALLOWED,
+    REFUSED_SIDE_EFFECT,
+    REFUSED_SIDE_EFFECT_PREFIXES,
+    REFUSED_SQL_TEXT,
+    REFUSED_SQL_TEXT_PREFIXES,
+)
 from bot.tools.base import ToolRefused
 
-# Functions that act instead of read: end sessions, change settings, reach other servers,
-# touch files or large objects, write WAL, take advisory locks, advance sequences, or run
-# a query string (which this classifier would never see).
-SIDE_EFFECT_FUNCTIONS = frozenset(
-    {
-        "pg_terminate_backend",
-        "pg_cancel_backend",
-        "set_config",
-        "pg_reload_conf",
-        "pg_rotate_logfile",
-        "pg_switch_wal",
-        "pg_create_restore_point",
-        "pg_backup_start",
-        "pg_backup_stop",
-        "pg_start_backup",
-        "pg_stop_backup",
-        "pg_promote",
-        "pg_log_backend_memory_contexts",
-        "pg_notify",
-        "pg_logical_emit_message",
-        "pg_import_system_collations",
-        "nextval",
-        "setval",
-        "txid_current",
-        "pg_current_xact_id",
-        "query_to_xml",
-        "query_to_xml_and_xmlschema",
-        "query_to_xmlschema",
-        "cursor_to_xml",
-        "cursor_to_xmlschema",
-        "pg_stat_statements_reset",
-    }
-)
-SIDE_EFFECT_PREFIXES = (
-    "dblink",
-    "lo_",
-    "pg_advisory",
-    "pg_try_advisory",
-    "pg_stat_reset",
-    "pg_replication_",
-    "pg_create_",
-    "pg_drop_",
-    "pg_wal_replay_",
-    "pg_read_",
-    "pg_ls_",
-    "pg_file_",
-    "pg_stat_file",
-)
 # Catalogs that hold password hashes or foreign-server credentials: never evidence.
 SECRET_CATALOGS = frozenset({"pg_authid", "pg_shadow", "pg_user_mapping", "pg_user_mappings"})
 WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
@@ -97,18 +60,48 @@ def refuse(rule: str, reason: str) -> Verdict:
     return Verdict(False, f"sql#{rule}", reason)
 
 
-def function_refusal(name: str) -> str | None:
-    lower = name.lower()
-    if lower in SIDE_EFFECT_FUNCTIONS or lower.startswith(SIDE_EFFECT_PREFIXES):
-        return f"{lower}() has side effects (or runs SQL the classifier cannot see)"
-    return None
+# The built-in TABLESAMPLE methods; others (tsm_system_rows, ...) are extension functions.
+SAMPLE_METHODS = frozenset({"system", "bernoulli"})
+ALLOW_FUNCTIONS_FIELD = "sql_connections.<name>.allow_functions"
+
+
+def function_verdict(parts: list[str], allow: Collection[str] = ()) -> Verdict | None:
+    """None if the call may run; else the refusal. parts is the name as parsed: [schema,] name.
+
+    A bare or pg_catalog-qualified name on the allowlist is a built-in. Any other
+    spelling is a user or extension function, allowed only if policy names it exactly.
+    Names that run SQL text or act are refused whatever policy says.
+    """
+    spelled = ".".join(parts)
+    base = parts[-1].lower() if parts else ""
+    if base in REFUSED_SQL_TEXT or base.startswith(REFUSED_SQL_TEXT_PREFIXES):
+        return refuse(
+            "sql-text-function",
+            f"{spelled}() runs SQL text (or a query) that the classifier never sees; "
+            "it is refused even if policy names it",
+        )
+    if base in REFUSED_SIDE_EFFECT or base.startswith(REFUSED_SIDE_EFFECT_PREFIXES):
+        return refuse(
+            "side-effect-function",
+            f"{spelled}() has side effects (ends sessions, changes settings or state, "
+            "touches files); it is refused even if policy names it",
+        )
+    builtin = len(parts) == 1 or (len(parts) == 2 and parts[0] == "pg_catalog")
+    if (builtin and parts[-1] in ALL_ALLOWED) or spelled in allow:
+        return None
+    return refuse(
+        "function-not-allowed",
+        f"{spelled}() is not a built-in function known to be read-only; policy can allow it "
+        f"by name in {ALLOW_FUNCTIONS_FIELD}",
+    )
 
 
 class _Walk(Visitor):
     """Collects the first refusal anywhere in the tree: CTEs, subqueries, FROM, targets."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow: Collection[str]) -> None:
         self.refusal: Verdict | None = None
+        self.allow = allow
 
     def visit(self, ancestors: Any, node: Any) -> None:
         if self.refusal is not None:
@@ -117,9 +110,11 @@ class _Walk(Visitor):
             kind = type(node).__name__.removesuffix("Stmt").upper()
             self.refusal = refuse("data-modifying", f"{kind} inside the statement writes data")
         elif isinstance(node, ast.FuncCall):
-            name = node.funcname[-1].sval if node.funcname else ""
-            if (why := function_refusal(name or "")) is not None:
-                self.refusal = refuse("side-effect-function", why)
+            self.refusal = function_verdict([n.sval or "" for n in node.funcname or ()], self.allow)
+        elif isinstance(node, ast.RangeTableSample):
+            parts = [n.sval or "" for n in node.method or ()]
+            if not (len(parts) == 1 and parts[0] in SAMPLE_METHODS):
+                self.refusal = function_verdict(parts, self.allow)
         elif isinstance(node, ast.LockingClause):
             self.refusal = refuse("locking-clause", "FOR UPDATE/SHARE takes row locks")
         elif isinstance(node, ast.RangeVar) and (node.relname or "").lower() in SECRET_CATALOGS:
@@ -141,7 +136,7 @@ def _option_on(arg: Any) -> bool:
     return True  # unknown spelling: assume the dangerous reading
 
 
-def _check(stmt: Any, allow_analyze: bool) -> Verdict:
+def _check(stmt: Any, allow_analyze: bool, allow: Collection[str]) -> Verdict:
     if isinstance(stmt, ast.CopyStmt):
         if stmt.is_program:
             return refuse("copy-program", "COPY ... PROGRAM runs a shell command on the server")
@@ -153,7 +148,7 @@ def _check(stmt: Any, allow_analyze: bool) -> Verdict:
             "statement-type",
             f"{type(stmt).__name__} is not allowed: only SELECT, EXPLAIN of a SELECT, SHOW",
         )
-    walk = _Walk()
+    walk = _Walk(allow)
     walk(stmt)
     if walk.refusal is not None:
         return walk.refusal
@@ -166,7 +161,7 @@ def _check(stmt: Any, allow_analyze: bool) -> Verdict:
                 "EXPLAIN ANALYZE executes the statement; policy does not allow it "
                 "for this connection (sql_connections.<name>.allow_analyze)",
             )
-        inner = _check(stmt.query, allow_analyze)
+        inner = _check(stmt.query, allow_analyze, allow)
         if not inner.allowed:
             return inner
         if inner.kind != "select":
@@ -177,8 +172,13 @@ def _check(stmt: Any, allow_analyze: bool) -> Verdict:
     return Verdict(True, "sql#read-only", f"a plain {kind.upper()}", kind)
 
 
-def classify(sql: str, allow_analyze: bool = False) -> Verdict:
-    """Allowed only for exactly one SELECT, EXPLAIN [of a SELECT] or SHOW with no side effects."""
+def classify(
+    sql: str, allow_analyze: bool = False, allow_functions: Collection[str] = ()
+) -> Verdict:
+    """Allowed only for exactly one SELECT, EXPLAIN [of a SELECT] or SHOW with no side effects.
+
+    allow_functions: names policy allows beyond the built-in allowlist (bot/sql/functions.py).
+    """
     try:
         stmts = parse_sql(sql)
     except ParseError as exc:
@@ -189,12 +189,12 @@ def classify(sql: str, allow_analyze: bool = False) -> Verdict:
         return refuse(
             "multi-statement", f"{len(stmts)} statements in one string; send one at a time"
         )
-    return _check(stmts[0].stmt, allow_analyze)
+    return _check(stmts[0].stmt, allow_analyze, frozenset(allow_functions))
 
 
-def check(sql: str, allow_analyze: bool = False) -> Verdict:
+def check(sql: str, allow_analyze: bool = False, allow_functions: Collection[str] = ()) -> Verdict:
     """classify, raising SqlRefused when refused."""
-    verdict = classify(sql, allow_analyze)
+    verdict = classify(sql, allow_analyze, allow_functions)
     if not verdict.allowed:
         raise SqlRefused(verdict.rule, verdict.reason)
     return verdict

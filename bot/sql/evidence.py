@@ -31,6 +31,9 @@ class SqlEvidence(BaseModel):
     row_count: int = 0
     capped: bool = False
     row_cap: int = 0
+    byte_capped: bool = False
+    """Values were cut at byte_cap; rows after the cut were not fetched."""
+    byte_cap: int = 0
     plan: list[dict[str, Any]] | None = None
     """EXPLAIN (FORMAT JSON) output."""
     analyze: bool = False
@@ -119,6 +122,8 @@ def render_one(ev: SqlEvidence) -> str:
     lines = [head, ev.sql]
     if ev.status == "ok":
         more = f" (row cap {ev.row_cap} hit: more rows not fetched)" if ev.capped else ""
+        if ev.byte_capped:
+            more = f" (byte cap {ev.byte_cap} hit: result cut at {ev.byte_cap} bytes)"
         shown = f", first {len(ev.rows)} shown" if len(ev.rows) < ev.row_count else ""
         lines += ["", f"{ev.row_count} row(s){more}{shown}; {ev.duration_ms:.1f} ms"]
         if ev.columns:

@@ -1,7 +1,10 @@
 """Run one classified statement on a named connection, inside every server-side guard.
 
-Each statement gets its own READ ONLY transaction with statement_timeout and
-lock_timeout set LOCAL, is fetched up to the row cap, and is rolled back.
+The role is checked once, when the connection opens: nothing runs as a role
+with more than read-only rights (privilege.py). Each statement gets its own
+READ ONLY transaction that first re-checks pg_is_in_recovery() (a standby can
+be promoted mid-run) and sets statement_timeout and lock_timeout LOCAL; it is
+fetched up to the row cap and the byte cap, and rolled back.
 Untrusted text is always sent with the extended protocol (prepare=True, or a
 DECLAREd cursor), which the server refuses for more than one statement: one
 more guard behind the classifier. Without it psycopg would use the simple
@@ -20,9 +23,14 @@ from psycopg import errors
 
 from bot.sql.classify import SqlRefused, Verdict
 from bot.sql.connections import SqlConnection
+from bot.sql.privilege import ROLE_QUERY, RoleRow, role_problems
 from bot.tools.base import ToolFailure
 
 CONNECT_TIMEOUT_S = 5
+# Rows per FETCH from the server-side cursor: small, so the byte cap stops the fetch
+# soon after it is reached rather than a whole row cap of wide rows later.
+FETCH_BATCH = 20
+LEAST_PRIVILEGE_RULE = "sql#least-privilege"
 # SQLSTATE classes the guards raise, mapped to the rule the record names.
 SERVER_GUARDS: tuple[tuple[type[psycopg.Error], str, str], ...] = (
     (errors.ReadOnlySqlTransaction, "sql#server-read-only", "the server refused a write"),
@@ -39,11 +47,55 @@ class Result:
     capped: bool
     plan: list[dict[str, Any]] | None
     duration_ms: float
+    byte_capped: bool = False
+    """Values were cut at the byte cap; nothing after the cut was fetched."""
 
 
 def _plan_json(value: Any) -> list[dict[str, Any]]:
     data = json.loads(value) if isinstance(value, str) else value
     return list(data) if isinstance(data, list) else [data]
+
+
+def value_bytes(value: Any) -> int:
+    """A value's size as the evidence will show it: its text, UTF-8."""
+    return 0 if value is None else len(str(value).encode())
+
+
+def cut_row(row: tuple[Any, ...], budget: int) -> tuple[Any, ...]:
+    """The row as text, cut so that all its values together fit in budget bytes."""
+    out: list[Any] = []
+    for value in row:
+        if value is None:
+            out.append(None)
+            continue
+        data = str(value).encode()[: max(budget, 0)]
+        budget -= len(data)
+        out.append(data.decode(errors="ignore"))  # a cut may split a character
+    return tuple(out)
+
+
+def fetch_capped(
+    cur: psycopg.Cursor[tuple[Any, ...]], row_cap: int, byte_cap: int | None
+) -> tuple[list[tuple[Any, ...]], bool, bool]:
+    """(rows, row cap hit, byte cap hit): stops fetching as soon as either cap is reached.
+
+    The row that crosses the byte cap is kept, cut, so the reviewer sees where it stopped.
+    One row still crosses the wire whole: the server sends rows, not parts of them, and
+    statement_timeout bounds how large it can grow.
+    """
+    rows: list[tuple[Any, ...]] = []
+    used = 0
+    while batch := cur.fetchmany(FETCH_BATCH):
+        for row in batch:
+            if len(rows) == row_cap:
+                return rows, True, False
+            size = sum(value_bytes(v) for v in row)
+            if byte_cap is not None and used + size > byte_cap:
+                rows.append(cut_row(row, byte_cap - used))
+                return rows, False, True
+            used += size
+            rows.append(row)
+    return rows, False, False
 
 
 class SqlSession:
@@ -67,28 +119,56 @@ class SqlSession:
             # psycopg's message names host and port, not the password; redacted again later.
             raise ToolFailure(f"cannot connect to {self.conn.describe()}: {exc}") from None
         pg.read_only = True  # every transaction starts as BEGIN READ ONLY
-        if self.conn.policy.require_standby:
-            row = pg.execute(b"SELECT pg_is_in_recovery()").fetchone()
-            pg.rollback()
-            if not (row and row[0]):
-                pg.close()
-                raise SqlRefused(
-                    f"{self.conn.rule}.require_standby",
-                    f"{self.conn.name} is not a hot standby (pg_is_in_recovery() is false); "
-                    "diagnostics run on read-only replicas only",
-                )
+        try:
+            self._check_role(pg)
+        except BaseException:
+            pg.close()
+            raise
         self._pg = pg
         return pg
+
+    def _check_role(self, pg: psycopg.Connection[tuple[Any, ...]]) -> None:
+        try:
+            rows = [
+                RoleRow(r[0], r[1], tuple(bool(v) for v in r[2:]))
+                for r in pg.execute(ROLE_QUERY).fetchall()
+            ]
+            pg.rollback()
+        except psycopg.Error as exc:
+            raise ToolFailure(f"cannot read the role of {self.conn.describe()}: {exc}") from None
+        problems = role_problems(rows)
+        if problems:
+            user = rows[0].user if rows else "?"
+            raise SqlRefused(
+                LEAST_PRIVILEGE_RULE,
+                f"{self.conn.name} logs in as role {user!r}, which "
+                + "; ".join(problems)
+                + ". Diagnostics run only as a role with SELECT grants (and pg_monitor at "
+                "most): point the DSN at such a role",
+            )
+
+    def _require_standby(self, in_recovery: object) -> None:
+        if self.conn.policy.require_standby and in_recovery is not True:
+            raise SqlRefused(
+                f"{self.conn.rule}.require_standby",
+                f"{self.conn.name} is not a hot standby (pg_is_in_recovery() is false, "
+                "checked at the start of this transaction); diagnostics run on read-only "
+                "replicas only",
+            )
 
     def run(self, sql: str, verdict: Verdict, explain: bool, analyze: bool) -> Result:
         pg = self._connect()
         pol = self.conn.policy
         try:
-            pg.execute(
-                b"SELECT set_config('statement_timeout', %s, true),"
-                b" set_config('lock_timeout', %s, true)",
+            # One round trip opens the transaction: a promotion since the last call is
+            # seen before the statement runs, not only at connect.
+            first = pg.execute(
+                b"SELECT pg_catalog.pg_is_in_recovery(),"
+                b" pg_catalog.set_config('statement_timeout', %s, true),"
+                b" pg_catalog.set_config('lock_timeout', %s, true)",
                 (f"{pol.statement_timeout_ms}ms", f"{pol.lock_timeout_ms}ms"),
-            )
+            ).fetchone()
+            self._require_standby(first[0] if first else None)
             plan = None
             if explain and verdict.kind == "select":
                 opts = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
@@ -106,15 +186,15 @@ class SqlSession:
                     cur.execute(sql.encode())  # DECLARE ... CURSOR FOR: one statement only
                 else:
                     cur.execute(sql.encode(), prepare=True)
-                rows = cur.fetchmany(pol.row_cap + 1)
+                # A plan is JSON that a cut would break; its size follows the statement's.
+                byte_cap = pol.byte_cap if verdict.kind != "explain" else None
+                rows, capped, byte_capped = fetch_capped(cur, pol.row_cap, byte_cap)
                 columns = [d.name for d in cur.description or ()]
             duration = (time.perf_counter() - started) * 1000
             if verdict.kind == "explain" and verdict.json_plan and rows:
                 plan, rows = _plan_json(rows[0][0]), []
                 columns = []
-            return Result(
-                columns, rows[: pol.row_cap], len(rows) > pol.row_cap, plan, round(duration, 3)
-            )
+            return Result(columns, rows, capped, plan, round(duration, 3), byte_capped)
         except psycopg.Error as exc:
             for cls, rule, what in SERVER_GUARDS:
                 if isinstance(exc, cls):

@@ -70,6 +70,7 @@ class SqlTools:
             status="ok",
             rule="sql#read-only",
             row_cap=conn.policy.row_cap,
+            byte_cap=conn.policy.byte_cap,
             analyze=analyze,
         )
         try:
@@ -78,7 +79,7 @@ class SqlTools:
                     "sql#explain-analyze",
                     f"ANALYZE executes the statement; {conn.rule}.allow_analyze is false",
                 )
-            verdict = check(sql, conn.policy.allow_analyze)
+            verdict = check(sql, conn.policy.allow_analyze, conn.policy.allow_functions)
             result = self.sessions[name].run(sql, verdict, explain, analyze)
         except SqlRefused as exc:
             ev = ev.model_copy(update={"status": "refused", "rule": exc.rule, "reason": exc.reason})
@@ -97,6 +98,7 @@ class SqlTools:
                 "rows": [[cell(v, self.redact, width) for v in r] for r in result.rows],
                 "row_count": len(result.rows),
                 "capped": result.capped,
+                "byte_capped": result.byte_capped,
                 "plan": plan,
                 "analyze": analyze or verdict.analyze,
                 "duration_ms": result.duration_ms,

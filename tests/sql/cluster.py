@@ -2,8 +2,10 @@
 
 The primary loads pg_stat_statements and a sample shop schema; the standby is
 made with `pg_basebackup -R` and listens on its own port. The agent role has
-read-only grants. initdb refuses root, so as root the servers run as the
-`postgres` OS user. Used by the tests and by bench/bench_sql.py.
+read-only grants and nothing more (the connection refuses any other kind); the
+over-privileged roles exist so tests can show that refusal. initdb refuses
+root, so as root the servers run as the `postgres` OS user. Used by the tests
+and by bench/bench_sql.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,12 @@ import psycopg
 PROJECT = Path(__file__).resolve().parents[2]
 PASSWORD = "Hunter2-s3cr3t-PW-7f3a"  # recognisable, so tests can prove it never leaks
 AGENT = "agent"
+# Roles the connection must refuse, one per kind of excess privilege.
+SUPERUSER = "agent_super"
+SIGNALLER = "agent_ops"
+"""A member of pg_signal_backend only through another role (`ops`)."""
+FILE_READER = "agent_files"
+CREATOR = "agent_creator"
 
 SCHEMA = f"""
 CREATE EXTENSION pg_stat_statements;
@@ -53,8 +61,17 @@ CREATE ROLE {AGENT} LOGIN PASSWORD '{PASSWORD}';
 GRANT USAGE ON SCHEMA shop TO {AGENT};
 GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {AGENT};
 GRANT pg_read_all_stats TO {AGENT};
+CREATE ROLE {SUPERUSER} LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+CREATE ROLE ops NOLOGIN;
+GRANT pg_signal_backend TO ops;
+CREATE ROLE {SIGNALLER} LOGIN PASSWORD '{PASSWORD}' IN ROLE ops;
+CREATE ROLE {FILE_READER} LOGIN PASSWORD '{PASSWORD}' IN ROLE pg_read_server_files;
+CREATE ROLE {CREATOR} LOGIN CREATEDB CREATEROLE PASSWORD '{PASSWORD}';
+GRANT USAGE ON SCHEMA shop TO {SIGNALLER}, {FILE_READER}, {CREATOR};
+GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {SIGNALLER}, {FILE_READER}, {CREATOR};
 ANALYZE;
 """
+
 # The replica's own workload: pg_stat_statements on a standby counts what ran there.
 WORKLOAD = [
     (
@@ -158,6 +175,27 @@ class Cluster:
     def pg(self, tool: str, *args: str) -> None:
         self.run(str(self.bindir / tool), *args)
 
+    @contextlib.contextmanager
+    def spare_standby(self) -> Iterator[tuple[str, Callable[[], None]]]:
+        """A second standby of the same primary, to break (promote) without touching the
+        shared one: yields its DSN and a promote() that returns once it accepts writes."""
+        port = free_port()
+        datadir = self.base / f"spare-{port}"  # made by pg_basebackup, as the servers' user
+        ctl = (str(self.bindir / "pg_ctl"), "-D", str(datadir), "-w")
+        self.pg(
+            "pg_basebackup", "-D", str(datadir), "-h", str(self.sock), "-p",
+            str(self.primary_port), "-U", "postgres", "-R", "-X", "stream", "-c", "fast",
+        )  # fmt: skip
+        with (datadir / "postgresql.conf").open("a") as f:
+            f.write(f"port = {port}\n")
+        self.run(*ctl, "-l", str(datadir / "log"), "start")
+        try:
+            yield self.dsn(port), lambda: self.run(*ctl, "promote")
+        finally:
+            with contextlib.suppress(RuntimeError):
+                self.run(*ctl, "-m", "immediate", "stop")
+            shutil.rmtree(datadir, ignore_errors=True)
+
 
 def _os_user() -> str:
     if os.geteuid() != 0:
@@ -182,7 +220,7 @@ def cluster() -> Iterator[Cluster]:
         primary, standby = base / "primary", base / "standby"
         c.pg(
             "initdb", "-D", str(primary), "-U", "postgres", "-E", "UTF8", "--locale=C",
-            "--auth-local=trust", "--auth-host=scram-sha-256",
+            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
         )  # fmt: skip
         with (primary / "postgresql.conf").open("a") as f:
             f.write(CONF.format(port=c.primary_port, sock=c.sock))

@@ -88,8 +88,13 @@ REFUSALS = [
     ("SELECT set_config('statement_timeout', '0', false)", "sql#side-effect-function"),
     (
         "SELECT dblink_exec('dbname=postgres', 'DELETE FROM shop.orders')",
-        "sql#side-effect-function",
+        "sql#sql-text-function",
     ),
+    (
+        "SELECT * FROM ts_stat('SELECT to_tsvector(name) FROM shop.customers')",
+        "sql#sql-text-function",
+    ),
+    ("SELECT shop.touch_order(1)", "sql#function-not-allowed"),
     ("SELECT lo_import('/etc/passwd')", "sql#side-effect-function"),
     ("SELECT nextval('shop.invoice_no')", "sql#side-effect-function"),
     ("EXPLAIN ANALYZE SELECT count(*) FROM shop.orders", "sql#explain-analyze"),
@@ -125,9 +130,10 @@ def test_analyze_runs_when_policy_allows_it(make_tools: Make) -> None:
 def test_write_past_the_classifier_is_refused_by_the_server(
     make_tools: Make, pg_cluster: Cluster
 ) -> None:
-    # touch_order() is a SECURITY DEFINER function that UPDATEs: the classifier sees only
-    # a SELECT of a function call. The standby (and the READ ONLY transaction) refuse it.
-    tools, evidence = make_tools()
+    # touch_order() is a SECURITY DEFINER function that UPDATEs. Were policy to allow it by
+    # name, the classifier sees only a call: the standby (and the READ ONLY transaction)
+    # refuse it.
+    tools, evidence = make_tools(allow_functions=["shop.touch_order"])
     broker, calls = brokered(tools)
     out = call(broker, "sql_query", sql="SELECT shop.touch_order(1)")
     assert out.startswith("DENIED by sql#server-read-only: the server refused a write")
@@ -138,6 +144,28 @@ def test_write_past_the_classifier_is_refused_by_the_server(
     with pg_cluster.admin(pg_cluster.primary_port) as pg:
         row = pg.execute(b"SELECT status FROM shop.orders WHERE id = 1").fetchone()
     assert row is not None and row[0] != "touched"
+
+
+def test_sql_text_in_a_function_cannot_end_another_session(
+    make_tools: Make, pg_cluster: Cluster
+) -> None:
+    # The attack: ts_stat runs its argument as a query, which the classifier never parses.
+    # A session of the same role may signal its peers, so the role alone does not stop it.
+    with (
+        psycopg.connect(pg_cluster.standby_dsn) as victim,
+        psycopg.connect(pg_cluster.standby_dsn, autocommit=True) as attacker,
+    ):
+        pid = victim.info.backend_pid
+        attack = f"SELECT * FROM ts_stat($$SELECT to_tsvector(pg_terminate_backend({pid})::text)$$)"
+        tools, evidence = make_tools()
+        out = call(brokered(tools)[0], "sql_query", sql=attack)
+        assert out.startswith("DENIED by sql#sql-text-function: ts_stat() runs SQL text"), out
+        assert evidence[-1].status == "refused"
+        assert victim.execute(b"SELECT 1").fetchone() == (1,)  # still alive
+        # What the classifier stopped is real: sent straight to the server, it kills.
+        attacker.execute(attack.encode()).fetchall()
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute(b"SELECT 1")
 
 
 def test_server_rejects_multiple_statements_even_if_the_classifier_missed(
