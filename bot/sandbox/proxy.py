@@ -79,6 +79,14 @@ class _TCPServer(_Server, socketserver.TCPServer):
     allow_reuse_address = True
 
 
+class _Unreached(Refused):
+    """The destination was refused by address, or did not answer: the event says which."""
+
+    def __init__(self, event: EgressEvent) -> None:
+        super().__init__(502 if event.decision == UNREACHABLE else 403, _reason(event))
+        self.event = event
+
+
 class _Stale(Refused):
     """A reused upstream connection failed before any answer: worth one fresh try."""
 
@@ -275,15 +283,22 @@ class EgressProxy:
         target = parse_target(b"/", (host, port))
         try:
             upstream = self._upstream_for(target)
-        except Refused as exc:
+        except _Unreached as exc:
+            failed = dataclasses.replace(exc.event, method="CONNECT", url=f"{host}:{port}")
+            self._record(failed, began)
             client.sendall(_reply(exc.status, exc.reason))
             return
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         try:
             inner = self._tls.leaf(target.host).wrap_socket(client, server_side=True)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as exc:
             self._close_upstream(upstream)
-            return  # the client would not take the run's certificate (or the SNI was another)
+            # Allowed, but nothing went through: the client refused the run's certificate,
+            # or asked (by SNI) for another name than the one checked.
+            why = f"TLS with the client failed: {exc}"
+            opened = dataclasses.replace(upstream.event, method="CONNECT", url=f"{host}:{port}")
+            self._record(dataclasses.replace(opened, reason=why), began)
+            return
         self._track(inner)
         try:
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
@@ -355,23 +370,26 @@ class EgressProxy:
                 upstream = None
             upstream = upstream or self._upstream_for(target)
             try:
-                down = self._forward(client, conn, upstream, request, target, headers, body)
+                up, down = self._forward(client, conn, upstream, request, target, headers, body)
             except _Stale:
                 # An idle keep-alive the server closed meanwhile: what browsers retry too.
                 self._close_upstream(upstream)
                 upstream = self._upstream_for(target)
-                down = self._forward(client, conn, upstream, request, target, headers, body)
+                up, down = self._forward(client, conn, upstream, request, target, headers, body)
         except Refused as exc:
             decision = UNREACHABLE if exc.status == 502 else "deny"
             refused = EgressEvent(host, port, decision, rule or "refused", method=method)
+            if isinstance(exc, _Unreached):  # the connection's own verdict says more
+                refused = dataclasses.replace(exc.event, method=method)
+            elif upstream is not None:
+                refused = dataclasses.replace(refused, address=upstream.event.address)
             self._record(dataclasses.replace(refused, url=url, reason=exc.reason), began)
             if upstream is not None and exc.status == 502:
                 self._close_upstream(upstream)  # it broke its answer: it cannot be reused
             raise
         address = upstream.event.address
         event = EgressEvent(host, port, "allow", rule, address, method=method, url=url)
-        event = dataclasses.replace(event, reason=reason)
-        self._record(event, began, len(body or b""), down)
+        self._record(dataclasses.replace(event, reason=reason), began, up, down)
         if upstream.http.our_state is h11.DONE and upstream.http.their_state is h11.DONE:
             upstream.http.start_next_cycle()
             return upstream
@@ -387,8 +405,9 @@ class EgressProxy:
         target: Target,
         headers: list[tuple[bytes, bytes]],
         body: bytes | None,
-    ) -> int:
-        """Send the request upstream and relay the answer; returns the body bytes relayed."""
+    ) -> tuple[int, int]:
+        """Send the request upstream and relay the answer; returns (bytes up, bytes down)."""
+        sent, received = upstream.up, upstream.down
         fields = upstream_headers(headers, target, body)
         head = h11.Request(method=request.method, target=target.path.encode(), headers=fields)
         # Only a safe method is sent twice: a server may have acted on a POST and then closed.
@@ -417,15 +436,13 @@ class EgressProxy:
             reason=answer.reason,
         )) or b"")  # fmt: skip
         # The answer has begun: from here a failure can only end the connection.
-        relayed = 0
         while True:
             part = upstream.next_event()
             if isinstance(part, h11.Data):
-                relayed += len(part.data)
                 client.sendall(conn.send(h11.Data(data=part.data)) or b"")
             elif isinstance(part, h11.EndOfMessage):
                 client.sendall(conn.send(h11.EndOfMessage()) or b"")
-                return relayed
+                return upstream.up - sent, upstream.down - received
             else:
                 raise OSError(f"upstream {target.authority} broke off its answer")
 
@@ -439,12 +456,11 @@ class EgressProxy:
         return bool(allowed), str(reason)
 
     def _upstream_for(self, target: Target) -> _Upstream:
-        """A new connection to target's destination, checked; Refused (and logged) if not."""
+        """A new connection to target's destination, checked; _Unreached if not."""
         began = time.monotonic()
         event, sock = self._open_upstream(target.host, target.port)
         if sock is None:
-            self._record(event, began)
-            raise Refused(502 if event.decision == UNREACHABLE else 403, _reason(event))
+            raise _Unreached(event)
         if target.scheme == "https":
             assert self._upstream_tls is not None
             bare = target.host.strip("[]")
@@ -454,8 +470,9 @@ class EgressProxy:
             except (OSError, ValueError) as exc:
                 sock.close()
                 failed = f"{event.rule}; TLS: {exc}"
-                self._record(dataclasses.replace(event, decision=UNREACHABLE, rule=failed), began)
-                raise Refused(502, f"egress: {failed}") from None
+                raise _Unreached(
+                    dataclasses.replace(event, decision=UNREACHABLE, rule=failed)
+                ) from None
         self._track(sock)
         return _Upstream(target, sock, event, began)
 
@@ -466,7 +483,6 @@ class EgressProxy:
         self._untrack(upstream.sock)
         with contextlib.suppress(OSError):
             upstream.sock.close()
-        self._record(upstream.event, upstream.began, upstream.up, upstream.down)
 
     def _open_upstream(self, host: str, port: int) -> tuple[EgressEvent, socket.socket | None]:
         verdict = self.allowlist.check_name(host, port)

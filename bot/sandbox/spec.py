@@ -106,10 +106,12 @@ UNREACHABLE = "unreachable"
 
 @dataclass(frozen=True)
 class EgressEvent:
-    """One connection or request the egress proxy allowed or denied (goes into the run record).
+    """One request the egress proxy judged, allowed or denied (goes into the run record).
 
-    Connection events (method empty) say where the proxy connected; request events
-    (method set) say what it let through on them, one per request it judged.
+    Each HTTP request (plain, or inside an intercepted tunnel) is one event, with the
+    address it went to and its bytes; a CONNECT the proxy does not intercept is one
+    event for the whole tunnel. An intercepted CONNECT that carried no request (the
+    client refused the run's certificate) is an event of its own, with the reason.
     """
 
     host: str
@@ -124,8 +126,7 @@ class EgressEvent:
     bytes_down: int = 0
     duration_ms: float = 0.0
     method: str = ""
-    """Empty for an upstream connection; the method for a request the proxy judged
-    (`CONNECT` for a tunnel it does not intercept, which is both)."""
+    """The request's method (`CONNECT` for a tunnel); empty only from older records."""
     url: str = ""
     """The judged request's absolute URL (`host:port` for CONNECT)."""
     reason: str = ""
