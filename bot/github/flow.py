@@ -8,6 +8,7 @@ at-least-once delivery never posts or commits twice.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -28,7 +29,7 @@ from bot.github.state import PullState
 from bot.job import parse_job
 from bot.plan import Plan
 from bot.record import DoorRef, RunRecord
-from bot.redact import Redactor
+from bot.redact import Redactor, redact_logs
 from bot.render import render_plan, render_pr_comment
 from bot.runner import Engine
 from bot.sandbox import SandboxBackend
@@ -89,9 +90,13 @@ class PullRequestDoor:
         self._clients_lock = threading.Lock()
         self.model_factory = model_factory
         self.on_publish = on_publish
-        self.redact = Redactor(
-            [*settings.webhook_secrets, settings.app_private_key, settings.github_token]
+        # The host's secrets and the bot's own (settings may come from a file, not the
+        # environment); each repository's engine widens it with what its policy names.
+        self.redact = Redactor.for_host(
+            os.environ,
+            [*settings.webhook_secrets, settings.app_private_key, settings.github_token],
         )
+        redact_logs(self.redact)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -151,7 +156,9 @@ class PullRequestDoor:
         checkout = Checkout(self.settings.data_dir / "repos", full, url, client.token())
         repo = checkout.sync(meta.default_branch, [])
         kw: dict[str, Any] = {"model_factory": self.model_factory} if self.model_factory else {}
-        return Context(client, full, checkout, Engine(repo, self.backend, **kw), meta.html_url)
+        engine = Engine(repo, self.backend, **kw)
+        engine.redactor = engine.redactor.with_secrets(self.redact.secrets)
+        return Context(client, full, checkout, engine, meta.html_url)
 
     # -- pull requests --------------------------------------------------------------------
 
@@ -482,13 +489,13 @@ class PullRequestDoor:
             rec.commit,
             conclusion=CONCLUSION.get(rec.state, "neutral"),
             title=f"{rec.job_name}: {rec.state}",
-            summary=self.redact(
+            summary=ctx.engine.redactor(
                 f"Run `{rec.run_id}`: {rec.transitions[-1].reason}\n\nAudit head: `{digest}`"
             ),
         )
 
     def _comment(self, ctx: Context, number: int, key: str, body: str) -> None:
-        ctx.client.upsert_comment(ctx.full, number, key, self.redact(body))
+        ctx.client.upsert_comment(ctx.full, number, key, ctx.engine.redactor(body))
 
 
 _NOT_YET = {
