@@ -94,11 +94,10 @@ class _Stale(Refused):
 class _Upstream:
     """One connection upstream, reused while requests keep naming its destination."""
 
-    def __init__(self, target: Target, sock: socket.socket, event: EgressEvent, began: float):
+    def __init__(self, target: Target, sock: socket.socket, event: EgressEvent) -> None:
         self.key = (target.scheme, target.host, target.port)
         self.sock = sock
         self.event = event
-        self.began = began
         self.http = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
         self.up = 0
         self.down = 0
@@ -319,12 +318,12 @@ class EgressProxy:
         """Judge and forward each request of one client connection until either side ends."""
         try:
             while True:
-                began = time.monotonic()
                 try:
                     request = pending or _next_request(conn, client)
                     pending = None
                     if request is None:
                         return
+                    began = time.monotonic()  # from its head: keep-alive idling is not its time
                     upstream = self._exchange(client, conn, tunnel, request, upstream, began)
                 except Refused as exc:
                     client.sendall(_reply(exc.status, exc.reason))
@@ -457,7 +456,6 @@ class EgressProxy:
 
     def _upstream_for(self, target: Target) -> _Upstream:
         """A new connection to target's destination, checked; _Unreached if not."""
-        began = time.monotonic()
         event, sock = self._open_upstream(target.host, target.port)
         if sock is None:
             raise _Unreached(event)
@@ -474,7 +472,7 @@ class EgressProxy:
                     dataclasses.replace(event, decision=UNREACHABLE, rule=failed)
                 ) from None
         self._track(sock)
-        return _Upstream(target, sock, event, began)
+        return _Upstream(target, sock, event)
 
     def _close_upstream(self, upstream: _Upstream) -> None:
         if upstream.closed:
