@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.globs import domain_covers
 
@@ -61,3 +61,17 @@ def check_url(url: str, domains: Sequence[str]) -> DomainVerdict:
     return DomainVerdict(
         False, host, None, f"{host}:{port} is outside scope.browser.domains {shown}"
     )
+
+
+def normal_url(url: str) -> str:
+    """One spelling per URL, so the proxy's and Playwright's agree: lower-case scheme and
+    host, no default port, no fragment, `/` for an empty path."""
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme.lower(), (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return url
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or port == DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))

@@ -22,10 +22,12 @@ from playwright.async_api import Error as PlaywrightError
 
 from bot.browser.allowlist import _split_entry
 from bot.browser.errors import BrowserUnavailable
+from bot.browser.netgate import NetworkGate
 from bot.errors import SandboxError
 from bot.sandbox.image import BROWSER_IMAGE
 from bot.sandbox.proxy import FORWARD_PORT
 from bot.sandbox.spec import EgressEvent, Limits, Sandbox, SandboxBackend, SandboxSpec
+from bot.sandbox.tls import RunCA
 
 T = TypeVar("T")
 ENV_CHROMIUM = "AGENTPLANE_CHROMIUM"
@@ -42,6 +44,14 @@ QUIET_ARGS = (
     "--no-first-run",
     "--no-default-browser-check",
     "--metrics-recording-only",
+)
+# Requests routing cannot hold: fetchLater() fires after the page is gone, a SharedWorker's
+# fetches are not routed at all. Blink's switch and Chromium's own (not --disable-features,
+# which would replace the list Playwright passes). Beacons and keepalive fetches on unload
+# have no switch: the network gate (netgate.py) refuses them at the proxy.
+GATE_ARGS = (
+    "--disable-blink-features=FetchLaterAPI",
+    "--disable-shared-workers",
 )
 
 
@@ -182,7 +192,9 @@ class Chromium:
 
     Its network is the egress proxy, open to scope.browser.domains and, for non-public
     addresses, to the job type's private_networks; the Tab's routing fences every
-    request once more and holds the ones that change state.
+    request once more and holds the ones that change state. The proxy asks `gate` about
+    every request, HTTPS included: it reads them through a per-run CA that only this
+    Chromium trusts, by SPKI (upstream_cafile adds roots the proxy trusts upstream).
     """
 
     def __init__(
@@ -192,8 +204,12 @@ class Chromium:
         *,
         backend: str | None = None,
         private_networks: Sequence[str] = (),
+        upstream_cafile: str | None = None,
     ) -> None:
         self.environ = os.environ if environ is None else environ
+        self.gate = NetworkGate()
+        self.upstream_cafile = upstream_cafile
+        self._ca: RunCA | None = None
         self.domains = list(domains)
         self.required_backend = backend
         self.private_networks = tuple(private_networks)
@@ -219,6 +235,8 @@ class Chromium:
             egress_private_ok=self.private_networks,
             limits=BROWSER_LIMITS,
             ro_paths=self._installed_at,
+            request_gate=self.gate,
+            tls=self._ca,
         )
 
     async def _launch(self) -> Browser:
@@ -234,10 +252,15 @@ class Chromium:
             if not path.startswith("/usr/"):  # bwrap shows /usr; bring the install dir too
                 self._installed_at = (Path(path).resolve().parent,)
         self.executable = path
+        self._ca = RunCA.create(self.upstream_cafile)
         self._confined = confine(backend, path, self._spec)
+        # Trust the run CA's leaves and nothing else new: the SPKI pins its one leaf key.
+        trust = f"--ignore-certificate-errors-spki-list={self._ca.spki_sha256_b64()}"
         try:
             return await self._pw.chromium.launch(
-                executable_path=self._confined.script, chromium_sandbox=False, args=QUIET_ARGS
+                executable_path=self._confined.script,
+                chromium_sandbox=False,
+                args=[*QUIET_ARGS, *GATE_ARGS, trust],
             )
         except PlaywrightError as exc:
             raise BrowserUnavailable(
@@ -281,3 +304,5 @@ class Chromium:
             if self._confined is not None:
                 self._confined.close()
                 self.egress = self._confined.sandbox.egress_log()
+            if self._ca is not None:
+                self._ca.close()

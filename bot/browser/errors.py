@@ -32,3 +32,8 @@ class ReplayDiffers(BrowserError):
 
 class ReleaseFailed(BrowserError):
     """The approved request was released but did not complete (network error, no response)."""
+
+
+class ReleaseRedirected(ReleaseFailed):
+    """The released request was answered 307 or 308: following it would send the approved
+    body again, to a URL nobody approved, so apply stopped there."""

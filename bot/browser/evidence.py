@@ -23,6 +23,12 @@ def render_browser_evidence(
     if run.blocked:
         lines.append(f"Blocked outside the allowlist ({len(run.blocked)}):")
         lines += [f"  step {b.step}: {b.method} {b.url} ({b.resource_type})" for b in run.blocked]
+    if run.gate_events:
+        lines.append(
+            f"Refused at the network gate ({len(run.gate_events)}): state-changing requests "
+            "the browser sent past its routing; none reached the site:"
+        )
+        lines += [f"  {e.describe()}" for e in run.gate_events]
     p = run.pending
     if p is not None:
         shot = links.get(p.screenshot, f"artifact {p.screenshot}")

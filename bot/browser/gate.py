@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.browser.allowlist import normal_url
 from bot.browser.model import ElementInfo
 from bot.job import GatedElement
 
@@ -23,6 +24,9 @@ class GateHit:
     action: GateAction
     rule: str
     reason: str
+    expects: tuple[str, str] | None = None
+    """(method, URL) the gated element's form sends, when it has one: the reason names
+    that request, so it may only label that request."""
 
 
 def element_matches(rule: GatedElement, el: ElementInfo) -> bool:
@@ -48,17 +52,44 @@ def element_gate(
             "submit",
             "browser#form-submit",
             f"{el.role} {el.name!r} submits a form ({method} {el.form_action or '(this page)'})",
+            (method, el.form_action) if el.form_action else None,
         )
     return None
 
 
-def request_gate(method: str, is_navigation: bool, armed: GateHit | None) -> GateHit | None:
-    """Hold this request? armed is the gate of the click in progress, if it was gated."""
+def _is_expected(expects: tuple[str, str], method: str, url: str) -> bool:
+    want_method, want_url = expects
+    if want_method != method.upper():
+        return False
+    if method.upper() in SAFE_METHODS:  # a GET form puts its fields in the query
+        return normal_url(want_url).split("?")[0] == normal_url(url).split("?")[0]
+    return normal_url(want_url) == normal_url(url)
+
+
+def _named(armed: GateHit, method: str, url: str) -> GateHit:
+    """armed, if its reason names this request; else a reason that does. A page's script
+    may send its own request during the click: it is held under its own name."""
+    if armed.expects is None or not url or _is_expected(armed.expects, method, url):
+        return armed
+    want_method, want_url = armed.expects
+    return GateHit(
+        armed.action,
+        "browser#not-the-form",
+        f"{method.upper()} {url} was sent during the click, by the page's script: it is not "
+        f"the request the clicked form sends ({want_method} {want_url})",
+    )
+
+
+def request_gate(
+    method: str, is_navigation: bool, armed: GateHit | None, url: str = ""
+) -> GateHit | None:
+    """Hold this request (to url)? armed is the gate of the click in progress, if gated."""
     if method.upper() not in SAFE_METHODS:
         if armed is not None:
-            return armed
-        return GateHit("submit", "browser#method", f"{method.upper()} requests change state")
+            return _named(armed, method, url)
+        what = f"{method.upper()} {url}" if url else f"{method.upper()} requests"
+        return GateHit("submit", "browser#method", f"{what} changes state")
     # A gated click that navigates with GET (a delete link, a GET form) is held all the same.
     if armed is not None and is_navigation:
-        return armed
+        return _named(armed, method, url)
     return None

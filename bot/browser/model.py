@@ -85,6 +85,21 @@ class Blocked(BaseModel):
     reason: str
 
 
+class GateEvent(BaseModel):
+    """A request the egress proxy judged at the network boundary that routing never held:
+    refused (it would have changed state unseen) or the approved one, released."""
+
+    step: int
+    method: str
+    url: str
+    body_sha256: str | None = None
+    decision: Literal["refused", "released"]
+    reason: str
+
+    def describe(self) -> str:
+        return f"step {self.step}: {self.decision} {self.method} {self.url}: {self.reason}"
+
+
 class PendingRequest(BaseModel):
     """The exact state-changing request held at the gate, as a reviewer approves it."""
 
@@ -127,6 +142,8 @@ class BrowserRun(BaseModel):
     """The name of the broker credential the context logged in with; never its value."""
     steps: list[Step] = Field(default_factory=list)
     blocked: list[Blocked] = Field(default_factory=list)
+    gate_events: list[GateEvent] = Field(default_factory=list)
+    """What the egress proxy refused past routing (beacons, workers, redirects)."""
     pending: PendingRequest | None = None
     sandbox: str = ""
     """Which sandbox backend ran Chromium, and why that one."""

@@ -6,7 +6,10 @@ must have the approved method, URL and body digest. On any difference the
 held request is aborted, nothing state-changing has left the browser, and
 ReplayDiffers lists what differed. After the release the context is sealed:
 a second state-changing request (a double submit, a script's follow-up) is
-refused, so exactly one request is released.
+refused, so exactly one request is released. The network gate holds the same line
+at the egress proxy for what routing never sees (a beacon, a worker, the browser
+following a 307 or 308 with the approved body): it lets that one request through
+once and refuses the rest; apply stops at a redirect that keeps the method.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ from dataclasses import dataclass, field
 from playwright.async_api import Error as PlaywrightError
 
 from bot.browser.driver import BrowserCredential, Chromium
-from bot.browser.errors import BrowserError, ReleaseFailed, ReplayDiffers
+from bot.browser.errors import BrowserError, ReleaseFailed, ReleaseRedirected, ReplayDiffers
 from bot.browser.gate import element_gate
-from bot.browser.model import BrowserRun, PendingRequest, Step
+from bot.browser.model import BrowserRun, GateEvent, PendingRequest, Step
+from bot.browser.netgate import NetworkGate
 from bot.browser.tab import ACTION_TIMEOUT_MS, Held, Tab, element_info, locate
 
 REPLAYED = frozenset({"goto", "click", "fill", "select"})
+METHOD_KEEPING_REDIRECTS = frozenset({307, 308})
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class Released:
     page_url: str
     steps_replayed: int
     refused_after: list[str]
+    gate_events: list[GateEvent] = field(default_factory=list)
+    """What the network gate refused during apply (and the release it let through)."""
     artifacts: dict[str, bytes] = field(default_factory=dict)
     """apply-trace.zip and apply.har: the apply's own evidence."""
 
@@ -121,12 +128,23 @@ async def _perform(tab: Tab, run: BrowserRun, step: Step, job_rule: str) -> Held
     return await tab.act(loc.click(), armed=element_gate(el, run.gated, job_rule))
 
 
-async def _replay(tab: Tab, run: BrowserRun, approved: PendingRequest, job_rule: str) -> Released:
+def _redirect_stop(approved: PendingRequest, status: int, location: str | None) -> str:
+    return (
+        f"the approved {approved.method} {approved.url} was sent once and answered "
+        f"{status} (to {location or 'no Location'}); a {status} would send the approved body "
+        "again to a URL nobody approved, so apply did not follow it and stopped: "
+        "check the site's state, then re-run the job against the new address"
+    )
+
+
+async def _replay(
+    tab: Tab, gate: NetworkGate, run: BrowserRun, approved: PendingRequest, job_rule: str
+) -> Released:
     replayed = 0
     for step in run.steps:
         if step.action not in REPLAYED or step.status not in ("ok", "held"):
             continue
-        tab.step = step.n
+        tab.step = gate.step = step.n
         at_gate = step.n == approved.step
         if at_gate and tab.page.url != approved.page_url:
             raise _Differs([f"the gate page is {tab.page.url}, approved {approved.page_url}"])
@@ -156,10 +174,24 @@ async def _replay(tab: Tab, run: BrowserRun, approved: PendingRequest, job_rule:
             await held.route.abort("blockedbyclient")
             raise _Differs(differences)
         tab.sealed = True  # from here on, nothing else state-changing leaves
+        # The proxy lets exactly this request through, once; routing has just matched it
+        # to the approved one (volatile fields carry this page's values).
+        gate.release_once(held.request.method, held.request.url, held.body_sha256)
         await held.route.continue_()
         response = await held.request.response()
         if response is None:
             raise ReleaseFailed(f"{approved.describe()} was released but got no response")
+        if response.status in METHOD_KEEPING_REDIRECTS:
+            # Chromium follows it itself, past routing; the network gate refuses that.
+            raise ReleaseRedirected(
+                _redirect_stop(approved, response.status, response.headers.get("location"))
+            )
+        if not gate.released:
+            raise ReleaseFailed(
+                f"{approved.describe()} was released in the browser, but the network gate "
+                f"never saw it leave (the site answered {response.status} through the proxy? "
+                "see the egress log): apply cannot say it landed"
+            )
         await tab.settle_action()
         with contextlib.suppress(PlaywrightError):
             await tab.page.wait_for_load_state("load", timeout=ACTION_TIMEOUT_MS)
@@ -169,7 +201,11 @@ async def _replay(tab: Tab, run: BrowserRun, approved: PendingRequest, job_rule:
             url=held.request.url,
             page_url=tab.page.url,
             steps_replayed=replayed,
-            refused_after=list(tab.refused_late),
+            refused_after=[
+                *tab.refused_late,
+                *(f"{e.method} {e.url} (refused at the network gate)" for e in gate.refused()),
+            ],
+            gate_events=list(gate.events),
         )
     raise _Differs([f"step {approved.step} (the gate) is not among the recorded steps"])
 
@@ -201,7 +237,7 @@ def release(
         browser = chromium.browser()
         chromium.run(tab.open(browser))
         try:
-            done = chromium.run(_replay(tab, run, approved, job_rule))
+            done = chromium.run(_replay(tab, chromium.gate, run, approved, job_rule))
         except _Differs as exc:
             with contextlib.suppress(PlaywrightError, BrowserError):
                 artifacts["apply-differs.png"] = chromium.run(tab.gate_screenshot())

@@ -77,7 +77,7 @@ class BrowserSession:
             self.chromium.run(self.tab.open(self.chromium.browser()))
             self._open = True
         step = Step(n=len(self.run.steps) + 1, action=action, target=target, value=value)
-        self.tab.step = step.n
+        self.tab.step = self.chromium.gate.step = step.n
         return step
 
     def _finish(self, step: Step) -> Step:
@@ -85,6 +85,7 @@ class BrowserSession:
             step.url_after = self.tab.page.url
         self.run.steps.append(step)
         self.run.blocked = list(self.tab.blocked)
+        self.run.gate_events = self.chromium.gate.refused()
         return step
 
     async def _hold(self, step: Step, held: Held) -> None:
@@ -217,6 +218,9 @@ class BrowserSession:
             )
         blocked = [b for b in self.tab.blocked if b.step == step.n]
         tail = f"; blocked {len(blocked)} request(s) outside the allowlist" if blocked else ""
+        refused = [e for e in self.run.gate_events if e.step == step.n]
+        if refused:
+            tail += f"; the network gate refused {len(refused)} state-changing request(s)"
         return f"{step.action} ok; now at {step.url_after}{tail}"
 
     def close(self) -> dict[str, bytes]:
@@ -230,6 +234,8 @@ class BrowserSession:
         finally:
             self.chromium.close()
             self.run.sandbox = self.chromium.sandbox
+            # Complete only now: a beacon fired as the page closed is refused last.
+            self.run.gate_events = self.chromium.gate.refused()
         self.files.update(self.images)
         return self.files
 

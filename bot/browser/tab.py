@@ -171,7 +171,7 @@ class Tab:
             self._block(request.method, request.url, request.resource_type, verdict.reason)
             await route.abort("blockedbyclient")
             return
-        hit = request_gate(request.method, request.is_navigation_request(), self.armed)
+        hit = request_gate(request.method, request.is_navigation_request(), self.armed, request.url)
         if hit is None:
             await route.continue_()
             return

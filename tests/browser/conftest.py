@@ -20,6 +20,7 @@ from bot.policy import merge_policy
 from bot.record import ToolCall
 from bot.request import RunRequest
 from bot.tools.browser import BrowserTools, chromium_for
+from tests.sandbox.conftest import backend_or_skip
 
 POLICY = """
 groups: {platform: [maya@example.com]}
@@ -121,3 +122,15 @@ def apply_chromium() -> Chromium:
     """Chromium for an apply, as the engine makes it: from the plan the run was started with."""
     p = browser_plan()
     return chromium_for(p, p.granted("browser_domain"))
+
+
+@pytest.fixture(params=["bwrap", "docker"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """Each sandbox backend in turn, its browser image built for Docker."""
+    name = str(request.param)
+    backend_or_skip(name)  # skips (or fails, where CI requires it) when the host lacks it
+    if name == "docker":
+        from bot.sandbox.image import ensure_browser_image
+
+        ensure_browser_image()
+    return name

@@ -22,17 +22,6 @@ pytestmark = [needs_chromium]
 LOOPBACK = ("127.0.0.0/8",)
 
 
-@pytest.fixture(params=["bwrap", "docker"])
-def backend_name(request: pytest.FixtureRequest) -> str:
-    name = str(request.param)
-    backend_or_skip(name)  # skips (or fails, where CI requires it) when the host lacks it
-    if name == "docker":
-        from bot.sandbox.image import ensure_browser_image
-
-        ensure_browser_image()
-    return name
-
-
 @pytest.fixture
 def site() -> Iterator[AdminSite]:
     with AdminSite() as s:
