@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.agent import Model
@@ -38,10 +38,11 @@ log = logging.getLogger("agentplane.github")
 
 JOBS_PREFIX = ".agentplane/jobs/"
 GOVERNING = ("policies/", ".agentplane/config.yaml")
-CHECK_VALIDATE, CHECK_APPROVAL, CHECK_POLICY = (
+CHECK_VALIDATE, CHECK_APPROVAL, CHECK_POLICY, CHECK_AUDIT = (
     "agentplane/validate",
     "agentplane/approval",
     "agentplane/policy",
+    "agentplane/audit",
 )
 CONCLUSION = {
     "awaiting_approval": "action_required",
@@ -66,6 +67,8 @@ class Context:
     checkout: Checkout
     engine: Engine
     html_url: str = ""
+    touched: set[str] = field(default_factory=set)
+    """Commits whose runs this delivery recorded: where the audit check is reported."""
 
     def on_audit_branch(self, path: str) -> str:
         """A link to a file of the pushed audit branch (records and artifacts live there)."""
@@ -108,23 +111,62 @@ class PullRequestDoor:
             return "ignored: no repository"
         inst = (p.get("installation") or {}).get("id")
         self.state.seen_repo(repo, inst)
+        handler = self._route(d)
+        if isinstance(handler, str):
+            return handler
+        ctx = self._ctx(repo, inst)
+        try:
+            return handler(ctx)
+        finally:
+            # Whatever the handler did or where it stopped, what it recorded is pushed (and
+            # a push that fails is reported, not raised), so no record is left behind.
+            self._push_audit(ctx)
+
+    def _route(self, d: Delivery) -> Callable[[Context], str] | str:
+        p = d.payload
         pr_number = int((p.get("pull_request") or {}).get("number") or 0)
         key = (d.event, d.action)
         if d.event == "pull_request" and d.action in ("opened", "synchronize", "reopened"):
-            return self.on_pull(self._ctx(repo, inst), pr_number)
+            return lambda ctx: self.on_pull(ctx, pr_number)
         if key == ("pull_request", "closed"):
-            return self.on_closed(self._ctx(repo, inst), pr_number)
+            return lambda ctx: self.on_closed(ctx, pr_number)
         if key == ("pull_request_review", "submitted"):
-            return self.on_review(self._ctx(repo, inst), pr_number, p["review"])
+            return lambda ctx: self.on_review(ctx, pr_number, p["review"])
         if key == ("pull_request_review", "dismissed"):
-            return self.on_dismissed(self._ctx(repo, inst), pr_number, p["review"])
+            return lambda ctx: self.on_dismissed(ctx, pr_number, p["review"])
         if key == ("issue_comment", "created"):
-            return self.on_comment(self._ctx(repo, inst), p)
+            return lambda ctx: self.on_comment(ctx, p)
         if d.event == "issues" and d.action in ("opened", "labeled"):
-            return self.on_issue(self._ctx(repo, inst), p["issue"])
+            return lambda ctx: self.on_issue(ctx, p["issue"])
         if d.event == "agentplane.reconcile":
-            return self.on_pull(self._ctx(repo, inst), p["number"])
+            return lambda ctx: self.on_pull(ctx, p["number"])
         return f"ignored: {d.event}.{d.action}"
+
+    def _push_audit(self, ctx: Context) -> None:
+        """Push the bot's log; on every commit this delivery touched, say how the replica
+        stands (a failure names what moved or failed), and log a problem once."""
+        replica = ctx.checkout.push_audit()
+        problem = replica.problem
+        if problem is None and not ctx.touched:
+            return
+        head = ctx.engine.audit.head()
+        digest = head.digest if head else None
+        title = "audit branch: not pushed" if problem else "audit branch pushed"
+        summary = (
+            f"{problem}.\n\n" if problem else f"The remote `{AUDIT}` holds the bot's log.\n\n"
+        ) + f"The bot's log head: `{digest}`"
+        for sha in sorted(ctx.touched):
+            try:
+                ctx.client.check(
+                    ctx.full,
+                    CHECK_AUDIT,
+                    sha,
+                    conclusion="failure" if problem else "success",
+                    title=title,
+                    summary=ctx.engine.redactor(summary),
+                )
+            except AgentplaneError as exc:  # reporting must not hide what the handler did
+                log.warning("%s: cannot report the audit branch on %s: %s", ctx.full, sha, exc)
 
     def _client(self, inst: int | None) -> GitHubClient:
         """One client per installation, so its token is minted once and refreshed by
@@ -191,7 +233,6 @@ class PullRequestDoor:
         valid = self._validate(ctx, pr, jobs)
         for job in valid:
             self._run_job(ctx, pr, job)
-        ctx.checkout.push_audit()
         return f"ran {len(valid)} of {len(jobs)} job(s)"
 
     def _validate(self, ctx: Context, pr: PullInfo, jobs: list[str]) -> list[str]:
@@ -289,8 +330,6 @@ class PullRequestDoor:
         for rec in self._open_runs(ctx, number, ("awaiting_approval", "needs_clarification")):
             self.publish(ctx, ctx.engine.cancel(rec.run_id, reason))
             cancelled += 1
-        if cancelled:
-            ctx.checkout.push_audit()
         return f"cancelled {cancelled} run(s)"
 
     # -- reviews: the gate ----------------------------------------------------------------
@@ -332,7 +371,6 @@ class PullRequestDoor:
                 self._push_applied(ctx, pr, rec)  # a released browser request has no commit
             self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {rec.state}")
-        ctx.checkout.push_audit()
         return "; ".join(outcomes) or "ignored: no run awaiting approval"
 
     def _push_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
@@ -357,7 +395,6 @@ class PullRequestDoor:
         reviewer = review["user"]["login"]
         for rec in self._open_runs(ctx, number):
             self.publish(ctx, ctx.engine.withdraw(rec.run_id, reviewer, "review dismissed"))
-        ctx.checkout.push_audit()
         return f"withdrew {reviewer}'s approval"
 
     # -- comments and issues --------------------------------------------------------------
@@ -396,7 +433,6 @@ class PullRequestDoor:
             return "ignored: no open question"
         for rec in waiting:
             self.publish(ctx, ctx.engine.answer(rec.run_id, login, text))
-        ctx.checkout.push_audit()
         return f"answered {len(waiting)} run(s)"
 
     def _authorise(self, ctx: Context, cmd: Command, login: str, number: int) -> str | None:
@@ -468,6 +504,7 @@ class PullRequestDoor:
     def publish(self, ctx: Context, rec: RunRecord) -> None:
         """Evidence comment and approval check for a run, with the audit head digest."""
         self.on_publish(rec)
+        ctx.touched.add(rec.commit)
         head = ctx.engine.audit.head()
         digest = head.digest if head else None
         plan = Plan.model_validate(rec.plan)

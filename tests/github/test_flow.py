@@ -397,6 +397,8 @@ def test_an_allowed_fork_pr_runs_its_head_and_applies_to_a_run_branch(
 ) -> None:
     """A fork's branch is not in origin (refs/pull/N/head is), nor can the App push to it."""
     door = door_for(github, tmp_path, allow_forks=True)
+    policy = repo_files()[POLICY].replace("app-team: [dana]", "app-team: [dana, eve]")
+    github.commit(REPO, "main", {POLICY: policy})  # eve is a known outside contributor
     fork, number, payload = fork_pr(github)
     head = github.head_sha(REPO, number)
     assert deliver(door, "pull_request", payload) == "ran 1 of 1 job(s)"
@@ -441,3 +443,68 @@ def test_a_browser_job_on_a_pr_releases_the_held_request_on_approval(
         assert github.head_sha(REPO, number) == head  # no commit to push
         (body,) = [c.body for c in github.comments(REPO, number) if f"run:{BROWSER_JOB}" in c.body]
         assert f"Applied: released POST {console.url}/users/2 (HTTP 303)." in body
+
+
+def audit_check(github: GitHubDouble, sha: str) -> dict[str, Any]:
+    return check(github, "agentplane/audit", sha)
+
+
+def refuse_audit_pushes(github: GitHubDouble, refuse: bool) -> None:
+    """The remote declines updates of the audit branch (as a broken branch rule would)."""
+    hook = github.repo(REPO).bare / "hooks" / "pre-receive"
+    if not refuse:
+        hook.unlink(missing_ok=True)
+        return
+    hook.write_text(
+        "#!/bin/sh\nwhile read old new ref; do\n"
+        '  [ "$ref" = refs/heads/agentplane/audit ] && echo "declined: $ref" >&2 && exit 1\n'
+        "done\nexit 0\n"
+    )
+    hook.chmod(0o755)
+
+
+def test_an_unpushed_audit_record_never_wedges_later_deliveries(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, head = add_job_pr(github, door)
+    _, stranger = github.add_comment(REPO, number, "mallory", "/agentplane rerun")
+    assert "needs a role that may run jobs" in deliver(door, "issue_comment", stranger)
+    refuse_audit_pushes(github, True)
+    _, rerun = github.add_comment(REPO, number, "dana", "/agentplane rerun")
+    assert deliver(door, "issue_comment", rerun) == "ran 1 of 1 job(s)"  # its push failed
+    assert audit_check(github, head)["conclusion"] == "failure"
+    assert "declined" in audit_check(github, head)["output"]["summary"]
+    refuse_audit_pushes(github, False)
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+    assert audit_check(github, head)["conclusion"] == "success"
+    bot_log = door.settings.data_dir / "repos" / REPO.replace("/", "__")
+    ours = subprocess.run(
+        ["git", "-C", str(bot_log), "rev-parse", "refs/heads/agentplane/audit"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert github.repo(REPO).tip("agentplane/audit") == ours  # every record reached GitHub
+
+
+def test_a_forged_record_pushed_to_the_audit_branch_is_reported_not_adopted(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, head = add_job_pr(github, door)
+    ours = github.repo(REPO).tip("agentplane/audit")
+    forged = github.commit(
+        REPO, "agentplane/audit", {"log/9999/99999999.json": '{"state": "approved"}'}
+    )
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+    run = audit_check(github, head)
+    assert run["conclusion"] == "failure" and forged[:12] in run["output"]["summary"]
+    assert "moved without agentplane" in run["output"]["summary"]
+    bot_log = door.settings.data_dir / "repos" / REPO.replace("/", "__")
+    adopted = subprocess.run(
+        ["git", "-C", str(bot_log), "merge-base", "--is-ancestor", forged, "agentplane/audit"],
+        capture_output=True,
+    )
+    assert adopted.returncode == 1  # the forged commit is not in the bot's log
+    assert github.repo(REPO).tip("agentplane/audit") == forged != ours  # nor overwritten
