@@ -27,9 +27,10 @@ from bot.sql.privilege import ROLE_QUERY, RoleRow, role_problems
 from bot.tools.base import ToolFailure
 
 CONNECT_TIMEOUT_S = 5
-# Rows per FETCH from the server-side cursor: small, so the byte cap stops the fetch
-# soon after it is reached rather than a whole row cap of wide rows later.
-FETCH_BATCH = 20
+# Rows in the first FETCH from the server-side cursor; later ones are sized from the
+# bytes seen so far, so the byte cap stops the fetch about where it is reached rather
+# than a row cap of wide rows later, and narrow rows still take few round trips.
+FIRST_FETCH = 20
 LEAST_PRIVILEGE_RULE = "sql#least-privilege"
 # SQLSTATE classes the guards raise, mapped to the rule the record names.
 SERVER_GUARDS: tuple[tuple[type[psycopg.Error], str, str], ...] = (
@@ -84,8 +85,8 @@ def fetch_capped(
     statement_timeout bounds how large it can grow.
     """
     rows: list[tuple[Any, ...]] = []
-    used = 0
-    while batch := cur.fetchmany(FETCH_BATCH):
+    used, want = 0, min(FIRST_FETCH, row_cap + 1)
+    while batch := cur.fetchmany(want):
         for row in batch:
             if len(rows) == row_cap:
                 return rows, True, False
@@ -95,6 +96,12 @@ def fetch_capped(
                 return rows, False, True
             used += size
             rows.append(row)
+        if len(batch) < want:
+            break  # the cursor is exhausted: no round trip to learn that again
+        fits = row_cap + 1 - len(rows)
+        if byte_cap is not None:
+            fits = min(fits, (byte_cap - used) * len(rows) // max(used, 1) + 1)
+        want = max(1, fits)
     return rows, False, False
 
 
@@ -163,7 +170,7 @@ class SqlSession:
             # One round trip opens the transaction: a promotion since the last call is
             # seen before the statement runs, not only at connect.
             first = pg.execute(
-                b"SELECT pg_catalog.pg_is_in_recovery(),"
+                b"/* agentplane */ SELECT pg_catalog.pg_is_in_recovery(),"
                 b" pg_catalog.set_config('statement_timeout', %s, true),"
                 b" pg_catalog.set_config('lock_timeout', %s, true)",
                 (f"{pol.statement_timeout_ms}ms", f"{pol.lock_timeout_ms}ms"),

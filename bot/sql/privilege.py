@@ -39,10 +39,11 @@ DANGEROUS_ATTRIBUTES: Mapping[str, str] = {
     "rolreplication": "can open replication connections (a copy of every table)",
     "rolbypassrls": "bypasses row-level security",
 }
-# Every role the session's role is a member of, itself included. MEMBER rather than
+# Every role the session's role is a member of, itself included. The comment marks the
+# query as the control plane's, so top_queries leaves it out. MEMBER rather than
 # USAGE: a role reachable only by SET ROLE is still one statement away.
 ROLE_QUERY = (
-    "SELECT current_user, r.rolname, "
+    "/* agentplane */ SELECT current_user, r.rolname, "
     + ", ".join(f"r.{a}" for a in DANGEROUS_ATTRIBUTES)
     + " FROM pg_catalog.pg_roles r WHERE pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER')"
     " ORDER BY r.rolname"

@@ -25,7 +25,7 @@ TOP_QUERY = (
     " FROM pg_stat_statements"
     " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
     " AND query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE 'EXPLAIN%'"
-    " AND query NOT ILIKE '%set_config(%'"
+    " AND query NOT ILIKE '%set_config(%' AND query NOT LIKE '/* agentplane */%'"
     " ORDER BY {order} DESC LIMIT {limit}"
 )
 TOP_QUERY_TEXT = 200

@@ -78,6 +78,11 @@ def test_top_queries_reads_pg_stat_statements(make_tools: Make) -> None:
     assert ev.columns == ["queryid", "calls", "total_ms", "mean_ms", "rows", "query"]
     assert "JOIN shop.customers" in ev.rows[0][-1] or "shop.orders" in ev.rows[0][-1]
     assert all("pg_stat_statements" not in r[-1] for r in ev.rows)
+    # The control plane's own queries (role check, per-transaction guards) are not the
+    # replica's workload.
+    call(broker, "top_queries", order_by="calls", limit=50)
+    texts = [r[-1] for r in evidence[-1].rows]
+    assert texts and not [t for t in texts if "pg_has_role" in t or "pg_is_in_recovery" in t]
     assert call(broker, "top_queries", order_by="slowest").startswith("ERROR: order_by")
 
 
