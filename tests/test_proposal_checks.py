@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.audit.log import MAX_ARTIFACT, AuditLog
+from bot.errors import AuditError
 from bot.gitrepo import GitRepo
 from bot.policy import Quotas
 from bot.proposal_checks import ProposalRefused, check_proposal, quota_problem, usage
@@ -104,3 +106,10 @@ def test_a_run_writing_over_its_quota_stops_with_the_reason(
     assert reason.startswith("quota: 4097 bytes in src/big.txt, over largest_file_bytes 4096")
     assert reason.endswith("[policies/quotas.yaml#quotas.largest_file_bytes]")
     assert e.load(rec.run_id).artifact("proposal.diff") is None
+
+
+def test_the_audit_writer_refuses_an_artifact_github_would_refuse(demo_repo: Path) -> None:
+    big = bytes(MAX_ARTIFACT + 1)
+    with pytest.raises(AuditError, match="over the 99999999 GitHub accepts"):
+        AuditLog(demo_repo).append("r-1", {"state": "planned"}, {"0" * 64: big})
+    assert AuditLog(demo_repo).tip() is None  # nothing was written

@@ -49,6 +49,8 @@ SHARD_SIZE = 1000
 V1_KEYS = frozenset({"v", "seq", "prev", "run_id", "record"})
 ENTRY_KEYS = V1_KEYS | {"at", "signer", "sig"}
 SIGNER_KEYS = frozenset({"name", "key"})
+MAX_ARTIFACT = 100 * 1000 * 1000 - 1
+"""Largest artifact an audit commit may hold: under GitHub's 100 MB blob limit."""
 _MAX_FIELD = 200  # at, signer key, signature: all far shorter when well-formed
 ENTRY_PATH = re.compile(r"log/(\d{4})/(\d{8})\.json\Z")
 ARTIFACT_PATH = re.compile(r"artifacts/([0-9a-f]{2})/([0-9a-f]{64})\Z")
@@ -430,6 +432,12 @@ class AuditLog:
         except (TypeError, ValueError) as exc:
             raise AuditError(f"run {run_id}: record is not JSON-able: {exc}") from exc
         for key, data in artifacts.items():
+            if len(data) > MAX_ARTIFACT:
+                # GitHub refuses a push holding a blob over 100 MB: one would wedge the replica.
+                raise AuditError(
+                    f"run {run_id}: artifact {key[:12]} is {len(data)} bytes, over the "
+                    f"{MAX_ARTIFACT} GitHub accepts in a blob; lower policy quotas"
+                )
             if not HEX64.match(key) or sha256_hex(data) != key:
                 raise AuditError(
                     f"run {run_id}: artifact key {key} is not the sha256 of its content "
