@@ -50,21 +50,21 @@ LABEL_HOST = "agentplane.controller-host"
 _BUILD_HINT = "build it with scripts/sandbox-image (offline, from this host's files)"
 
 # pid 1: reaps orphans (zombies would eat the pids limit) and survives `kill -9 -1`,
-# which is how a timed-out call's whole tree is killed. With arguments it keeps the
-# egress forwarder running, respawning it after such a kill.
+# which ends every call: whatever a call started (a daemon in its own session with its
+# fds closed too) is killed when the call returns. With arguments (the forwarder's argv)
+# it also serves the egress forwarder, in a thread of its own process, so that kill
+# spares the forwarder and the next call's first request finds it listening.
 INIT = """
-import os, signal, subprocess, sys, time
+import os, runpy, signal, sys, threading, time
 signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-fwd = subprocess.Popen(sys.argv[1:]).pid if len(sys.argv) > 1 else None
+if len(sys.argv) > 2:
+    forward = runpy.run_path(sys.argv[2])["main"]
+    threading.Thread(target=forward, args=(sys.argv[3:],), daemon=True).start()
 while True:
     try:
-        pid, _ = os.wait()
+        os.wait()
     except ChildProcessError:
         time.sleep(0.5)
-        continue
-    if pid == fwd:
-        time.sleep(0.05)
-        fwd = subprocess.Popen(sys.argv[1:]).pid
 """
 
 
@@ -130,15 +130,13 @@ class DockerSandbox(Sandbox):
             reader.join(0.05)
             if time.monotonic() >= deadline:
                 timed_out = True
-                self._kill_all()
-            elif reader.is_alive() and not self._running(exec_id):
-                # Its own process is done; children still hold the pipes. bwrap's
-                # pid-1 semantics: nothing outlives the call that started it.
-                self._kill_all()
-            else:
-                continue
-            reader.join(5.0)
-            break
+                break
+            if reader.is_alive() and not self._running(exec_id):
+                break  # its own process is done; children still hold the pipes
+        # bwrap's pid-1 semantics: nothing outlives the call that started it, whether
+        # it holds the call's pipes or not (a detached daemon, fds closed, holds none).
+        self._kill_all()
+        reader.join(5.0)
         code = self._api.exec_inspect(exec_id).get("ExitCode")
         if timed_out:
             code = TIMEOUT_EXIT_CODE

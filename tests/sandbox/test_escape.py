@@ -454,3 +454,91 @@ def test_raising_own_limits_fails(backend: SandboxBackend, workspace: Path) -> N
     assert_ok(python)
     assert python.stdout.split() == ["blocked", str(limits.cpu_seconds)]
     assert "raised" not in cgroup.stdout, cgroup
+
+
+# setsid(1) as python: the Docker image has no util-linux.
+SETSID = "python3 -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])'"
+# A daemon the call leaves behind: its own session, every fd closed, a beat every 50 ms.
+# The call returns only once the first beat is written, so the daemon surely ran.
+DAEMON = (
+    f"{SETSID} sh -c 'i=0; while :; do i=$((i+1)); echo $i > src/beat$0; sleep 0.05; done' "
+    "{n} >/dev/null 2>&1 </dev/null & "
+    "while [ ! -s src/beat{n} ]; do sleep 0.01; done"
+)
+
+
+@pytest.mark.escape("outlive the call (detached daemon)")
+def test_a_detached_process_does_not_outlive_its_call(
+    backend: SandboxBackend, workspace: Path
+) -> None:
+    # Three calls: whether a daemon outlived its call used to depend on timing (Docker).
+    beats = [workspace / f"src/beat{n}" for n in range(3)]
+    with start(backend, workspace, ("src/**",)) as sb:
+        for n in range(3):
+            assert_ok(sh(sb, DAEMON.replace("{n}", str(n)), timeout=10))
+        first = [beat.read_text() for beat in beats]
+        time.sleep(0.3)  # six beats each, were they alive
+        assert [beat.read_text() for beat in beats] == first
+        assert_ok(sh(sb, "cat src/beat0"))  # the sandbox itself still works
+
+
+# Flips src/d between a directory and a link to a host directory (renameat2 EXCHANGE:
+# atomic, so d always exists), as fast as it can, for argv[2] seconds.
+SWAPPER = """
+import ctypes, os, sys, time
+os.chdir("/workspace/src")
+os.mkdir("d")
+os.symlink(sys.argv[1], "ln")
+libc = ctypes.CDLL(None, use_errno=True)
+end, swaps = time.monotonic() + float(sys.argv[2]), 0
+while time.monotonic() < end:
+    swaps += libc.renameat2(-100, b"d", -100, b"ln", 2) == 0
+print(swaps)
+"""
+
+
+def _write_while(write: object, until: float, stop: object = None) -> int:
+    from bot.tools.base import ToolFailure
+
+    done = 0
+    while time.monotonic() < until and not (stop is not None and stop()):  # type: ignore[operator]
+        try:
+            write({"path": "src/d/f.txt", "content": "pwned"})  # type: ignore[operator]
+            done += 1
+        except (ToolFailure, OSError):
+            pass
+    return done
+
+
+@pytest.mark.escape("swap a dir for a host symlink under fs_write")
+def test_fs_write_racing_a_sandboxed_swapper_never_writes_the_host(
+    backend: SandboxBackend, workspace: Path
+) -> None:
+    """The host-side fs_write against a swapper in the sandbox: first while the swapper's
+    call runs, then with the swapper started detached (it must die with its call)."""
+    from bot.tools.filesystem import filesystem_tools
+
+    host = Path(tempfile.mkdtemp(prefix="agentplane-host-"))
+    (workspace / "swap.py").write_text(SWAPPER)
+    write = next(t for t in filesystem_tools(workspace, lambda r: True) if t.name == "fs_write")
+    try:
+        with start(backend, workspace, ("src/**",)) as sb, ThreadPoolExecutor(1) as pool:
+            swapper = pool.submit(sb.exec, ["python3", "/workspace/swap.py", str(host), "2"])
+            while not (workspace / "src/ln").is_symlink() and not swapper.done():
+                time.sleep(0.01)
+            written = _write_while(write.handler, time.monotonic() + 3, swapper.done)
+            raced = swapper.result()
+            assert list(host.iterdir()) == []
+            assert_ok(raced)
+            assert int(raced.stdout) > 100 and written > 0, (raced, written)
+            for name in ("d", "ln"):  # either one may be the directory now
+                path = workspace / "src" / name
+                path.unlink() if path.is_symlink() else shutil.rmtree(path)
+            swap = f"{SETSID} python3 /workspace/swap.py {host} 30 >/dev/null 2>&1 </dev/null &"
+            assert_ok(sh(sb, f"{swap} while [ ! -L src/ln ]; do sleep 0.01; done", timeout=10))
+            _write_while(write.handler, time.monotonic() + 0.5)
+            assert list(host.iterdir()) == []
+            kinds = {(workspace / "src/d").is_symlink() for _ in range(2000)}
+            assert len(kinds) == 1  # the swapper died with its call: d no longer flips
+    finally:
+        shutil.rmtree(host, ignore_errors=True)
