@@ -80,7 +80,7 @@ def validate(paths: tuple[str, ...], repo: str) -> None:
 def plan_cmd(job: str, prompt: str | None, repo: str) -> None:
     """Show what policy grants, denies and gates for JOB, with the rule behind each."""
     engine = _engine(repo)
-    click.echo(render_plan(engine.plan(engine.request(job, prompt=prompt))))
+    click.echo(render_plan(engine.plan(engine.request(job, prompt=prompt)), engine.redactor))
 
 
 @cli.command()
@@ -99,7 +99,7 @@ def run(job: str, prompt: str | None, verdict: str | None, backend: str, repo: s
             "The job has no prompt. What should the agent do?", default="", show_default=False
         )
         req = engine.request(job, prompt=asked or None)
-    click.echo(render_plan(engine.plan(req)))
+    click.echo(render_plan(engine.plan(req), engine.redactor))
     rec = engine.start(req)
     click.echo("")
     _after_propose(engine, rec, verdict)
@@ -107,21 +107,22 @@ def run(job: str, prompt: str | None, verdict: str | None, backend: str, repo: s
 
 def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
     while rec.state == "needs_clarification" and rec.question and sys.stdin.isatty():
-        click.echo(render_tool_calls(rec))
+        click.echo(render_tool_calls(rec, engine.redactor))
         text = click.prompt(f"The agent asks: {rec.question.text}\nYour answer")
         rec = engine.answer(rec.run_id, engine.repo.identity(), text)
     if rec.state == "needs_clarification" and rec.question:
-        click.echo(render_tool_calls(rec))
+        click.echo(render_tool_calls(rec, engine.redactor))
         click.echo(
             f"The agent asks: {rec.question.text}\n"
             f'  answer with `agentplane answer {rec.run_id} "..."`'
         )
         return
     if rec.tool_calls or rec.model_calls:
-        click.echo(render_evidence(rec, engine.patch(rec), engine.evidence_sections(rec)))
+        sections = engine.evidence_sections(rec)
+        click.echo(render_evidence(rec, engine.patch(rec), sections, engine.redactor))
         click.echo("")
     if rec.state != "awaiting_approval":
-        click.echo(render_summary(rec))
+        click.echo(render_summary(rec, engine.redactor))
         raise SystemExit(0 if rec.state in ("completed", "applied") else 1)
     if verdict is None and sys.stdin.isatty():
         verdict = (
@@ -143,7 +144,7 @@ def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
 
 def _decide(engine: Any, run_id: str, verdict: str) -> None:
     rec = engine.decide(run_id, engine.repo.identity(), verdict)
-    click.echo(render_summary(rec))
+    click.echo(render_summary(rec, engine.redactor))
     for line in render_applied(rec.applied or {}):
         click.echo(f"Applied: {line}")
 
@@ -215,7 +216,7 @@ def audit_log(repo: str) -> None:
     """One line per run: its latest state."""
     engine = _engine(repo)
     for run_id in engine.audit.run_ids():
-        click.echo(render_summary(engine.load(run_id)))
+        click.echo(render_summary(engine.load(run_id), engine.redactor))
 
 
 @audit.command("show")
