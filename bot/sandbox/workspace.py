@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from bot.errors import SandboxError
 from bot.sandbox.spec import SandboxSpec
+from bot.tools import safefs
 
 UID_BASE, UID_SPAN = 1 << 30, 1 << 24
 """Where per-sandbox uids come from: far above any account's or subuid range's."""
@@ -59,18 +60,18 @@ def safe_dir(workspace: Path, rel: str) -> Path:
     """workspace/rel as a real directory, created if missing, never via a symlink.
 
     A symlink here (from the repo, or planted by an earlier command) would turn the
-    read-write bind into a bind of an arbitrary host directory.
+    read-write bind into a bind of an arbitrary host directory. Each component is
+    opened (and made) on its parent's fd without following links, so a swap between
+    a check and a mkdir cannot redirect it either.
     """
-    path = workspace
-    for part in PurePosixPath(rel).parts:
-        path = path / part
-        if path.is_symlink():
-            raise SandboxError(f"write scope {rel!r} goes through a symlink: {path}")
-        if not path.exists():
-            path.mkdir()
-        elif not path.is_dir():
-            raise SandboxError(f"write scope {rel!r} is not a directory: {path}")
-    return path
+    try:
+        with safefs.root(workspace) as fd:
+            os.close(safefs.open_dir(fd, rel, create=True))
+    except safefs.UnsafePath as exc:
+        raise SandboxError(f"write scope {rel!r} cannot be made writable: {exc}") from None
+    except OSError as exc:
+        raise SandboxError(f"write scope {rel!r} cannot be created in {workspace}: {exc}") from None
+    return workspace / rel
 
 
 def chown_tree(root: Path, uid: int) -> None:
