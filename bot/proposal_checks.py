@@ -10,8 +10,12 @@ Pure: the patch and what the control plane knows go in, a verdict comes out.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
@@ -123,3 +127,30 @@ def check_proposal(patch: str, redact: Redactor, quotas: Quotas, rule: str) -> l
             "the patch is not stored"
         )
     return flags
+
+
+def tree_usage(root: Path, dirs: Iterable[str]) -> tuple[int, int]:
+    """(regular files, bytes) under the writable directories, never through a link.
+
+    Measured before anything is handed to git: a run that wrote past its quotas must stop
+    before `git add` copies the bytes into the host repository's object store."""
+    files = size = 0
+    for rel in dirs:
+        for dirpath, _dirnames, filenames in os.walk(root / rel):  # does not follow links
+            for name in filenames:
+                st = os.lstat(os.path.join(dirpath, name))
+                if stat.S_ISREG(st.st_mode):
+                    files, size = files + 1, size + st.st_size
+    return files, size
+
+
+def workspace_problem(
+    before: tuple[int, int], after: tuple[int, int], q: Quotas, rule: str
+) -> str | None:
+    """`quota: ...` when the workspace grew past what any proposal may carry."""
+    added_files, added_bytes = after[0] - before[0], after[1] - before[1]
+    if added_files > q.files_changed:
+        return f"quota: {added_files} files added, over files_changed {q.files_changed} [{rule}]"
+    if added_bytes > q.bytes_written:
+        return f"quota: {added_bytes} bytes written, over bytes_written {q.bytes_written} [{rule}]"
+    return None

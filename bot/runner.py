@@ -41,7 +41,13 @@ from bot.model.turn import ModelTurn, litellm_client, script_from_transcript
 from bot.owner import is_dead, this_process
 from bot.plan import Plan, plan
 from bot.policy import Policy, RepoConfig, merge_policy, parse_config
-from bot.proposal_checks import SECRET_SCAN, ProposalRefused, check_proposal
+from bot.proposal_checks import (
+    SECRET_SCAN,
+    ProposalRefused,
+    check_proposal,
+    tree_usage,
+    workspace_problem,
+)
 from bot.record import (
     IN_FLIGHT,
     Approval,
@@ -60,6 +66,7 @@ from bot.request import Door, RunRequest
 from bot.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.backends import get_backend
 from bot.sandbox.spec import UNREACHABLE, EgressEvent
+from bot.sandbox.workspace import writable_dirs
 from bot.sql.evidence import SqlEvidence, render_sql_evidence
 from bot.tools.ask import answer_text
 from bot.tools.browser import RUN_ARTIFACT, chromium_for
@@ -243,6 +250,8 @@ class Engine:
                     allow_domains=domains,
                     egress_private_ok=p.private_networks if domains else (),
                 )
+                scope_dirs = writable_dirs(writes) if writes else ()
+                before = tree_usage(ws, scope_dirs)
                 backend = get_backend(p.backend) if p.backend else self.backend
                 config = {
                     **self.model_config(policy, p, rec),
@@ -268,6 +277,10 @@ class Engine:
                     )
                 rec.egress += [_egress(e, p) for e in box.egress_log()]
                 rec.egress += [_egress(e, p, by="chromium") for e in kit.browser_egress]
+                if grown := workspace_problem(
+                    before, tree_usage(ws, scope_dirs), policy.quotas, policy.rule("quotas")
+                ):
+                    raise RunError(grown)
                 diff = self.repo.diff_workspace(rec.commit, ws, writes, policy.protected_paths)
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,28 @@ def test_a_run_writing_over_its_quota_stops_with_the_reason(
     assert reason.startswith("quota: 4097 bytes in src/big.txt, over largest_file_bytes 4096")
     assert reason.endswith("[policies/quotas.yaml#quotas.largest_file_bytes]")
     assert e.load(rec.run_id).artifact("proposal.diff") is None
+
+
+def test_a_workspace_grown_past_its_quota_stops_before_git_copies_a_byte(
+    demo_repo: Path, scripted_job: Scripted
+) -> None:
+    # Many files, each under the largest-file quota, over bytes_written together: the run
+    # stops before `git add`, so the host repository never stores their blobs.
+    (demo_repo / "policies/quotas.yaml").write_text(
+        "quotas: {largest_file_bytes: 4096, bytes_written: 8192}\n"
+    )
+    git(demo_repo, "add", "-A")
+    git(demo_repo, "commit", "-qm", "small quotas")
+    fill = "for i in 1 2 3 4 5; do printf 'y%.0s' $(seq 3000) > src/f$i.txt; done"
+    turns = [{"tool_calls": [{"name": "shell", "arguments": {"command": fill}}]}, {"content": "ok"}]
+    e = Engine(GitRepo(demo_repo), BwrapBackend())
+    rec = e.start(e.request(scripted_job("spray", turns)))
+    assert rec.state == "failed"
+    assert rec.transitions[-1].reason.startswith("quota: 15000 bytes written, over bytes_written")
+    blob = subprocess.run(
+        ["git", "hash-object", "--stdin"], input="y" * 3000, capture_output=True, text=True
+    ).stdout.strip()
+    assert subprocess.run(["git", "cat-file", "-e", blob], cwd=demo_repo).returncode != 0
 
 
 def test_the_audit_writer_refuses_an_artifact_github_would_refuse(demo_repo: Path) -> None:
