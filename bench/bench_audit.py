@@ -1,4 +1,6 @@
-"""Audit branch benchmarks: append rate (pygit2 vs git plumbing) and verify rate.
+"""Audit branch benchmarks: append rate (pygit2 vs git plumbing), verify rate, and what
+verified reads cost: cold reads of unsigned (v1) and signed (v2) logs, and the incremental
+read after one more append.
 
 Run: .venv/bin/python bench/bench_audit.py
 Prints numbers and ratios only; there are no thresholds.
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.audit.log import AuditLog, artifact_path, entry_path
+from bot.audit.signing import Signer
 from bot.audit.snapshot import read_snapshot
+from bot.audit.trust import signed_payload
 from bot.audit.verify import check
 from bot.canonical import canonical_json, digest_of, sha256_hex
 
@@ -110,9 +114,10 @@ def bench_plumbing(repo: Path) -> float:
     return APPENDS / (time.perf_counter() - start)
 
 
-def build_large(repo: Path, count: int) -> float:
-    """`count` entries (one artifact every 10th) via one git fast-import stream, then one
-    real append so the anchor is written; returns that append's seconds."""
+def build_large(repo: Path, count: int, signer: Signer, sign_all: bool = False) -> float:
+    """`count` entries (one artifact every 10th) via one git fast-import stream, v2 signed
+    by `signer` if `sign_all` or else v1, then one real append by `signer` so the anchor is
+    written; returns that append's seconds."""
     chunks: list[bytes] = []
     prev: str | None = None
     for n in range(count - 1):
@@ -130,6 +135,10 @@ def build_large(repo: Path, count: int) -> float:
             "run_id": f"run-{n // 4:05d}",
             "record": record(n, refs),
         }
+        if sign_all:
+            doc.update(v=2, at="2025-01-01T00:00:00Z")
+            doc["signer"] = {"name": signer.name, "key": signer.key}
+            doc["sig"] = signer.sign(signed_payload(doc))
         files[entry_path(n)] = canonical_json(doc)
         message = f"audit: {doc['run_id']} seq {n} {STATES[n % 4]}".encode()
         chunks.append(b"commit %s\nmark :%d\n" % (AuditLog.BRANCH.encode(), n + 1))
@@ -144,8 +153,21 @@ def build_large(repo: Path, count: int) -> float:
         prev = digest_of(doc)
     git(repo, "fast-import", "--quiet", stdin=b"".join(chunks))
     start = time.perf_counter()
-    AuditLog(repo).append("run-final", record(count - 1))
+    AuditLog(repo, signer=signer).append("run-final", record(count - 1))
     return time.perf_counter() - start
+
+
+def cold_and_incremental(repo: Path, signer: Signer | None) -> tuple[float, float, int]:
+    """Seconds for a fresh AuditLog's first entries() (every entry verified), then for the
+    read after one more append by another instance (only the new entry verified)."""
+    log = AuditLog(repo, signer=signer)
+    start = time.perf_counter()
+    count = sum(1 for _ in log.entries())
+    cold = time.perf_counter() - start
+    AuditLog(repo, signer=signer).append("run-more", record(1))
+    start = time.perf_counter()
+    assert log.latest("run-more") is not None
+    return cold, time.perf_counter() - start, count
 
 
 def main() -> None:
@@ -168,27 +190,36 @@ def main() -> None:
         print(f"  ratio                       {fast / slow:8.1f}x")
 
         repo = new_repo(root, "large.git")
+        signer = Signer.generate("bench")
         start = time.perf_counter()
-        last_append = build_large(repo, VERIFY_ENTRIES)
+        last_append = build_large(repo, VERIFY_ENTRIES, signer)
         built = time.perf_counter() - start
         print(f"verify, {VERIFY_ENTRIES} records (built in {built:.1f} s via fast-import):")
         print(f"  one more append, fresh AuditLog {last_append * 1e3:8.1f} ms")
-        log = AuditLog(repo)
+        log = AuditLog(repo, signer=signer)
         timings = []
         for _ in range(3):
             start = time.perf_counter()
             snapshot = read_snapshot(log)
             read = time.perf_counter() - start
-            report = check(snapshot)
+            report = check(snapshot, trust=log.trust_set())
             timings.append((time.perf_counter() - start, read))
         assert report.ok, report.findings[:3]
         total, read = min(timings)
         print(f"  read {read:.2f} s + check {total - read:.2f} s = {total:.2f} s (best of 3)")
         print(f"  verify rate                 {VERIFY_ENTRIES / total:8.0f} records/s")
         print(f"  entries {report.entries}, artifacts {report.artifacts}, ok {report.ok}")
-        start = time.perf_counter()
-        entries = sum(1 for _ in log.entries())
-        print(f"  AuditLog.entries() cold     {time.perf_counter() - start:8.2f} s for {entries}")
+        cold_v1, warm_v1, entries = cold_and_incremental(repo, signer)
+        print(f"  AuditLog.entries() cold     {cold_v1:8.2f} s for {entries} (v1, unsigned)")
+
+        signed = new_repo(root, "signed.git")
+        build_large(signed, VERIFY_ENTRIES, signer, sign_all=True)
+        cold_v2, warm_v2, entries = cold_and_incremental(signed, signer)
+        print(f"verified reads, {entries} records:")
+        print(f"  AuditLog.entries() cold     {cold_v2:8.2f} s (v2, every signature checked)")
+        print(f"  ratio signed / unsigned     {cold_v2 / cold_v1:8.1f}x")
+        print(f"  next read after one append  {warm_v2 * 1e3:8.1f} ms")
+        print(f"  (on the v1 log)             {warm_v1 * 1e3:8.1f} ms")
 
 
 if __name__ == "__main__":
