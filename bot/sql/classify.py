@@ -50,6 +50,9 @@ class Verdict:
     analyze: bool = False
     json_plan: bool = False
     """An EXPLAIN that already asks for FORMAT JSON (rendered as a tree)."""
+    unqualified: frozenset[str] = frozenset()
+    """Allowlisted built-ins called without `pg_catalog.`: the session refuses them where a
+    schema on the search path defines the same name (an overload there could win)."""
 
 
 class SqlRefused(ToolRefused):
@@ -102,6 +105,7 @@ class _Walk(Visitor):
     def __init__(self, allow: Collection[str]) -> None:
         self.refusal: Verdict | None = None
         self.allow = allow
+        self.unqualified: set[str] = set()
 
     def visit(self, ancestors: Any, node: Any) -> None:
         if self.refusal is not None:
@@ -110,7 +114,10 @@ class _Walk(Visitor):
             kind = type(node).__name__.removesuffix("Stmt").upper()
             self.refusal = refuse("data-modifying", f"{kind} inside the statement writes data")
         elif isinstance(node, ast.FuncCall):
-            self.refusal = function_verdict([n.sval or "" for n in node.funcname or ()], self.allow)
+            parts = [n.sval or "" for n in node.funcname or ()]
+            self.refusal = function_verdict(parts, self.allow)
+            if len(parts) == 1:
+                self.unqualified.add(parts[0])
         elif isinstance(node, ast.RangeTableSample):
             parts = [n.sval or "" for n in node.method or ()]
             if not (len(parts) == 1 and parts[0] in SAMPLE_METHODS):
@@ -152,6 +159,7 @@ def _check(stmt: Any, allow_analyze: bool, allow: Collection[str]) -> Verdict:
     walk(stmt)
     if walk.refusal is not None:
         return walk.refusal
+    bare = frozenset(walk.unqualified)
     if isinstance(stmt, ast.ExplainStmt):
         opts = {(o.defname or "").lower(): o.arg for o in stmt.options or ()}
         analyze = "analyze" in opts and _option_on(opts["analyze"])
@@ -168,8 +176,10 @@ def _check(stmt: Any, allow_analyze: bool, allow: Collection[str]) -> Verdict:
             return refuse("statement-type", "EXPLAIN is allowed only of a SELECT")
         fmt = opts.get("format")
         json_plan = isinstance(fmt, ast.String) and (fmt.sval or "").lower() == "json"
-        return Verdict(True, "sql#read-only", "EXPLAIN of a SELECT", "explain", analyze, json_plan)
-    return Verdict(True, "sql#read-only", f"a plain {kind.upper()}", kind)
+        return Verdict(
+            True, "sql#read-only", "EXPLAIN of a SELECT", "explain", analyze, json_plan, bare
+        )
+    return Verdict(True, "sql#read-only", f"a plain {kind.upper()}", kind, unqualified=bare)
 
 
 def classify(

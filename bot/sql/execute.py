@@ -23,6 +23,7 @@ from psycopg import errors
 
 from bot.sql.classify import SqlRefused, Verdict
 from bot.sql.connections import SqlConnection
+from bot.sql.functions import ALL_ALLOWED
 from bot.sql.privilege import ROLE_QUERY, RoleRow, role_problems
 from bot.tools.base import ToolFailure
 
@@ -32,6 +33,15 @@ CONNECT_TIMEOUT_S = 5
 # than a row cap of wide rows later, and narrow rows still take few round trips.
 FIRST_FETCH = 20
 LEAST_PRIVILEGE_RULE = "sql#least-privilege"
+# Allowlisted names that a schema on the role's search path defines too. There, an
+# overload with a better-matching signature wins over pg_catalog's, so a bare call
+# could run a user's function under a built-in's name.
+SHADOW_QUERY = (
+    b"/* agentplane */ SELECT DISTINCT p.proname FROM pg_catalog.pg_proc p"
+    b" JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+    b" WHERE n.nspname <> 'pg_catalog' AND n.nspname = ANY(pg_catalog.current_schemas(false))"
+    b" AND p.proname = ANY(%s)"
+)
 # SQLSTATE classes the guards raise, mapped to the rule the record names.
 SERVER_GUARDS: tuple[tuple[type[psycopg.Error], str, str], ...] = (
     (errors.ReadOnlySqlTransaction, "sql#server-read-only", "the server refused a write"),
@@ -111,6 +121,7 @@ class SqlSession:
     def __init__(self, conn: SqlConnection) -> None:
         self.conn = conn
         self._pg: psycopg.Connection[tuple[Any, ...]] | None = None
+        self.shadowed: frozenset[str] = frozenset()
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._pg is not None and not self._pg.closed:
@@ -140,6 +151,8 @@ class SqlSession:
                 RoleRow(r[0], r[1], tuple(bool(v) for v in r[2:]))
                 for r in pg.execute(ROLE_QUERY).fetchall()
             ]
+            shadows = pg.execute(SHADOW_QUERY, (sorted(ALL_ALLOWED),)).fetchall()
+            self.shadowed = frozenset(str(r[0]) for r in shadows)
             pg.rollback()
         except psycopg.Error as exc:
             raise ToolFailure(f"cannot read the role of {self.conn.describe()}: {exc}") from None
@@ -163,9 +176,20 @@ class SqlSession:
                 "replicas only",
             )
 
+    def _refuse_shadowed(self, verdict: Verdict) -> None:
+        if names := sorted(verdict.unqualified & self.shadowed):
+            spelled = ", ".join(f"{n}()" for n in names)
+            raise SqlRefused(
+                "sql#function-shadowed",
+                f"{spelled}: a schema on {self.conn.name}'s search path defines the same name, "
+                "so the server may pick that function instead of the built-in; write "
+                f"pg_catalog.{names[0]}(...) to mean the built-in",
+            )
+
     def run(self, sql: str, verdict: Verdict, explain: bool, analyze: bool) -> Result:
         pg = self._connect()
         pol = self.conn.policy
+        self._refuse_shadowed(verdict)
         try:
             # One round trip opens the transaction: a promotion since the last call is
             # seen before the statement runs, not only at connect.

@@ -11,6 +11,10 @@ Some names are refused even when policy names them, because what they do is
 exactly what the classifier exists to prevent: they run SQL text it never sees
 (`ts_stat($$select pg_terminate_backend(...)$$)`), or they act on the server.
 
+A bare name means the built-in only if no schema on the role's search path
+defines the same name (an overload there can win resolution): the session
+checks that when it connects and otherwise asks for `pg_catalog.name(...)`.
+
 tests/sql/test_functions.py checks every allowed name against a real server's
 `pg_proc`: it must exist in `pg_catalog`, and a volatile one must be listed in
 VOLATILE_BUT_HARMLESS below, so adding a name is a reviewed decision.

@@ -34,6 +34,8 @@ SIGNALLER = "agent_ops"
 """A member of pg_signal_backend only through another role (`ops`)."""
 FILE_READER = "agent_files"
 CREATOR = "agent_creator"
+SHADOWED = "agent_shadowed"
+"""Read-only, but its search_path starts with a schema that overloads upper()."""
 
 SCHEMA = f"""
 CREATE EXTENSION pg_stat_statements;
@@ -67,8 +69,12 @@ GRANT pg_signal_backend TO ops;
 CREATE ROLE {SIGNALLER} LOGIN PASSWORD '{PASSWORD}' IN ROLE ops;
 CREATE ROLE {FILE_READER} LOGIN PASSWORD '{PASSWORD}' IN ROLE pg_read_server_files;
 CREATE ROLE {CREATOR} LOGIN CREATEDB CREATEROLE PASSWORD '{PASSWORD}';
-GRANT USAGE ON SCHEMA shop TO {SIGNALLER}, {FILE_READER}, {CREATOR};
-GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {SIGNALLER}, {FILE_READER}, {CREATOR};
+CREATE SCHEMA shady;
+CREATE FUNCTION shady.upper(integer) RETURNS text LANGUAGE sql AS $$SELECT 'shadowed'$$;
+CREATE ROLE {SHADOWED} LOGIN PASSWORD '{PASSWORD}';
+ALTER ROLE {SHADOWED} SET search_path = shady, public;
+GRANT USAGE ON SCHEMA shop, shady TO {SIGNALLER}, {FILE_READER}, {CREATOR}, {SHADOWED};
+GRANT SELECT ON ALL TABLES IN SCHEMA shop TO {SIGNALLER}, {FILE_READER}, {CREATOR}, {SHADOWED};
 ANALYZE;
 """
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from bot.sql.privilege import DANGEROUS_ATTRIBUTES, RoleRow, role_problems
-from tests.sql.cluster import AGENT, CREATOR, FILE_READER, SIGNALLER, SUPERUSER, Cluster
+from tests.sql.cluster import (
+    AGENT,
+    CREATOR,
+    FILE_READER,
+    SHADOWED,
+    SIGNALLER,
+    SUPERUSER,
+    Cluster,
+)
 from tests.sql.conftest import Make
 
 OVER_PRIVILEGED = [
@@ -55,3 +64,17 @@ def test_a_superuser_is_named_once_not_per_role_it_belongs_to() -> None:
     assert role_problems(rows) == ["is a superuser"]
     member = [RoleRow("u", "u", off), RoleRow("u", "admins", (False, True, *off[2:]))]
     assert role_problems(member) == ["is a member of admins, which can create roles"]
+
+
+def test_a_builtin_name_that_a_schema_on_the_search_path_overloads_must_be_qualified(
+    make_tools: Make, pg_cluster: Cluster
+) -> None:
+    dsn = pg_cluster.dsn(pg_cluster.standby_port, user=SHADOWED)
+    with psycopg.connect(dsn) as pg:  # what a bare upper(1) would run
+        assert pg.execute(b"SELECT upper(1)").fetchone() == ("shadowed",)
+    tools, evidence = make_tools(dsn)
+    with pytest.raises(Exception, match="REFUSED by sql#function-shadowed: upper"):
+        tools.query({"sql": "SELECT upper(1)"})
+    assert "write pg_catalog.upper(...)" in evidence[-1].reason
+    out = tools.query({"sql": "SELECT pg_catalog.upper('x') AS u, lower('Y') AS l"}).output
+    assert evidence[-1].status == "ok" and "X" in out
