@@ -12,8 +12,10 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -497,13 +499,18 @@ print(swaps)
 """
 
 
-def _write_while(write: object, until: float, stop: object = None) -> int:
+def _write_while(
+    write: Callable[[dict[str, Any]], object],
+    until: float,
+    stop: Callable[[], bool] = lambda: False,
+) -> int:
+    """fs_write src/d/f.txt until the deadline or stop(); how many writes succeeded."""
     from bot.tools.base import ToolFailure
 
     done = 0
-    while time.monotonic() < until and not (stop is not None and stop()):  # type: ignore[operator]
+    while time.monotonic() < until and not stop():
         try:
-            write({"path": "src/d/f.txt", "content": "pwned"})  # type: ignore[operator]
+            write({"path": "src/d/f.txt", "content": "pwned"})
             done += 1
         except (ToolFailure, OSError):
             pass
