@@ -8,6 +8,7 @@ thread, so no caller's loop is ever borrowed or blocked.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import shlex
 import tempfile
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 from playwright.async_api import Browser, HttpCredentials, Playwright, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
-from bot.browser.allowlist import _split_entry
+from bot.browser.allowlist import _split_entry, normal_url
 from bot.browser.errors import BrowserUnavailable
 from bot.browser.netgate import NetworkGate
 from bot.errors import SandboxError
@@ -67,6 +68,13 @@ class BrowserCredential:
     def for_playwright(self) -> HttpCredentials:
         # Bound to its origin: an allowed third-party domain never receives it.
         return {"username": self.username, "password": self.password, "origin": self.origin}
+
+    def authorization(self, url: str) -> str | None:
+        """The Basic header for a request to url, if url is on this credential's origin."""
+        if normal_url(url).split("/", 3)[:3] != normal_url(self.origin).split("/", 3)[:3]:
+            return None
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        return f"Basic {token}"
 
 
 def find_chromium(environ: Mapping[str, str], playwright_own: str | None) -> tuple[str, str]:

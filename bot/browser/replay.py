@@ -177,7 +177,7 @@ async def _replay(
         # The proxy lets exactly this request through, once; routing has just matched it
         # to the approved one (volatile fields carry this page's values).
         gate.release_once(held.request.method, held.request.url, held.body_sha256)
-        await held.route.continue_()
+        await tab.release(held)
         response = await held.request.response()
         if response is None:
             raise ReleaseFailed(f"{approved.describe()} was released but got no response")

@@ -182,6 +182,16 @@ class Tab:
         self.held = Held(route, request, hit, request.post_data_buffer)
         self._held_event.set()
 
+    async def release(self, held: Held) -> None:
+        """Let the held request go. On the credential's origin it carries the credential
+        from the start: Chromium would send it without, take the 401, and send it again,
+        and the network gate lets the approved request leave once."""
+        auth = self.credential.authorization(held.request.url) if self.credential else None
+        if auth is None:
+            await held.route.continue_()
+            return
+        await held.route.continue_(headers={**held.request.headers, "authorization": auth})
+
     async def _websocket(self, ws: WebSocketRoute) -> None:
         verdict = check_url(ws.url, self.domains)
         if not verdict.allowed:
