@@ -8,6 +8,7 @@ honours Retry-After. Comments carry a hidden marker so posting is idempotent.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import github
@@ -45,6 +46,20 @@ class PullInfo:
     body: str
     files: tuple[tuple[str, str], ...]
     """(path, status) for every file the PR touches."""
+
+
+@dataclass(frozen=True)
+class Posted:
+    id: int
+    at: datetime | None
+    """GitHub's time for the comment's current text (updated_at, else created_at)."""
+
+
+def _written(comment: Any) -> datetime | None:
+    at = comment.updated_at or comment.created_at
+    if not isinstance(at, datetime):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # GitHub's times are UTC
 
 
 def marker(key: str) -> str:
@@ -148,16 +163,20 @@ class GitHubClient:
             return int(existing[0].id)
         return int(self.call(repo.create_check_run, name=name, head_sha=head_sha, **kw).id)
 
-    def upsert_comment(self, full_name: str, number: int, key: str, body: str) -> int:
-        """Post or edit the one comment carrying key's marker: redelivery never duplicates."""
+    def upsert_comment(self, full_name: str, number: int, key: str, body: str) -> Posted:
+        """Post or edit the one comment carrying key's marker: redelivery never duplicates.
+
+        Returns GitHub's own time for the comment as it now reads: when it was last written
+        (an unchanged body keeps the time it was written with)."""
         issue = self.call(self.repo(full_name).get_issue, number)
         tagged = f"{marker(key)}\n{body}"
         for comment in self.call(issue.get_comments):
             if marker(key) in (comment.body or ""):
                 if comment.body != tagged:
                     self.call(comment.edit, tagged)
-                return int(comment.id)
-        return int(self.call(issue.create_comment, tagged).id)
+                return Posted(int(comment.id), _written(comment))
+        created = self.call(issue.create_comment, tagged)
+        return Posted(int(created.id), _written(created))
 
     def react(self, full_name: str, comment_id: int, content: str) -> None:
         # PyGithub reaches this endpoint only through a fetched comment; one request suffices.

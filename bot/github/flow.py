@@ -22,10 +22,11 @@ from bot.config import Settings
 from bot.errors import AgentplaneError, RunError, ValidationFailed
 from bot.gate import may_decide
 from bot.github.checkout import AUDIT, Checkout
-from bot.github.client import GitHubClient, PullInfo, unauthorized
+from bot.github.client import GitHubClient, Posted, PullInfo, unauthorized
 from bot.github.commands import Command, Reply, parse_comment
 from bot.github.sansio import Delivery
 from bot.github.state import PullState
+from bot.github.timing import stamp, timing_problem
 from bot.job import parse_job
 from bot.plan import Plan
 from bot.record import DoorRef, RunRecord
@@ -350,6 +351,11 @@ class PullRequestDoor:
         if state == "approved" and any(f.startswith(GOVERNING) for f, _ in pr.files):
             outcomes.append(self._policy_review(ctx, pr, reviewer, review.get("commit_id")))
         for rec in self._open_runs(ctx, number):
+            early = self._too_early(ctx, rec, review) if state == "approved" else None
+            if early is not None:
+                self._not_counted(ctx, number, review, rec, early)
+                outcomes.append(f"{rec.job_name}: {rec.state} (review not counted)")
+                continue
             try:
                 rec = ctx.engine.decide(
                     rec.run_id,
@@ -372,6 +378,31 @@ class PullRequestDoor:
             self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {rec.state}")
         return "; ".join(outcomes) or "ignored: no run awaiting approval"
+
+    def _too_early(self, ctx: Context, rec: RunRecord, review: dict[str, Any]) -> str | None:
+        """Why this approval predates the evidence it would approve, by GitHub's times."""
+        digest = rec.proposal.digest if rec.proposal else ""
+        posted = self.state.evidence_at(ctx.full, rec.run_id, digest)
+        if posted is None:
+            # Awaiting approval from before the bot kept evidence times: show the evidence
+            # now, so this review fails closed and the next one can count.
+            self.publish(ctx, rec)
+            posted = self.state.evidence_at(ctx.full, rec.run_id, digest)
+        return timing_problem(review.get("submitted_at"), posted)
+
+    def _not_counted(
+        self, ctx: Context, number: int, review: dict[str, Any], rec: RunRecord, why: str
+    ) -> None:
+        reviewer = review["user"]["login"]
+        log.info(
+            "%s#%s: %s's review not counted for %s: %s", ctx.full, number, reviewer, rec.run_id, why
+        )
+        self._comment(
+            ctx,
+            number,
+            f"review:{review.get('id')}:{rec.run_id}",
+            f"@{reviewer}'s review does not count for `{rec.job_name}`: {why}",
+        )
 
     def _push_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
         """Onto the PR's branch; a fork's branch is out of the App's reach, so the applied
@@ -519,7 +550,11 @@ class PullRequestDoor:
         if head is not None:
             body += f"\nRecord: {ctx.on_audit_branch(entry_path(head.seq))}"
         if rec.door_ref and rec.door_ref.number:
-            self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)
+            posted = self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)
+            if rec.state == "awaiting_approval" and rec.proposal is not None and posted.at:
+                self.state.evidence_shown(
+                    ctx.full, rec.run_id, rec.proposal.digest, stamp(posted.at)
+                )
         ctx.client.check(
             ctx.full,
             CHECK_APPROVAL,
@@ -531,8 +566,8 @@ class PullRequestDoor:
             ),
         )
 
-    def _comment(self, ctx: Context, number: int, key: str, body: str) -> None:
-        ctx.client.upsert_comment(ctx.full, number, key, ctx.engine.redactor(body))
+    def _comment(self, ctx: Context, number: int, key: str, body: str) -> Posted:
+        return ctx.client.upsert_comment(ctx.full, number, key, ctx.engine.redactor(body))
 
 
 _NOT_YET = {

@@ -17,6 +17,9 @@ class PullState:
                 PRIMARY KEY (repo, number, job, head))""",
             """CREATE TABLE IF NOT EXISTS repos (
                 repo TEXT PRIMARY KEY, installation INTEGER)""",
+            """CREATE TABLE IF NOT EXISTS evidence (
+                repo TEXT NOT NULL, run_id TEXT NOT NULL, digest TEXT NOT NULL,
+                posted_at TEXT NOT NULL, PRIMARY KEY (repo, run_id, digest))""",
         )
 
     def run_for(self, repo: str, number: int, job: str, head: str) -> str | None:
@@ -51,6 +54,23 @@ class PullState:
                     (repo, number),
                 )
             )
+
+    def evidence_shown(self, repo: str, run_id: str, digest: str, posted_at: str) -> None:
+        """GitHub's time of the first comment that showed this proposal awaiting approval;
+        later edits (the audit head moves) keep it: that is when a reviewer could first see it."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO evidence VALUES (?, ?, ?, ?)",
+                (repo, run_id, digest, posted_at),
+            )
+
+    def evidence_at(self, repo: str, run_id: str, digest: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT posted_at FROM evidence WHERE repo=? AND run_id=? AND digest=?",
+                (repo, run_id, digest),
+            ).fetchone()
+        return str(row[0]) if row else None
 
     def seen_repo(self, repo: str, installation: int | None) -> None:
         with self._lock:

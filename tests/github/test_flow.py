@@ -508,3 +508,51 @@ def test_a_forged_record_pushed_to_the_audit_branch_is_reported_not_adopted(
     )
     assert adopted.returncode == 1  # the forged commit is not in the bot's log
     assert github.repo(REPO).tip("agentplane/audit") == forged != ours  # nor overwritten
+
+
+def evidence_comment(github: GitHubDouble, number: int) -> Any:
+    (comment,) = [c for c in github.comments(REPO, number) if f"run:{JOB}" in c.body]
+    return comment
+
+
+def test_an_approval_submitted_before_the_evidence_was_posted_does_not_count(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    github.commit(REPO, "add-job", {JOB: (PROJECT / JOB).read_text()}, start="main")
+    number, opened = github.open_pull(REPO, "add-job", author="dana")
+    _, early = github.submit_review(REPO, number, "maya", "approved")  # nothing to see yet
+    assert deliver(door, "pull_request", opened) == "ran 1 of 1 job(s)"
+    posted = evidence_comment(github, number).updated_at
+    _, seen = github.submit_review(REPO, number, "maya", "approved")  # after reading it
+    _, own = github.submit_review(REPO, number, "dana", "approved")
+    deliver(door, "pull_request_review", own)  # refused: the evidence comment is edited
+    assert evidence_comment(github, number).updated_at > posted
+    # The early review is delivered late, as a queued, retried or reconciled one is.
+    assert "not counted" in deliver(door, "pull_request_review", early)
+    replies = " ".join(c.body for c in github.comments(REPO, number))
+    assert f"before the evidence for this proposal was posted at {posted}" in replies
+    assert "waiting for an approving review" in evidence(github, number)
+    # The one given after the evidence was first shown counts, though the comment changed since.
+    assert deliver(door, "pull_request_review", seen) == "fix-failing-test: applied"
+
+
+def test_an_approval_in_the_same_second_as_the_evidence_fails_closed(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, _ = add_job_pr(github, door)
+    posted = evidence_comment(github, number).updated_at
+    _, tie = github.submit_review(REPO, number, "maya", "approved", submitted_at=posted)
+    assert "not counted" in deliver(door, "pull_request_review", tie)
+    assert "the same second" in " ".join(c.body for c in github.comments(REPO, number))
+    _, after = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", after) == "fix-failing-test: applied"
+
+
+def test_a_command_inside_a_code_block_does_not_run(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, _ = add_job_pr(github, door)
+    for body in ("```\n/agentplane cancel\n```", "to cancel, say:\n\n    /agentplane cancel"):
+        _, shown = github.add_comment(REPO, number, "dana", body)
+        assert deliver(door, "issue_comment", shown) == "ignored: not a command"
+    assert "waiting for an approving review" in evidence(github, number)

@@ -316,8 +316,10 @@ class GitHubDouble:
         *,
         body: str = "",
         commit_id: str | None = None,
+        submitted_at: str | None = None,
     ) -> Event:
-        """A review by `reviewer` (default on the current head); returns (id, submitted payload)."""
+        """A review by `reviewer` (default on the current head, submitted now); returns
+        (id, submitted payload)."""
         review = Review(
             full_name,
             number,
@@ -326,7 +328,7 @@ class GitHubDouble:
             state.upper(),
             body,
             commit_id or self.head_sha(full_name, number),
-            now(),
+            submitted_at or now(),
         )
         self._reviews.append(review)
         return Event(review.id, self.payloads.review(review))

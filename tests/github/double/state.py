@@ -4,6 +4,8 @@ deliveries, and the API constants they share."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,8 +31,17 @@ APP_EVENTS = ["check_run", "issue_comment", "pull_request", "pull_request_review
 ROLE = {"admin": "admin", "write": "write", "read": "read", "none": "read"}
 
 
+_clock_lock = threading.Lock()
+_last = [0.0]
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """GitHub's times are to the second. Here every stamp is at least a second after the
+    one before, so that events a test makes one after another are ordered as a person's
+    would be; a test that wants two events in the same second says so explicitly."""
+    with _clock_lock:
+        _last[0] = max(float(int(time.time())), _last[0] + 1)
+        return datetime.fromtimestamp(_last[0], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class HTTPError(Exception):
