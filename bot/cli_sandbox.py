@@ -23,8 +23,16 @@ def register(cli: click.Group) -> None:
 
 
 @click.command()
-def doctor() -> None:
+@click.option(
+    "--repo",
+    "repo",
+    metavar="OWNER/NAME",
+    help="Also check, with the App's permissions, how the repository guards its audit branch.",
+)
+def doctor(repo: str | None) -> None:
     """Which sandbox backends work on this host, and why not."""
+    if repo is not None:
+        sys.exit(_doctor_repo(repo))
     usable = 0
     for name in BACKENDS:
         ok, why = make_backend(name).available()
@@ -33,6 +41,33 @@ def doctor() -> None:
     click.echo(f"{'browser':<7} {_browser_sandbox()}")
     if not usable:
         sys.exit(1)
+
+
+def _doctor_repo(full_name: str) -> int:
+    """Print what GitHub shows of the audit branch's rules, and what it cannot show."""
+    from bot.config import load_settings
+    from bot.errors import AgentplaneError
+    from bot.github.checkout import AUDIT
+    from bot.github.client import GitHubClient
+    from bot.github.doctor import audit_branch_findings
+
+    if full_name.count("/") != 1 or not all(full_name.split("/")):
+        click.echo(f"agentplane: --repo takes OWNER/NAME, not {full_name!r}", err=True)
+        return 2
+    try:
+        settings = load_settings()
+        app = GitHubClient(settings)
+        client = (
+            app if app.gh is not None else GitHubClient(settings, app.installation_for(full_name))
+        )
+        rules = client.branch_rules(full_name, AUDIT)
+    except AgentplaneError as exc:
+        click.echo(f"agentplane: cannot check {full_name}: {exc}", err=True)
+        return 1
+    findings = audit_branch_findings(rules)
+    for f in findings:
+        click.echo(f"{f.level:<9} {f.message}")
+    return 1 if any(f.level == "problem" for f in findings) else 0
 
 
 def _browser_sandbox() -> str:

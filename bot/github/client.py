@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import github
 from github import Auth, Github, GithubIntegration
@@ -186,6 +187,23 @@ class GitHubClient:
             f"/repos/{full_name}/issues/comments/{comment_id}/reactions",
             input={"content": content},
         )
+
+    def branch_rules(self, full_name: str, branch: str) -> list[dict[str, Any]]:
+        """The rules GitHub applies to branch (rulesets; needs only Metadata read)."""
+        _, data = self.call(
+            self._api().requester.requestJsonAndCheck,
+            "GET",
+            f"/repos/{full_name}/rules/branches/{quote(branch, safe='')}",
+            parameters={"per_page": 100},
+        )
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+
+    def installation_for(self, full_name: str) -> int:
+        """The App's installation on a repository (App credentials only)."""
+        if self.integration is None:
+            raise GitHubError("no App credentials: set AGENTPLANE_APP_ID and its private key")
+        owner, _, name = full_name.partition("/")
+        return int(self.call(self.integration.get_repo_installation, owner, name).id)
 
     def create_pull(self, full_name: str, head: str, base: str, title: str, body: str) -> int:
         pr = self.call(

@@ -53,3 +53,32 @@ def test_run_reports_denied_egress(
     )
     assert result.exit_code == 1
     assert "egress deny 127.0.0.1:9 default-deny" in result.output
+
+
+def test_doctor_repo_checks_the_audit_branch_rules_it_can_see(
+    cli: click.Group, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.github.double import GitHubDouble
+
+    with GitHubDouble(tmp_path) as gh:
+        gh.create_repo("octo/demo")
+        for var, value in {
+            "AGENTPLANE_APP_ID": str(gh.app_id),
+            "AGENTPLANE_APP_PRIVATE_KEY": gh.app_private_key_pem,
+            "AGENTPLANE_API_URL": gh.api_url,
+            "AGENTPLANE_GITHUB_THROTTLE": "false",
+        }.items():
+            monkeypatch.setenv(var, value)
+        bare = CliRunner().invoke(cli, ["doctor", "--repo", "octo/demo"])
+        assert bare.exit_code == 1, bare.output
+        assert "problem   anyone with write access can push records onto" in bare.output
+        gh.repo("octo/demo").rules["agentplane/audit"] = ["update", "non_fast_forward", "deletion"]
+        guarded = CliRunner().invoke(cli, ["doctor", "--repo", "octo/demo"])
+        assert guarded.exit_code == 0, guarded.output
+        assert "ok        agentplane/audit: pushes to it are restricted" in guarded.output
+        assert "unchecked not checked: who may bypass the ruleset" in guarded.output
+        assert CliRunner().invoke(cli, ["doctor", "--repo", "nonsense"]).exit_code == 2
+        assert gh.violations == []
+        assert [r.operation_id for r in gh.requests if "rules" in r.path] == [
+            "repos/get-branch-rules"
+        ] * 2

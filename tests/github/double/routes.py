@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import pygit2
 
@@ -527,6 +527,24 @@ def _redeliver(ctx: Context) -> Result:
     again = ctx.gh.record_delivery(original.event, original.payload, guid=original.guid)
     again.redelivery = True
     return 202, {}, {}
+
+
+@route("repos/get-branch-rules")
+def _branch_rules(ctx: Context) -> Result:
+    """The rules active on a branch; readable with Metadata, unlike the rulesets' bypass
+    actors, which need Administration (the bot cannot see who may bypass)."""
+    repo = ctx.repo()
+    branch = unquote(ctx.params["branch"])
+    rules = [
+        {
+            "type": kind,
+            "ruleset_source_type": "Repository",
+            "ruleset_source": repo.full_name,
+            "ruleset_id": 42,
+        }
+        for kind in repo.rules.get(branch, [])
+    ]
+    return ctx.page(rules)
 
 
 @route("rate-limit/get")

@@ -84,6 +84,8 @@ class Repo:
     private: bool
     created_at: str
     permissions: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, list[str]] = field(default_factory=dict)
+    """branch -> the rule types a repository ruleset applies to it (update, deletion, ...)."""
 
     @property
     def owner(self) -> str:
