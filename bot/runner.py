@@ -23,6 +23,7 @@ import yaml
 
 from bot.agent import Model, Spent, opening, run_agent
 from bot.audit.log import AuditLog
+from bot.audit.trust import Trust
 from bot.broker import Broker
 from bot.browser.driver import Chromium
 from bot.browser.errors import ReplayDiffers
@@ -104,6 +105,7 @@ class Engine:
         self.redactor = Redactor.for_host(os.environ)
         """The one redactor for records, evidence, commit messages; doors widen it with
         their own secrets (redactor.with_secrets), policy() with what routing names."""
+        self._trusted = False
         self.resolve_login: Resolver | None = None
         """Set by a door that knows GitHub: policy's logins become numeric ids through it."""
 
@@ -119,7 +121,27 @@ class Engine:
         )
         # Model keys routing names (os.environ/NAME), DSNs policy's connections name.
         self.redactor = self.redactor.with_secrets(host_secrets(os.environ, policy))
+        # Records are read only through policy's signers (plus this host's own key).
+        audit = policy.audit
+        self.audit.trust(Trust.from_policy(audit.signers, audit.require_signatures_from))
+        self._trusted = True
         return policy
+
+    def signed_problem(self, policy: Policy, door: str) -> str | None:
+        """Why an approval from this door is not signed as policy asks, or None."""
+        if door not in policy.approvals.signed:
+            return None
+        own = self.audit.own_key()
+        listed = None if own is None else Trust.from_policy(policy.audit.signers).lookup(own[1])
+        if listed is None:
+            return (
+                f"{door} approvals must be signed by a key policy lists "
+                f"({policy.rule('approvals.signed')}); this host's key is not in audit.signers "
+                "(see `agentplane audit key`)"
+            )
+        if listed.revoked_at is not None and listed.revoked_at <= datetime.now(UTC):
+            return f"this host's signing key {listed.name!r} was revoked {listed.revoked_at}"
+        return None
 
     def config(self, commit: str) -> RepoConfig | None:
         # Read at the run's own commit: a config can only narrow, so a branch may tighten it.
@@ -479,7 +501,7 @@ class Engine:
         problem = approval_problem(
             rec, approver, reviewed_commit or rec.commit, gates, policy, directory, door,
             reviewed_digest,
-        )
+        ) or self.signed_problem(policy, door)
         rec.approvals.append(
             Approval(
                 approver=approver,
@@ -645,6 +667,8 @@ class Engine:
         "outcome unknown" and a human checks the site. Anything else fails with the reason.
         """
         resolved = []
+        if not self._trusted:
+            self.policy()
         for run_id in self.audit.run_ids():
             entry = self.audit.latest(run_id)
             if entry is None or entry.record.get("state") not in IN_FLIGHT:
@@ -672,6 +696,10 @@ class Engine:
     # -- records --------------------------------------------------------------------------
 
     def load(self, run_id: str) -> RunRecord:
+        """The run's newest record, verified first: chain, signatures by policy's signers,
+        and the local anchor (AuditError otherwise); nothing acts on an unverified record."""
+        if not self._trusted:
+            self.policy()
         entry = self.audit.latest(run_id)
         if entry is None:
             raise RunError(f"no run {run_id!r} in the audit log (see `agentplane audit log`)")

@@ -91,3 +91,19 @@ def test_policy_can_say_which_doors_approvals_count(demo_repo: Path) -> None:
     with pytest.raises(RunError, match="approvals from the cli door do not count"):
         e.decide(rec.run_id, MAINTAINER[1], "approve")
     assert e.load(rec.run_id).approvals[-1].counted is False
+
+
+def test_terminal_approvals_can_require_a_key_policy_lists(demo_repo: Path) -> None:
+    policy = demo_repo / "policies/default.yaml"
+    policy.write_text(policy.read_text() + "approvals: {signed: [cli]}\n")
+    git(demo_repo, "commit", "-qam", "terminal approvals must be signed")
+    e, rec = start(demo_repo)
+    with pytest.raises(RunError, match="cli approvals must be signed by a key policy lists"):
+        e.decide(rec.run_id, MAINTAINER[1], "approve")
+    name, key = e.audit.own_key() or ("", "")
+    policy.write_text(
+        policy.read_text() + f"audit:\n  signers: [{{name: {name!r}, key: {key!r}}}]\n"
+    )
+    git(demo_repo, "commit", "-qam", "list this terminal's key")
+    e, rec = start(demo_repo)
+    assert e.decide(rec.run_id, MAINTAINER[1], "approve").state == "applied"
