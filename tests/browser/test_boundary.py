@@ -14,6 +14,7 @@ import pytest
 
 from bot.browser.driver import Chromium
 from bot.browser.errors import ReleaseRedirected
+from bot.browser.evidence import render_browser_evidence
 from bot.browser.model import Target
 from bot.browser.replay import release
 from bot.browser.session import BrowserSession
@@ -64,6 +65,7 @@ def test_nothing_leaves_past_routing_and_a_redirected_release_stops(
         "keepalive-pagehide",
     }  # refused at the proxy, and in the record
     assert all(e.decision == "refused" for e in s.run.gate_events)
+    assert "Refused at the network gate" in render_browser_evidence(s.run, "run-1")
 
     witness.phase, witness.redirect = "apply", True
     with pytest.raises(ReleaseRedirected, match=r"answered 307 \(to /moved-1\).*did not follow"):
