@@ -262,6 +262,13 @@ def audit_verify(expect_head: str | None, repo: str) -> None:
             "policy's audit.require_signatures_from refuses unsigned records from a seq on",
             err=True,
         )
+    for rec in engine.stale_runs() if report.ok else []:
+        click.echo(
+            f"STALE {rec.run_id}: {rec.state}, but the process carrying it "
+            f"({rec.owner or 'unrecorded'}) died; the next `agentplane run`, `approve`, `deny` "
+            "or `answer` resolves it",
+            err=True,
+        )
     click.echo(
         f"{'ok' if report.ok else 'TAMPERED'}: {report.entries} records "
         f"({report.signed} signed, {report.unsigned} unsigned v1), "

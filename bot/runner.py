@@ -659,6 +659,19 @@ class Engine:
             return self._advance(rec, "cancelled", reason)
         return rec
 
+    def stale_runs(self) -> list[RunRecord]:
+        """Runs in flight whose process died (read only: `audit verify` reports them)."""
+        if not self._trusted:
+            self.policy()
+        stale = []
+        for run_id in self.audit.run_ids():
+            entry = self.audit.latest(run_id)
+            if entry is None or entry.record.get("state") not in IN_FLIGHT:
+                continue
+            if is_dead(entry.record.get("owner")):
+                stale.append(RunRecord.model_validate(entry.record))
+        return stale
+
     def recover(self) -> list[RunRecord]:
         """Resolve the runs whose process died in flight (killed, crashed, host rebooted).
 
@@ -667,15 +680,7 @@ class Engine:
         "outcome unknown" and a human checks the site. Anything else fails with the reason.
         """
         resolved = []
-        if not self._trusted:
-            self.policy()
-        for run_id in self.audit.run_ids():
-            entry = self.audit.latest(run_id)
-            if entry is None or entry.record.get("state") not in IN_FLIGHT:
-                continue
-            if not is_dead(entry.record.get("owner")):
-                continue
-            rec = RunRecord.model_validate(entry.record)
+        for rec in self.stale_runs():
             died = f"the process carrying it ({rec.owner or 'before owners were recorded'}) died"
             if rec.state == "approved" and rec.proposal and rec.proposal.browser:
                 held = rec.proposal.browser

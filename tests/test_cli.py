@@ -180,6 +180,10 @@ def test_a_run_killed_mid_flight_is_resolved_by_the_next_command(
         proc.wait()
     log = agentplane(demo_repo, "audit", "log").stdout
     assert "running" in log
+    before = git(demo_repo, "rev-parse", "agentplane/audit")
+    stale = agentplane(demo_repo, "audit", "verify")
+    assert "STALE slow-" in stale.stderr and "died" in stale.stderr
+    assert git(demo_repo, "rev-parse", "agentplane/audit") == before  # verify writes nothing
     run_id = re.search(r"slow-\d+-[0-9a-f]+", log).group(0)  # type: ignore[union-attr]
     done = agentplane(demo_repo, "deny", run_id)
     assert f"recovered {run_id}: failed: the process carrying it" in done.stderr
