@@ -483,12 +483,15 @@ class Engine:
         door: str = "cli",
         name: str = "",
         reviewed_digest: str | None = None,
+        refused: str | None = None,
     ) -> RunRecord:
         """Record one person's decision; apply once every gate on the proposal is satisfied.
 
         reviewed_commit is the commit the reviewer saw (a PR review's commit_id); live_head
         re-reads the branch head at the moment of apply, so a push after approval wins.
         approver is an identity key (bot.identity); name is how the door shows that person.
+        refused is the door's own reason this decision cannot count (e.g. a review submitted
+        before its evidence was posted): recorded as not counted, like any other reason.
         """
         approver = normalise(approver)
         rec = self.load(run_id)
@@ -498,10 +501,14 @@ class Engine:
         gates = open_gates(rec)
         policy = self.policy()
         directory = self.directory(policy)
-        problem = approval_problem(
-            rec, approver, reviewed_commit or rec.commit, gates, policy, directory, door,
-            reviewed_digest,
-        ) or self.signed_problem(policy, door)
+        problem = (
+            refused
+            or approval_problem(
+                rec, approver, reviewed_commit or rec.commit, gates, policy, directory, door,
+                reviewed_digest,
+            )
+            or self.signed_problem(policy, door)
+        )
         rec.approvals.append(
             Approval(
                 approver=approver,
