@@ -8,6 +8,15 @@ other than GET or HEAD goes out, except the one request apply releases, matched
 by method, URL and body digest, once. Everything it refuses is kept as a
 GateEvent for the run's record and evidence.
 
+HTTPS is judged the same way because the proxy terminates TLS with a per-run CA
+(bot/sandbox/tls.py) that only this Chromium trusts, by the SPKI of its one leaf
+key. What that weakens: inside the sandbox, Chromium takes the proxy's word for
+every site's identity during the run, and the proxy, not the browser, verifies the
+real certificate (system roots, hostname); certificate errors a site has are the
+proxy's refusal, not Chromium's interstitial. What it does not: no trust store
+changes, the keys never leave the controller's memory (nor enter the sandbox), and
+they die with the run, so nothing outside this one Chromium trusts them.
+
 No I/O: the proxy calls it from its own threads, hence the lock.
 """
 
