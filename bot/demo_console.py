@@ -81,6 +81,9 @@ def _page(title: str, body: str) -> bytes:
 
 
 class Handler(BaseHTTPRequestHandler):
+    # Keep-alive, as real consoles answer: the proxy must judge every request on a
+    # connection, not just its first (HTTP/1.0 hid that).
+    protocol_version = "HTTP/1.1"
     state: State
     extra_head: str = ""
 
