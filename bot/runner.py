@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import ValidationError
 
 from bot.agent import Model, Spent, opening, run_agent
 from bot.audit.log import AuditLog
@@ -675,8 +676,12 @@ class Engine:
             entry = self.audit.latest(run_id)
             if entry is None or entry.record.get("state") not in IN_FLIGHT:
                 continue
-            if is_dead(entry.record.get("owner")):
+            if not is_dead(entry.record.get("owner")):
+                continue
+            try:
                 stale.append(RunRecord.model_validate(entry.record))
+            except ValidationError:
+                continue  # not a run this engine wrote: nothing it could resume
         return stale
 
     def recover(self) -> list[RunRecord]:
