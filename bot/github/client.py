@@ -7,6 +7,7 @@ honours Retry-After. Comments carry a hidden marker so posting is idempotent.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from github.GithubRetry import GithubRetry
 
 from bot.config import Settings
 from bot.errors import AgentplaneError
+from bot.identity import from_github
 
 
 class GitHubError(AgentplaneError):
@@ -41,12 +43,20 @@ class PullInfo:
     head_ref: str
     base_ref: str
     author: str
+    """The author's login, for display only: people are compared by id (author_key)."""
     is_fork: bool
     state: str
     title: str
     body: str
     files: tuple[tuple[str, str], ...]
     """(path, status) for every file the PR touches."""
+    author_id: int = 0
+    """The author's numeric GitHub id (0: GitHub gave none, and author_key fails closed)."""
+
+    @property
+    def author_key(self) -> str:
+        """The author's identity key (bot.identity): what the requester is compared by."""
+        return from_github({"login": self.author, "id": self.author_id})
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,9 @@ class GitHubClient:
             opts.update(seconds_between_requests=None, seconds_between_writes=None)
         auth: Auth.Auth
         self.gh: Github | None = None
+        self._user_ids: dict[str, int] = {}
+        """login (case-folded) -> id, for every login resolved through this client."""
+        self._user_ids_lock = threading.Lock()
         self.integration: GithubIntegration | None = None
         if settings.app_id and settings.app_private_key:
             app = Auth.AppAuth(settings.app_id, settings.app_private_key)
@@ -124,12 +137,37 @@ class GitHubClient:
             head_ref=pr.head.ref,
             base_ref=pr.base.ref,
             author=pr.user.login,
+            author_id=pr.user.id,
             is_fork=head_repo != full_name,
             state=pr.state,
             title=pr.title or "",
             body=pr.body or "",
             files=files,
         )
+
+    def user_id(self, login: str) -> int | None:
+        """The numeric id of the account that holds login now (None: no such account).
+
+        A found id is cached for this client's life, so a login policy names keeps meaning
+        the account it meant when first resolved here; a miss is asked again next time
+        (the account may be created later)."""
+        name = login.casefold()
+        with self._user_ids_lock:
+            if name in self._user_ids:
+                return self._user_ids[name]
+        try:
+            _, data = self._api().requester.requestJsonAndCheck(
+                "GET", f"/users/{quote(login, safe='')}"
+            )
+        except github.GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise GitHubError(f"GitHub API {exc.status}: {exc.data}", exc.status) from None
+        uid = data.get("id") if isinstance(data, dict) else None
+        if type(uid) is not int or uid <= 0:
+            return None
+        with self._user_ids_lock:
+            return self._user_ids.setdefault(name, uid)
 
     def open_pulls(self, full_name: str) -> list[int]:
         return [p.number for p in self.call(self.repo(full_name).get_pulls, state="open")]

@@ -232,3 +232,36 @@ def test_skipped_upstream_examples_are_named() -> None:
     # Builders skip real examples that fail their own schema; say which, so drift is visible.
     for reason in SKIPPED_WEBHOOK_EXAMPLES.values():
         assert reason.startswith("fails its own schema")
+
+
+def test_users_are_found_by_login_and_a_rename_moves_the_id(demo: GitHubDouble) -> None:
+    uid = demo.user_id("maya-gh")
+    client = installation_client(demo)
+    user = client.get_user("Maya-GH")  # logins ignore case, as on GitHub
+    assert (user.login, user.id) == ("maya-gh", uid)
+    assert demo.rename_user("maya-gh", "maya-new") == uid
+    with pytest.raises(GithubException) as gone:
+        client.get_user("maya-gh")
+    assert gone.value.status == 404
+    assert client.get_user("maya-new").id == uid
+    assert demo.user_id("maya-gh") != uid  # someone else registers the freed login
+    with pytest.raises(GithubException) as unknown:
+        client.get_user("nobody-here")
+    assert unknown.value.status == 404
+
+
+def test_the_bot_resolves_a_login_once_per_client(demo: GitHubDouble) -> None:
+    from bot.config import Settings
+    from bot.github.client import GitHubClient
+
+    settings = Settings(
+        app_id=demo.app_id,
+        app_private_key=demo.app_private_key_pem,
+        api_url=demo.api_url,
+        github_throttle=False,
+    )
+    client = GitHubClient(settings, demo.installations["octo"])
+    assert client.user_id("lee") is None  # no such account yet: asked again next time
+    uid = demo.user_id("lee")
+    assert client.user_id("lee") == client.user_id("LEE") == uid
+    assert len(demo.calls("GET", r"^/users/")) == 2

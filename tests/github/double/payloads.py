@@ -151,10 +151,13 @@ class PayloadBuilder:
         payload["sender"] = self._user(payload["sender"], sender or pull.user)
         return self._finish("pull_request", action, payload)
 
-    def review(self, review: Review) -> dict[str, Any]:
+    def review(
+        self, review: Review, action: str = "submitted", *, sender: str | None = None
+    ) -> dict[str, Any]:
+        """pull_request_review.submitted, or .dismissed once the review was dismissed."""
         pull = self.gh.pulls[(review.repo, review.number)]
         repo = self.gh.repo(review.repo)
-        payload = self._start("pull_request_review", "submitted", review.repo)
+        payload = self._start("pull_request_review", action, review.repo)
         self._pull_fields(payload["pull_request"], pull, repo)
         r = payload["review"]
         api = f"{self.gh.api_url}/repos/{review.repo}/pulls/{review.number}"
@@ -173,8 +176,8 @@ class PayloadBuilder:
             user=self._user(r["user"], review.user),
         )
         r["_links"] = {"html": {"href": html}, "pull_request": {"href": api}}
-        payload["sender"] = self._user(payload["sender"], review.user)
-        return self._finish("pull_request_review", "submitted", payload)
+        payload["sender"] = self._user(payload["sender"], sender or review.user)
+        return self._finish("pull_request_review", action, payload)
 
     def issue(self, full_name: str, number: int, action: str) -> dict[str, Any]:
         state = self.gh.issues[(full_name, number)]

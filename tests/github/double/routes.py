@@ -412,6 +412,31 @@ def _permission(ctx: Context) -> Result:
     return 200, out, {}
 
 
+@route("users/get-by-username")
+def _get_user(ctx: Context) -> Result:
+    """A public profile; 404 for a login no account has (a renamed one's old login)."""
+    found = ctx.gh.find_user(ctx.params["username"])
+    if found is None:
+        raise HTTPError(404, "Not Found")
+    login, _ = found
+    out: dict[str, Any] = ctx.objects.example("public-user-default-response")
+    out.update(ctx.objects.user(login))
+    out.update(
+        name=None,
+        company=None,
+        blog="",
+        location=None,
+        email=None,
+        bio=None,
+        twitter_username=None,
+        public_repos=0,
+        public_gists=0,
+        followers=0,
+        following=0,
+    )
+    return 200, out, {}
+
+
 @route("repos/get-content")
 def _contents(ctx: Context) -> Result:
     repo = ctx.repo()

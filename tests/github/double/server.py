@@ -72,6 +72,8 @@ class GitHubDouble:
         self._faults: list[Fault] = []
         self._ids = itertools.count(1001)
         self._user_ids: dict[str, int] = {}
+        """login -> numeric id of every account that exists; a rename moves the id."""
+        self._uids = itertools.count(5000)
         self._lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -109,7 +111,30 @@ class GitHubDouble:
         return next(self._ids)
 
     def user_id(self, login: str) -> int:
-        return self._user_ids.setdefault(login, 5000 + len(self._user_ids))
+        """The id of the account called login, registering it on first use."""
+        with self._lock:
+            if login not in self._user_ids:
+                self._user_ids[login] = next(self._uids)
+            return self._user_ids[login]
+
+    def find_user(self, login: str) -> tuple[str, int] | None:
+        """(login as registered, id) of an existing account; logins ignore case, as on
+        GitHub. Unlike user_id, never registers anyone."""
+        with self._lock:
+            for name, uid in self._user_ids.items():
+                if name.casefold() == login.casefold():
+                    return name, uid
+        return None
+
+    def rename_user(self, old: str, new: str) -> int:
+        """The account `old` is now called `new` (its id stays); `old` is free for anyone
+        to register, and whoever next acts as `old` is a different account."""
+        with self._lock:
+            if self.find_user(new) is not None:
+                raise ValueError(f"the login {new!r} is taken")
+            uid = self._user_ids.pop(old)
+            self._user_ids[new] = uid
+            return uid
 
     def create_repo(
         self,
@@ -332,6 +357,12 @@ class GitHubDouble:
         )
         self._reviews.append(review)
         return Event(review.id, self.payloads.review(review))
+
+    def dismiss_review(self, review_id: int, *, by: str = "octo") -> Event:
+        """A maintainer (`by`) dismisses a review; returns (id, dismissed payload)."""
+        review = next(r for r in self._reviews if r.id == review_id)
+        review.state = "DISMISSED"
+        return Event(review.id, self.payloads.review(review, "dismissed", sender=by))
 
     def open_issue(
         self,
