@@ -8,6 +8,7 @@ a door's secrets) or, by default, one built from this host's environment.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,6 +19,22 @@ from bot.record import RunRecord
 from bot.redact import Redactor
 
 Redact = Callable[[str], str]
+
+_GITHUB_KEY = re.compile(r"github:(\d+)(?!\d)")
+
+
+def with_names(text: str, names: Mapping[str, str] | None) -> str:
+    """Identity keys shown as people know them: `github:<id>` becomes the login the door
+    saw that account use (names: key -> login); a key with no known login stays as it is.
+    Display only: nothing compares what this returns."""
+    if not names:
+        return text
+    return _GITHUB_KEY.sub(lambda m: names.get(m.group(0), m.group(0)), text)
+
+
+def record_names(rec: RunRecord) -> dict[str, str]:
+    """The display names a record itself carries: each approver's `name`."""
+    return {a.approver: a.name for a in rec.approvals if a.name}
 
 
 def _redact(text: str, redact: Redact | None) -> str:
@@ -182,23 +199,35 @@ def render_pr_comment(
     audit_head: str | None,
     sections: Sequence[str] = (),
     redact: Redact | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> str:
-    """The evidence comment on a pull request: one per job, edited as the run moves."""
-    return _redact(_pr_comment(rec, plan_text, patch, audit_head, sections), redact)
+    """The evidence comment on a pull request: one per job, edited as the run moves.
+
+    names maps identity keys to the logins to show (the record's approvers' names are
+    always used); people read logins, the record keeps ids. The proposal and the evidence
+    sections are shown as they are."""
+    shown = {**record_names(rec), **(names or {})}
+    return _redact(_pr_comment(rec, plan_text, patch, audit_head, sections, shown), redact)
 
 
 def _pr_comment(
-    rec: RunRecord, plan_text: str, patch: str, audit_head: str | None, sections: Sequence[str]
+    rec: RunRecord,
+    plan_text: str,
+    patch: str,
+    audit_head: str | None,
+    sections: Sequence[str],
+    names: Mapping[str, str],
 ) -> str:
-    last = rec.transitions[-1].reason if rec.transitions else ""
+    last = with_names(rec.transitions[-1].reason if rec.transitions else "", names)
+    requester = with_names(rec.requester, names)
     lines = [
         f"### agentplane: `{rec.job_name}` is {STATE_HEADLINE.get(rec.state, rec.state)}",
-        f"Run `{rec.run_id}` on `{rec.commit[:12]}`, requested by @{rec.requester}. {last}",
+        f"Run `{rec.run_id}` on `{rec.commit[:12]}`, requested by @{requester}. {last}",
         "",
         "<details><summary>Plan (grants, denials, gates, model; each with its rule)</summary>",
         "",
         "```text",
-        plan_text,
+        with_names(plan_text, names),
         "```",
         "</details>",
         "",
@@ -225,7 +254,7 @@ def _pr_comment(
             "",
         ]
     for c in rec.clarifications:
-        lines.append(f"Asked: {c.question} Answered by @{c.by}: {c.answer}")
+        lines.append(f"Asked: {c.question} Answered by @{with_names(c.by, names)}: {c.answer}")
     if rec.proposal is not None and rec.proposal.request_only:
         lines.append(f"**Proposal** `{rec.proposal.digest[:19]}`: the held browser request above.")
     elif rec.proposal is not None:

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +27,12 @@ from bot.github.commands import Command, Reply, parse_comment
 from bot.github.sansio import Delivery
 from bot.github.state import PullState
 from bot.github.timing import stamp, timing_problem
+from bot.identity import IdentityError, Resolver, from_github
 from bot.job import parse_job
 from bot.plan import Plan
 from bot.record import DoorRef, RunRecord
 from bot.redact import Redactor, redact_logs
-from bot.render import render_plan, render_pr_comment
+from bot.render import record_names, render_plan, render_pr_comment, with_names
 from bot.runner import Engine
 from bot.sandbox import SandboxBackend
 
@@ -56,6 +57,7 @@ CONCLUSION = {
     "budget_exceeded": "failure",
     "cancelled": "neutral",
 }
+NOT_COUNTED = " (review not counted)"
 FENCE = re.compile(r"```ya?ml\s*\n(.*?)```", re.DOTALL)
 
 
@@ -94,6 +96,9 @@ class PullRequestDoor:
         self._clients_lock = threading.Lock()
         self.model_factory = model_factory
         self.on_publish = on_publish
+        self._recovered: set[str] = set()
+        """Repositories whose runs left in flight by a dead process this process resolved."""
+        self._recovered_lock = threading.Lock()
         # The host's secrets and the bot's own (settings may come from a file, not the
         # environment); each repository's engine widens it with what its policy names.
         self.redact = Redactor.for_host(
@@ -117,7 +122,10 @@ class PullRequestDoor:
             return handler
         ctx = self._ctx(repo, inst)
         try:
+            self._recover(ctx)
             return handler(ctx)
+        except IdentityError as exc:  # a person without a numeric id is nobody: fail closed
+            return f"refused: {exc}"
         finally:
             # Whatever the handler did or where it stopped, what it recorded is pushed (and
             # a push that fails is reported, not raised), so no record is left behind.
@@ -169,6 +177,77 @@ class PullRequestDoor:
             except AgentplaneError as exc:  # reporting must not hide what the handler did
                 log.warning("%s: cannot report the audit branch on %s: %s", ctx.full, sha, exc)
 
+    def _recover(self, ctx: Context) -> None:
+        """Once per repository per process: resolve the runs a killed bot left in flight
+        (Engine.recover), and show each where it came from. A failure here is logged and
+        tried again on the next delivery; it never stops this one."""
+        with self._recovered_lock:
+            if ctx.full in self._recovered:
+                return
+        try:
+            resolved = ctx.engine.recover()
+        except AgentplaneError as exc:
+            log.warning("%s: cannot resolve runs left in flight: %s", ctx.full, exc)
+            return
+        with self._recovered_lock:
+            self._recovered.add(ctx.full)
+        for rec in resolved:
+            log.info("%s: resolved %s left in flight: %s", ctx.full, rec.run_id, rec.state)
+            number = rec.door_ref.number if rec.door_ref else None
+            if not number:
+                continue
+            try:
+                if rec.state == "applied" and rec.applied and "commit" in rec.applied:
+                    self._push_recovered(ctx, ctx.client.pull(ctx.full, number), rec)
+                self.publish(ctx, rec)
+            except AgentplaneError as exc:
+                log.warning("%s: cannot report recovered run %s: %s", ctx.full, rec.run_id, exc)
+
+    def _push_recovered(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
+        """An approval applied after a crash goes onto the PR branch only if the head is
+        still the commit approved; otherwise it stays on its run branch, and the PR is told."""
+        assert rec.applied is not None
+        if pr.state == "open" and pr.head_sha == rec.commit:
+            self._push_applied(ctx, pr, rec)
+            return
+        branch = rec.applied["branch"]
+        ctx.checkout.push_commit(rec.applied["commit"], branch)
+        self._comment(
+            ctx,
+            pr.number,
+            f"recovered-apply:{rec.run_id}",
+            f"`{rec.job_name}` was applied after a restart onto branch `{branch}`, not onto "
+            f"`{pr.head_ref}`: the head moved from {rec.commit[:12]} since the approval.",
+        )
+
+    def _person(self, user: Mapping[str, Any]) -> tuple[str, str]:
+        """(identity key, login) of a webhook's or the API's `user` object; the key is
+        what is compared, the login only what is shown."""
+        key = from_github(user)
+        login = str(user.get("login") or key)
+        self.state.saw(key, login)
+        return key, login
+
+    def _resolver(self, client: GitHubClient) -> Resolver:
+        """Policy's logins -> GitHub ids, through the API; the first id a login resolves to
+        is kept, so an account that registers a login after its owner renamed away from it
+        is not the person policy named."""
+
+        def resolve(login: str) -> int | None:
+            pinned = self.state.pinned_login(login)
+            if pinned is not None:
+                return pinned
+            uid = client.user_id(login)
+            return None if uid is None else self.state.pin_login(login, uid)
+
+        return resolve
+
+    def _names(self, rec: RunRecord) -> dict[str, str]:
+        """Logins to show for the people a record names (it keeps their ids)."""
+        keys = {rec.requester, *(a.approver for a in rec.approvals)}
+        keys |= {c.by for c in rec.clarifications}
+        return {**record_names(rec), **self.state.display_names(keys)}
+
     def _client(self, inst: int | None) -> GitHubClient:
         """One client per installation, so its token is minted once and refreshed by
         PyGithub before it expires, not minted again for every delivery."""
@@ -201,6 +280,7 @@ class PullRequestDoor:
         kw: dict[str, Any] = {"model_factory": self.model_factory} if self.model_factory else {}
         engine = Engine(repo, self.backend, **kw)
         engine.redactor = engine.redactor.with_secrets(self.redact.secrets)
+        engine.resolve_login = self._resolver(client)
         return Context(client, full, checkout, engine, meta.html_url)
 
     # -- pull requests --------------------------------------------------------------------
@@ -276,10 +356,11 @@ class PullRequestDoor:
                 ctx.engine.cancel(run_id, f"superseded by a push ({pr.head_sha[:12]})")
         engine = ctx.engine
         parsed = parse_job(job, engine.repo.read_file(pr.head_sha, job) or "")
+        self.state.saw(pr.author_key, pr.author)
         req = engine.request(
             job,
             door="pull_request",
-            requester=pr.author,
+            requester=pr.author_key,
             commit=pr.head_sha,
             prompt=None if parsed.prompt else (pr.body or None),
         )
@@ -299,14 +380,18 @@ class PullRequestDoor:
             f" only; merging needs an approving review from: {owners}.",
         )
 
-    def _policy_review(self, ctx: Context, pr: PullInfo, reviewer: str, commit: str | None) -> str:
+    def _policy_review(
+        self, ctx: Context, pr: PullInfo, who: tuple[str, str], commit: str | None
+    ) -> str:
         """A policy owner's approval on the head clears the policy check; no one else's does."""
+        key, reviewer = who
         policy = ctx.engine.policy()
-        if reviewer == pr.author:
+        directory = ctx.engine.directory(policy)
+        if directory.same(key, pr.author_key):
             why = "authors cannot approve their own policy change"
         elif commit != pr.head_sha:
             why = "stale: the review is not on the head"
-        elif not any(policy.matches(p, reviewer) for p in policy.owners):
+        elif not any(policy.matches(p, key, directory) for p in policy.owners):
             why = f"{reviewer} is not a policy owner ({', '.join(policy.owners) or 'none'})"
         else:
             ctx.client.check(
@@ -345,38 +430,47 @@ class PullRequestDoor:
         state = str(review.get("state", "")).lower()
         if state not in ("approved", "changes_requested"):
             return f"ignored: review {state}"
-        reviewer = review["user"]["login"]
+        key, reviewer = self._person(review["user"])
         pr = ctx.client.pull(ctx.full, number)
         outcomes = []
         if state == "approved" and any(f.startswith(GOVERNING) for f, _ in pr.files):
-            outcomes.append(self._policy_review(ctx, pr, reviewer, review.get("commit_id")))
+            outcomes.append(self._policy_review(ctx, pr, (key, reviewer), review.get("commit_id")))
         for rec in self._open_runs(ctx, number):
             early = self._too_early(ctx, rec, review) if state == "approved" else None
-            if early is not None:
-                self._not_counted(ctx, number, review, rec, early)
-                outcomes.append(f"{rec.job_name}: {rec.state} (review not counted)")
-                continue
+            counted = True
             try:
                 rec = ctx.engine.decide(
                     rec.run_id,
-                    reviewer,
+                    key,
                     "approve" if state == "approved" else "deny",
                     reviewed_commit=review.get("commit_id"),
                     live_head=lambda: ctx.client.pull(ctx.full, number).head_sha,
+                    door="pull_request",
+                    name=reviewer,
+                    refused=early,
                 )
             except RunError as exc:
+                counted = False
+                why = with_names(str(exc).split(": ", 1)[-1], {key: reviewer})
+                log.info(
+                    "%s#%s: %s's review not counted for %s: %s",
+                    ctx.full,
+                    number,
+                    reviewer,
+                    rec.run_id,
+                    why,
+                )
                 self._comment(
                     ctx,
                     number,
                     f"review:{review.get('id')}:{rec.run_id}",
-                    f"@{reviewer}'s review does not count for `{rec.job_name}`: "
-                    f"{str(exc).split(': ', 1)[-1]}",
+                    f"@{reviewer}'s review does not count for `{rec.job_name}`: {why}",
                 )
                 rec = ctx.engine.load(rec.run_id)
             if rec.state == "applied" and rec.applied and "commit" in rec.applied:
                 self._push_applied(ctx, pr, rec)  # a released browser request has no commit
             self.publish(ctx, rec)
-            outcomes.append(f"{rec.job_name}: {rec.state}")
+            outcomes.append(f"{rec.job_name}: {rec.state}" + ("" if counted else NOT_COUNTED))
         return "; ".join(outcomes) or "ignored: no run awaiting approval"
 
     def _too_early(self, ctx: Context, rec: RunRecord, review: dict[str, Any]) -> str | None:
@@ -389,20 +483,6 @@ class PullRequestDoor:
             self.publish(ctx, rec)
             posted = self.state.evidence_at(ctx.full, rec.run_id, digest)
         return timing_problem(review.get("submitted_at"), posted)
-
-    def _not_counted(
-        self, ctx: Context, number: int, review: dict[str, Any], rec: RunRecord, why: str
-    ) -> None:
-        reviewer = review["user"]["login"]
-        log.info(
-            "%s#%s: %s's review not counted for %s: %s", ctx.full, number, reviewer, rec.run_id, why
-        )
-        self._comment(
-            ctx,
-            number,
-            f"review:{review.get('id')}:{rec.run_id}",
-            f"@{reviewer}'s review does not count for `{rec.job_name}`: {why}",
-        )
 
     def _push_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
         """Onto the PR's branch; a fork's branch is out of the App's reach, so the applied
@@ -423,9 +503,9 @@ class PullRequestDoor:
         )
 
     def on_dismissed(self, ctx: Context, number: int, review: dict[str, Any]) -> str:
-        reviewer = review["user"]["login"]
+        key, reviewer = self._person(review["user"])
         for rec in self._open_runs(ctx, number):
-            self.publish(ctx, ctx.engine.withdraw(rec.run_id, reviewer, "review dismissed"))
+            self.publish(ctx, ctx.engine.withdraw(rec.run_id, key, "review dismissed"))
         return f"withdrew {reviewer}'s approval"
 
     # -- comments and issues --------------------------------------------------------------
@@ -433,14 +513,15 @@ class PullRequestDoor:
     def on_comment(self, ctx: Context, p: dict[str, Any]) -> str:
         comment, issue = p["comment"], p["issue"]
         parsed = parse_comment(comment.get("body") or "")
-        if parsed is None or comment["user"]["login"].endswith("[bot]"):
+        user = comment["user"]
+        if parsed is None or user["login"].endswith("[bot]") or user.get("type") == "Bot":
             return "ignored: not a command"
         number = int(issue["number"])
         if isinstance(parsed, Reply):
             self._comment(ctx, number, f"reply:{comment['id']}", parsed.text)
             return "replied"
-        login = comment["user"]["login"]
-        problem = self._authorise(ctx, parsed, login, number)
+        key, login = self._person(user)
+        problem = self._authorise(ctx, parsed, key, number)
         if problem:
             ctx.client.react(ctx.full, comment["id"], "confused")
             self._comment(ctx, number, f"reply:{comment['id']}", f"@{login}: {problem}")
@@ -451,34 +532,40 @@ class PullRequestDoor:
                 self._forget_head(ctx, number)
             return self.on_pull(ctx, number)
         if parsed.verb == "answer":
-            return self.on_answer(ctx, number, login, parsed.argument)
+            return self.on_answer(ctx, number, key, parsed.argument)
         if parsed.verb == "cancel":
             return self.on_closed(ctx, number, f"cancelled by @{login}")
         self._comment(ctx, number, f"reply:{comment['id']}", _NOT_YET.get(parsed.verb, ""))
         return f"acknowledged: {parsed.verb}"
 
-    def on_answer(self, ctx: Context, number: int, login: str, text: str) -> str:
+    def on_answer(self, ctx: Context, number: int, key: str, text: str) -> str:
+        """key: the answerer's identity key (bot.identity)."""
         waiting = self._open_runs(ctx, number, ("needs_clarification",))
         if not waiting:
-            self._comment(ctx, number, f"answer:{login}", _NOT_YET["answer"])
+            self._comment(ctx, number, f"answer:{key}", _NOT_YET["answer"])
             return "ignored: no open question"
         for rec in waiting:
-            self.publish(ctx, ctx.engine.answer(rec.run_id, login, text))
+            self.publish(ctx, ctx.engine.answer(rec.run_id, key, text))
         return f"answered {len(waiting)} run(s)"
 
-    def _authorise(self, ctx: Context, cmd: Command, login: str, number: int) -> str | None:
-        """By the commenter's role in policy, never by the mere ability to comment."""
+    def _authorise(self, ctx: Context, cmd: Command, key: str, number: int) -> str | None:
+        """By the commenter's role in policy, never by the mere ability to comment; key is
+        the commenter's identity key, compared only through policy's directory."""
         policy = ctx.engine.policy()
+        directory = ctx.engine.directory(policy)
         if cmd.verb in ("plan", "rerun"):
             if not any(
-                any(policy.matches(p, login) for p in jt.run_by) for jt in policy.job_types.values()
+                policy.matches(p, key, directory)
+                for jt in policy.job_types.values()
+                for p in jt.run_by
             ):
                 return f"`{cmd.verb}` needs a role that may run jobs; you have none"
             return None
         runs = [ctx.engine.load(r) for _, _, r in self.state.runs(ctx.full, number)]
-        requesters = {r.requester for r in runs}
         gates = [g for r in runs for g in Plan.model_validate(r.plan).gates]
-        if login in requesters or may_decide(policy, gates, login):
+        if any(directory.same(key, r.requester) for r in runs) or may_decide(
+            policy, gates, key, directory
+        ):
             return None
         return f"`{cmd.verb}` is for the run's requester or its approvers"
 
@@ -540,12 +627,14 @@ class PullRequestDoor:
         digest = head.digest if head else None
         plan = Plan.model_validate(rec.plan)
         links = {a.name: ctx.on_audit_branch(artifact_path(a.sha256)) for a in rec.artifacts}
+        names = self._names(rec)
         body = render_pr_comment(
             rec,
             render_plan(plan),
             ctx.engine.patch(rec),
             digest,
             ctx.engine.evidence_sections(rec, links),
+            names=names,
         )
         if head is not None:
             body += f"\nRecord: {ctx.on_audit_branch(entry_path(head.seq))}"
@@ -562,7 +651,8 @@ class PullRequestDoor:
             conclusion=CONCLUSION.get(rec.state, "neutral"),
             title=f"{rec.job_name}: {rec.state}",
             summary=ctx.engine.redactor(
-                f"Run `{rec.run_id}`: {rec.transitions[-1].reason}\n\nAudit head: `{digest}`"
+                f"Run `{rec.run_id}`: {with_names(rec.transitions[-1].reason, names)}\n\n"
+                f"Audit head: `{digest}`"
             ),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -9,10 +10,12 @@ from typing import Any
 import pygit2
 import pytest
 import yaml
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from bot import owner, runner
 from bot.audit.log import AuditLog
-from bot.audit.verify import verify
+from bot.cli import cli
 from bot.config import Settings
 from bot.demo import CALC, PROJECT, SHIPPED, TESTS
 from bot.demo_browser import JOB as BROWSER_JOB
@@ -22,7 +25,9 @@ from bot.demo_console import PASSWORD, USERNAME, AdminSite
 from bot.github.flow import PullRequestDoor, reconcile
 from bot.github.sansio import Delivery
 from bot.github.state import PullState
+from bot.gitrepo import GitRepo
 from bot.queue import SqliteQueue
+from bot.runner import Engine
 from bot.sandbox.bwrap import BwrapBackend
 from bot.server import Metrics, Worker, create_app
 from tests.browser.conftest import needs_chromium
@@ -92,8 +97,24 @@ def check(github: GitHubDouble, name: str, sha: str) -> dict[str, Any]:
     return runs[0]
 
 
+def bot_log(door: PullRequestDoor) -> Path:
+    """The bot's own clone of octo/demo: its audit log (and signing key) live there."""
+    return door.settings.data_dir / "repos" / REPO.replace("/", "__")
+
+
+def list_bot_key(github: GitHubDouble, door: PullRequestDoor) -> None:
+    """What an operator does once the bot has a key: `agentplane audit key` in its clone,
+    and that line under policy's audit.signers on the default branch."""
+    line = CliRunner().invoke(cli, ["audit", "key", "--repo", str(bot_log(door))])
+    assert line.exit_code == 0, line.output
+    main = github.repo(REPO).git().revparse_single("refs/heads/main").peel(pygit2.Commit)
+    policy = main.tree[POLICY].data.decode()
+    github.commit(REPO, "main", {POLICY: f"{policy}\naudit:\n  signers:\n  {line.output}"})
+
+
 def test_the_whole_story(github: GitHubDouble, door: PullRequestDoor, tmp_path: Path) -> None:
     number, head = add_job_pr(github, door)
+    list_bot_key(github, door)
     assert check(github, "agentplane/validate", head)["conclusion"] == "success"
     body = evidence(github, number)
     assert "waiting for an approving review" in body and "+    return a + b" in body
@@ -144,9 +165,16 @@ def test_the_whole_story(github: GitHubDouble, door: PullRequestDoor, tmp_path: 
         ["git", "-C", str(clone), "fetch", "-q", "origin", "agentplane/audit:agentplane/audit"],
         check=True,
     )
-    report = verify(AuditLog(clone), expect_head=digest)
-    assert report.ok, report.findings
-    states = [e.record["state"] for e in AuditLog(clone).entries()]
+    # As an outside reviewer: the clone trusts the signers its default branch's policy lists.
+    verified = CliRunner().invoke(
+        cli, ["audit", "verify", "--expect-head", digest, "--repo", str(clone)]
+    )
+    assert verified.exit_code == 0, verified.output
+    reviewer = Engine(GitRepo(clone), BwrapBackend())
+    reviewer.policy()  # reads are checked against the same signers
+    entries = list(reviewer.audit.entries())
+    assert f"ok: {len(entries)} records ({len(entries)} signed" in verified.output
+    states = [e.record["state"] for e in entries]
     assert "applied" in states and "cancelled" in states  # the superseded run
 
 
@@ -532,6 +560,14 @@ def test_an_approval_submitted_before_the_evidence_was_posted_does_not_count(
     replies = " ".join(c.body for c in github.comments(REPO, number))
     assert f"before the evidence for this proposal was posted at {posted}" in replies
     assert "waiting for an approving review" in evidence(github, number)
+    # The record says so too: the early approval is kept, not counted, with the reason.
+    rec = latest(door, run_id(door, number))
+    assert [(a["name"], a["counted"]) for a in rec["approvals"]] == [
+        ("dana", False),
+        ("maya", False),
+    ]
+    assert rec["approvals"][-1]["reason"].startswith("the review was submitted at")
+    assert "approve by maya not counted: the review was submitted" in evidence(github, number)
     # The one given after the evidence was first shown counts, though the comment changed since.
     assert deliver(door, "pull_request_review", seen) == "fix-failing-test: applied"
 
@@ -556,3 +592,188 @@ def test_a_command_inside_a_code_block_does_not_run(
         _, shown = github.add_comment(REPO, number, "dana", body)
         assert deliver(door, "issue_comment", shown) == "ignored: not a command"
     assert "waiting for an approving review" in evidence(github, number)
+
+
+def set_policy(github: GitHubDouble, edit: Any) -> None:
+    """Change the default branch's policy (where policy is read from) with edit(text)."""
+    github.commit(REPO, "main", {POLICY: edit(repo_files()[POLICY])})
+
+
+def restarted(door: PullRequestDoor) -> PullRequestDoor:
+    """The same bot after a restart: same data dir and state, a new process's memory."""
+    return PullRequestDoor(
+        door.settings, BwrapBackend(), PullState(door.settings.data_dir / "state.db")
+    )
+
+
+def latest(door: PullRequestDoor, run_id: str) -> dict[str, Any]:
+    entry = AuditLog(bot_log(door)).latest(run_id)
+    assert entry is not None
+    return entry.record
+
+
+def run_id(door: PullRequestDoor, number: int) -> str:
+    return door.state.runs(REPO, number)[-1][2]
+
+
+def test_people_are_github_ids_and_the_evidence_shows_logins(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    number, head = add_job_pr(github, door)
+    rec = latest(door, run_id(door, number))
+    assert rec["requester"] == f"github:{github.user_id('dana')}"
+    _, stranger = github.submit_review(REPO, number, "mallory", "approved")
+    deliver(door, "pull_request_review", stranger)
+    header = evidence(github, number).split("<details>")[0]
+    assert "requested by @dana. approve by mallory not counted: mallory is not an" in header
+    assert "github:" not in header, header
+    assert "github:" not in check(github, "agentplane/approval", head)["output"]["summary"]
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+    approval = latest(door, run_id(door, number))["approvals"][-1]
+    assert approval["approver"] == f"github:{github.user_id('maya')}"
+    assert (approval["name"], approval["door"], approval["counted"]) == (
+        "maya",
+        "pull_request",
+        True,
+    )
+    assert "resolved maya = github:" in approval["reason"]  # the login policy named
+
+
+def test_a_renamed_approver_still_counts_and_whoever_takes_the_login_does_not(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    set_policy(github, lambda p: p.replace("platform: [maya,", "platform: [maya-gh,"))
+    maya = github.user_id("maya-gh")
+    number, _ = add_job_pr(github, door)
+    # Any decision resolves the logins policy names: here a stranger's review.
+    _, stranger = github.submit_review(REPO, number, "mallory", "approved")
+    assert "not counted" in deliver(door, "pull_request_review", stranger)
+    github.rename_user("maya-gh", "maya-new")
+    impostor = github.user_id("maya-gh")  # another account registers the freed login
+    assert impostor != maya
+    door = restarted(door)  # nothing held in memory: the first resolution is kept on disk
+    _, taken = github.submit_review(REPO, number, "maya-gh", "approved")
+    assert "not counted" in deliver(door, "pull_request_review", taken)
+    replies = " ".join(c.body for c in github.comments(REPO, number))
+    assert "@maya-gh's review does not count" in replies
+    assert "maya-gh is not an approver" in replies
+    _, renamed = github.submit_review(REPO, number, "maya-new", "approved")
+    assert deliver(door, "pull_request_review", renamed) == "fix-failing-test: applied"
+    approvals = latest(door, run_id(door, number))["approvals"]
+    assert [(a["name"], a["counted"]) for a in approvals] == [
+        ("mallory", False),
+        ("maya-gh", False),
+        ("maya-new", True),
+    ]
+    assert approvals[-1]["approver"] == f"github:{maya}"
+
+
+def test_one_persons_two_accounts_count_once(github: GitHubDouble, door: PullRequestDoor) -> None:
+    set_policy(
+        github,
+        lambda p: (
+            p.replace("gates:\n", "people:\n  maya: {github: [maya, maya-alt]}\ngates:\n", 1)
+            .replace("platform: [maya,", "platform: [person:maya,")
+            .replace(
+                "approvers: {any_of: [role:maintainer]}",
+                "approvers: {count: 2, of: [role:maintainer]}",
+                1,
+            )
+        ),
+    )
+    number, _ = add_job_pr(github, door)
+    for who in ("maya", "maya-alt"):
+        _, review = github.submit_review(REPO, number, who, "approved")
+        assert deliver(door, "pull_request_review", review) == "fix-failing-test: awaiting_approval"
+    rec = latest(door, run_id(door, number))
+    assert "needs 2 approval(s) from role:maintainer; have 1" in rec["transitions"][-1]["reason"]
+    _, review = github.submit_review(REPO, number, "omar", "approved")
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+
+
+def test_the_author_cannot_approve_from_a_second_account(
+    github: GitHubDouble, door: PullRequestDoor
+) -> None:
+    set_policy(
+        github,
+        lambda p: p.replace(
+            "gates:\n", "people:\n  dana: {github: [dana, dana-admin]}\ngates:\n", 1
+        ).replace("platform: [maya,", "platform: [dana-admin, maya,"),
+    )
+    number, _ = add_job_pr(github, door)
+    _, review = github.submit_review(REPO, number, "dana-admin", "approved")
+    assert "not counted" in deliver(door, "pull_request_review", review)
+    replies = " ".join(c.body for c in github.comments(REPO, number))
+    assert "@dana-admin's review does not count" in replies
+    assert "authors cannot approve their own run" in replies
+    # Nor may a stranger cancel, while the author's other account may (she is the requester).
+    _, cancel = github.add_comment(REPO, number, "dana-admin", "/agentplane cancel")
+    assert "1 run(s)" in deliver(door, "issue_comment", cancel)
+
+
+class Killed(BaseException):
+    """The bot is killed (SIGKILL) right after it recorded the approval, before apply."""
+
+
+def test_a_run_a_killed_bot_left_approved_is_applied_on_the_next_start(
+    github: GitHubDouble, door: PullRequestDoor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    number, head = add_job_pr(github, door)
+    child = subprocess.Popen(["sleep", "60"])
+    ticks = owner._start_ticks(child.pid)
+    dead = f"{socket.gethostname()}:{child.pid}:{ticks}"
+    child.kill()
+    child.wait()
+    assert owner.is_dead(dead)
+
+    def killed(*_: Any) -> None:
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(runner, "this_process", lambda: dead)  # the records name the dead process
+        m.setattr(Engine, "_apply", killed)
+        _, review = github.submit_review(REPO, number, "maya", "approved")
+        with pytest.raises(Killed):
+            deliver(door, "pull_request_review", review)
+    rid = run_id(door, number)
+    assert (latest(door, rid)["state"], latest(door, rid)["owner"]) == ("approved", dead)
+    assert github.head_sha(REPO, number) == head
+
+    door = restarted(door)
+    inst = github.installations["octo"]
+    payload = {"repository": {"full_name": REPO}, "installation": {"id": inst}, "number": number}
+    deliver(door, "agentplane.reconcile", payload)  # the first delivery after the start
+    rec = latest(door, rid)
+    assert rec["state"] == "applied", rec["transitions"][-1]
+    assert "died; applying again (deterministic)" in rec["transitions"][-2]["reason"]
+    assert github.head_sha(REPO, number) == rec["applied"]["commit"]  # pushed onto the PR
+    assert "is applied" in evidence(github, number)
+    # Once per repository per process: later deliveries do not look again.
+    calls = len(github.requests)
+    with monkeypatch.context() as m:
+        m.setattr(Engine, "recover", lambda self: pytest.fail("recovered twice"))
+        deliver(door, "agentplane.reconcile", payload)
+    assert len(github.requests) > calls
+
+
+def test_a_dismissed_review_stops_counting(github: GitHubDouble, door: PullRequestDoor) -> None:
+    set_policy(
+        github,
+        lambda p: p.replace(
+            "approvers: {any_of: [role:maintainer]}",
+            "approvers: {count: 2, of: [role:maintainer]}",
+            1,
+        ),
+    )
+    number, _ = add_job_pr(github, door)
+    maya, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: awaiting_approval"
+    _, dismissed = github.dismiss_review(maya)
+    assert deliver(door, "pull_request_review", dismissed) == "withdrew maya's approval"
+    _, review = github.submit_review(REPO, number, "omar", "approved")
+    assert deliver(door, "pull_request_review", review) == "fix-failing-test: awaiting_approval"
+    rec = latest(door, run_id(door, number))
+    first = rec["approvals"][0]
+    assert (first["name"], first["counted"], first["reason"]) == ("maya", False, "review dismissed")
+    assert "have 1" in rec["transitions"][-1]["reason"]
