@@ -130,10 +130,8 @@ class Directory:
         return key
 
     def member(self, member: str, key: str) -> bool:
-        if not key.startswith(GITHUB) and "@" not in key:
-            # TRANSITIONAL: a door that still hands over a bare login; removed once every
-            # door passes from_github() keys.
-            return member.casefold() == key.casefold()
+        """Does key (from_github / from_email) stand for this policy member? A bare login
+        is no key: it matches nobody, so a door that forgets to normalise fails closed."""
         return bool(self.keys(member) & self.equivalents(key))
 
     def same(self, a: str, b: str) -> bool:

@@ -107,3 +107,12 @@ def test_terminal_approvals_can_require_a_key_policy_lists(demo_repo: Path) -> N
     git(demo_repo, "commit", "-qam", "list this terminal's key")
     e, rec = start(demo_repo)
     assert e.decide(rec.run_id, MAINTAINER[1], "approve").state == "applied"
+
+
+def test_a_bare_login_is_no_identity() -> None:
+    """Every door hands over from_github() or from_email() keys: a bare login that reaches
+    the comparison (a door that forgot to normalise) matches nobody, even its own name."""
+    d, policy = directory()
+    assert not d.member("omar-gh", "omar-gh")
+    assert not policy.matches("role:maintainer", "omar-gh", d)  # type: ignore[attr-defined]
+    assert policy.matches("role:maintainer", "github:7", d)  # type: ignore[attr-defined]

@@ -29,10 +29,12 @@ def test_merge_records_where_each_rule_came_from() -> None:
 def test_roles_resolve_through_groups_case_insensitively() -> None:
     p = merge_policy([("policies/base.yaml", BASE)])
     assert p.matches("role:maintainer", "Maya@Example.com")
-    assert p.matches("role:maintainer", "omar")
+    omar = p.directory({"omar": 7}.get)  # policy names GitHub people by login: resolved to ids
+    assert p.matches("role:maintainer", "github:7", omar)
+    assert not p.matches("role:maintainer", "omar", omar)  # a bare login is no identity
     assert not p.matches("role:maintainer", "dana@example.com")
     assert p.matches("role:developer", "anyone")
-    assert p.roles_of("omar") == ["developer", "maintainer"]
+    assert p.roles_of("github:7", omar) == ["developer", "maintainer"]
 
 
 def test_group_cycles_grant_nothing() -> None:
