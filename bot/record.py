@@ -169,6 +169,7 @@ class RunRecord(BaseModel):
     door: str
     door_ref: DoorRef | None = None
     requester: str
+    requester_name: str = ""
     prompt: str | None
     plan: dict[str, Any]
     tools_granted: list[str]

@@ -173,7 +173,7 @@ def render_applied(applied: Mapping[str, str]) -> list[str]:
 def render_summary(rec: RunRecord, redact: Redact | None = None) -> str:
     last = rec.transitions[-1] if rec.transitions else None
     return _redact(
-        f"{rec.run_id}  {rec.state:<18} {rec.job_name}  by {rec.requester}"
+        f"{rec.run_id}  {rec.state:<18} {rec.job_name}  by {rec.requester_name or rec.requester}"
         f"  ${rec.cost_usd:.4f}" + (f"  ({last.reason})" if last else ""),
         redact,
     )

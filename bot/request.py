@@ -16,7 +16,9 @@ class RunRequest(BaseModel):
     job: Job
     job_path: str
     requester: str
-    """Login or email of whoever asked for the run (the author, who cannot approve it)."""
+    """The identity key (bot.identity) of whoever asked for the run (who cannot approve it)."""
+    requester_name: str = ""
+    """How the door shows that person (a GitHub login); never compared."""
     door: Door = "cli"
     prompt: str | None = None
     """A prompt from the door (PR body, issue, command); wins over the job's own."""

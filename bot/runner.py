@@ -166,6 +166,7 @@ class Engine:
         prompt: str | None = None,
         door: Door = "cli",
         requester: str | None = None,
+        requester_name: str = "",
         commit: str | None = None,
     ) -> RunRequest:
         commit = commit or self.repo.head_commit()
@@ -176,6 +177,7 @@ class Engine:
             prompt=prompt,
             door=door,
             requester=normalise(requester or self.repo.identity()),
+            requester_name=requester_name,
             repo=self.repo.root.name,
             commit=commit,
         )
@@ -207,6 +209,7 @@ class Engine:
             commit=req.commit,
             door=req.door,
             requester=req.requester,
+            requester_name=req.requester_name,
             prompt=p.prompt,
             plan=p.model_dump(mode="json"),
             tools_granted=p.granted("tool"),

@@ -361,6 +361,7 @@ class PullRequestDoor:
             job,
             door="pull_request",
             requester=pr.author_key,
+            requester_name=pr.author,
             commit=pr.head_sha,
             prompt=None if parsed.prompt else (pr.body or None),
         )
