@@ -2,9 +2,9 @@
 
 Pure functions over h11's parsed request: no sockets. The destination comes from the
 request line (an absolute `http://` URL, or inside an intercepted CONNECT the tunnel's
-own name); the Host header must name the same place, and the request sent upstream
-carries Host = the checked name, so a shared front end cannot route an allowed name's
-request to another site.
+own name, as `https` or plain `http`); the Host header must name the same place, and the
+request sent upstream carries Host = the checked name, so a shared front end cannot
+route an allowed name's request to another site.
 """
 
 from __future__ import annotations
@@ -95,14 +95,20 @@ def parse_connect(target: bytes) -> tuple[str, int]:
     return host, int(port)
 
 
-def parse_target(raw: bytes, tunnel: tuple[str, int] | None) -> Target:
+def tunnel_target(host: str, port: int, scheme: str) -> Target:
+    """The checked destination of an intercepted CONNECT: `https` when the client spoke
+    TLS inside it, `http` when it spoke plain HTTP/1.1 (Chromium's `ws://`)."""
+    return _with_path(scheme, host, port, "/")
+
+
+def parse_target(raw: bytes, tunnel: Target | None) -> Target:
     """Where a request goes. Without a tunnel: an absolute `http://` URL (a proxy request).
-    Inside an intercepted tunnel: origin form, or an absolute `https://` URL naming the
-    tunnel's own host and port."""
+    Inside an intercepted tunnel: origin form, or an absolute URL of the tunnel's own
+    scheme naming its own host and port."""
     text = raw.decode("ascii", "replace")
     if tunnel is not None and text.startswith("/"):
-        return _with_path("https", *tunnel, text)
-    scheme = "http" if tunnel is None else "https"
+        return _with_path(tunnel.scheme, tunnel.host, tunnel.port, text)
+    scheme = "http" if tunnel is None else tunnel.scheme
     try:
         url = urlsplit(text)
         port = url.port
@@ -116,8 +122,8 @@ def parse_target(raw: bytes, tunnel: tuple[str, int] | None) -> Target:
     host = _host(url.hostname)
     path = (url.path or "/") + (f"?{url.query}" if url.query else "")
     target = _with_path(scheme, host, port or DEFAULT_PORT[scheme], path)
-    if tunnel is not None and (target.host, target.port) != _checked(*tunnel):
-        raise Refused(403, f"{target.authority} is not the tunnel's {tunnel[0]}:{tunnel[1]}")
+    if tunnel is not None and (target.host, target.port) != (tunnel.host, tunnel.port):
+        raise Refused(403, f"{target.authority} is not the tunnel's {tunnel.host}:{tunnel.port}")
     return target
 
 
@@ -144,13 +150,32 @@ def check_host_header(headers: Headers, target: Target) -> None:
         )
 
 
-def upstream_headers(headers: Headers, target: Target, body: bytes | None) -> Headers:
+def websocket_upgrade(method: bytes, headers: Headers) -> bool:
+    """Whether the request asks to become a WebSocket: a GET whose one Upgrade is
+    `websocket`, with `Connection: upgrade`. Any other upgrade (h2c, TLS, several at
+    once, or on another method) is Refused: nothing else is forwarded as a protocol switch."""
+    offered = [t for k, v in headers if k == b"upgrade" for t in _tokens(v)]
+    if not offered:
+        return False
+    if method == b"GET" and offered == [b"websocket"] and b"upgrade" in _connection_tokens(headers):
+        return True
+    shown = b", ".join(offered).decode("ascii", "replace")[:100]
+    raise Refused(400, f"upgrades other than a GET's to websocket are not forwarded ({shown})")
+
+
+def upstream_headers(
+    headers: Headers, target: Target, body: bytes | None, *, websocket: bool = False
+) -> Headers:
     """The request's headers as sent upstream: Host = the checked name, the proxy's own
-    and hop-by-hop ones dropped, the body framed by its length."""
+    and hop-by-hop ones dropped, the body framed by its length. A WebSocket handshake
+    keeps its Sec-WebSocket-* headers and asks upstream for the upgrade itself."""
     named = _connection_tokens(headers)
+    if websocket:
+        named = {t for t in named if not t.startswith(b"sec-websocket-")}
     kept = [(k, v) for k, v in headers if k not in _REQUEST_DROP and k not in named]
+    upgrade = [(b"connection", b"Upgrade"), (b"upgrade", b"websocket")] if websocket else []
     framing = [(b"content-length", str(len(body)).encode())] if body is not None else []
-    return [(b"host", target.authority.encode("ascii")), *kept, *framing]
+    return [(b"host", target.authority.encode("ascii")), *kept, *upgrade, *framing]
 
 
 def response_headers(headers: Headers) -> Headers:
@@ -158,10 +183,25 @@ def response_headers(headers: Headers) -> Headers:
     return [(k, v) for k, v in headers if k not in _RESPONSE_DROP and k not in named]
 
 
+def switched_headers(headers: Headers) -> Headers | None:
+    """A 101's headers as passed to the client, or None unless it switched to websocket."""
+    offered = [t for k, v in headers if k == b"upgrade" for t in _tokens(v)]
+    if offered != [b"websocket"]:
+        return None
+    named = {t for t in _connection_tokens(headers) if not t.startswith(b"sec-websocket-")}
+    drop = _RESPONSE_DROP | {b"content-length", b"transfer-encoding"}
+    kept = [(k, v) for k, v in headers if k not in drop and k not in named]
+    return [(b"connection", b"Upgrade"), (b"upgrade", b"websocket"), *kept]
+
+
+def _tokens(value: bytes) -> list[bytes]:
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
 def _connection_tokens(headers: Headers) -> set[bytes]:
     tokens: set[bytes] = set()
     for k, v in headers:
         if k == b"connection":
-            tokens |= {t.strip().lower() for t in v.split(b",")}
+            tokens |= set(_tokens(v))
     # Framing is never the sender's to drop: h11 frames each side itself.
     return tokens - {b"content-length", b"transfer-encoding", b"host"}

@@ -5,7 +5,13 @@ an absolute-form `http://` request goes to its own upstream (a keep-alive connec
 that asks for host A, then host B, reaches A, then B), with Host set to the name it
 checked. A CONNECT is a byte tunnel judged once, unless the proxy holds a per-run CA
 (tls.py): then it terminates TLS with a leaf for the checked name and judges every
-request inside the same way, forwarding each over its own verified TLS connection.
+request inside the same way, forwarding each over its own verified TLS connection. A
+tunnel whose client speaks plain HTTP/1.1 instead (Chromium sends `ws://` so) is served
+the same way, as `http` to the checked name.
+
+A GET that upgrades to a WebSocket is judged as a GET; once the server has switched,
+its bytes reach the client and the client's are dropped at the proxy, counted but never
+sent: a page's messages may change state, and a socket has nothing to hold for approval.
 
 It resolves each name once per upstream connection, checks every answer, and connects
 to the address it checked, so a second, different DNS answer (rebinding) can never be
@@ -23,6 +29,7 @@ import selectors
 import shutil
 import socket
 import socketserver
+import ssl
 import tempfile
 import threading
 import time
@@ -39,7 +46,10 @@ from bot.sandbox.http1 import (
     parse_connect,
     parse_target,
     response_headers,
+    switched_headers,
+    tunnel_target,
     upstream_headers,
+    websocket_upgrade,
 )
 from bot.sandbox.spec import UNREACHABLE, EgressEvent, HttpRequest, RequestGate
 from bot.sandbox.tls import RunCA
@@ -51,6 +61,14 @@ REQUEST_SECONDS = 120.0
 """From waiting for a request to having read its body: a slow client cannot hold a thread."""
 READ_SECONDS = 60.0
 """How long an upstream may be silent while it answers."""
+FIRST_BYTE_SECONDS = 30.0
+"""How long a client may wait, once its CONNECT is answered, before it says anything."""
+WEBSOCKET_IDLE_SECONDS = 120.0
+"""A WebSocket the server has sent nothing on for this long is closed (the page's own
+frames, dropped, do not keep it open)."""
+WEBSOCKET_DROPPED = "websocket: the page's frames are not sent (nothing to hold for approval)"
+TLS_RECORD = 0x16
+"""The first byte of a TLS handshake record: a ClientHello."""
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -267,51 +285,105 @@ class EgressProxy:
         self._record(event, began, up, down)
 
     def _intercept(self, client: socket.socket, host: str, port: int, early: bytes) -> None:
-        """Terminate the tunnel's TLS as the checked name and serve the requests inside."""
+        """Serve the requests inside the tunnel, as the checked name: over TLS terminated
+        with the run's leaf when the client starts one, else as plain HTTP/1.1."""
         assert self._tls is not None
         began = time.monotonic()
+        url = f"{host}:{port}"
         verdict = self.allowlist.check_name(host, port)
         if not verdict.allowed:
             denied = EgressEvent(host, port, "deny", verdict.rule, method="CONNECT")
-            self._record(dataclasses.replace(denied, url=f"{host}:{port}"), began)
+            self._record(dataclasses.replace(denied, url=url), began)
             client.sendall(_reply(403, f"egress denied: {verdict.rule}"))
             return
         if early:  # a ClientHello sent before the tunnel was open: nothing a browser does
             client.sendall(_reply(400, "data sent before the tunnel was established"))
             return
-        target = parse_target(b"/", (host, port))
-        try:
-            upstream = self._upstream_for(target)
-        except _Unreached as exc:
-            failed = dataclasses.replace(exc.event, method="CONNECT", url=f"{host}:{port}")
-            self._record(failed, began)
-            client.sendall(_reply(exc.status, exc.reason))
+        # Connected before the answer, so a refused address or a dead server is the
+        # CONNECT's own 403 or 502; TLS upstream waits until the client shows it wants it.
+        event, sock = self._open_upstream(host, port)
+        opened = dataclasses.replace(event, method="CONNECT", url=url)
+        if sock is None:
+            self._record(opened, began)
+            client.sendall(_refusal(opened))
             return
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        upstream: _Upstream | None = None
         try:
-            inner = self._tls.leaf(target.host).wrap_socket(client, server_side=True)
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            first = _peek(client, FIRST_BYTE_SECONDS)
+            if not first:
+                why = "the client sent nothing in the tunnel"
+                self._record(dataclasses.replace(opened, reason=why), began)
+                return
+            tunnel = tunnel_target(host, port, "https" if first[0] == TLS_RECORD else "http")
+            try:
+                upstream = self._upstream_on(tunnel, event, sock)
+            except _Unreached as exc:
+                failed = dataclasses.replace(exc.event, method="CONNECT", url=url)
+                self._record(failed, began)
+                self._refuse_inside(client, tunnel, exc)
+                return
+            if tunnel.scheme == "http":
+                conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+                self._serve(client, conn, tunnel, None, upstream)
+                return
+            self._serve_tls(client, tunnel, upstream, opened, began)
+        finally:
+            if upstream is not None:
+                self._close_upstream(upstream)
+            else:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def _serve_tls(
+        self,
+        client: socket.socket,
+        tunnel: Target,
+        upstream: _Upstream,
+        opened: EgressEvent,
+        began: float,
+    ) -> None:
+        assert self._tls is not None
+        try:
+            inner = self._tls.leaf(tunnel.host).wrap_socket(client, server_side=True)
         except (OSError, ValueError) as exc:
-            self._close_upstream(upstream)
             # Allowed, but nothing went through: the client refused the run's certificate,
             # or asked (by SNI) for another name than the one checked.
             why = f"TLS with the client failed: {exc}"
-            opened = dataclasses.replace(upstream.event, method="CONNECT", url=f"{host}:{port}")
             self._record(dataclasses.replace(opened, reason=why), began)
             return
         self._track(inner)
         try:
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-            self._serve(inner, conn, (target.host, target.port), None, upstream)
+            self._serve(inner, conn, tunnel, None, upstream)
         finally:
             self._untrack(inner)
             with contextlib.suppress(OSError):
                 inner.close()
 
+    def _refuse_inside(self, client: socket.socket, tunnel: Target, refused: Refused) -> None:
+        """The tunnel is open but its upstream failed (an unverifiable certificate): the
+        client's first request, in the protocol it chose, is told why."""
+        assert self._tls is not None
+        sock = client
+        try:
+            if tunnel.scheme == "https":
+                sock = self._tls.leaf(tunnel.host).wrap_socket(client, server_side=True)
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+            if _next_request(conn, sock) is not None:
+                sock.sendall(_reply(refused.status, refused.reason))
+        except (OSError, ValueError, Refused):
+            pass
+        finally:
+            if sock is not client:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
     def _serve(
         self,
         client: socket.socket,
         conn: h11.Connection,
-        tunnel: tuple[str, int] | None,
+        tunnel: Target | None,
         pending: h11.Request | None,
         upstream: _Upstream | None,
     ) -> None:
@@ -339,7 +411,7 @@ class EgressProxy:
         self,
         client: socket.socket,
         conn: h11.Connection,
-        tunnel: tuple[str, int] | None,
+        tunnel: Target | None,
         request: h11.Request,
         upstream: _Upstream | None,
         began: float,
@@ -353,13 +425,17 @@ class EgressProxy:
             host, port, url = target.host, target.port, target.url
             headers = list(request.headers)
             check_host_header(headers, target)
-            if request.method == b"CONNECT" or any(k == b"upgrade" for k, _ in headers):
-                raise Refused(400, "CONNECT and protocol upgrades are not forwarded here")
+            if request.method == b"CONNECT":
+                raise Refused(400, "CONNECT is not forwarded here")
+            websocket = websocket_upgrade(request.method, headers)  # any other: Refused
             verdict = self.allowlist.check_name(target.host, target.port)
             rule = verdict.rule
             if not verdict.allowed:
                 raise Refused(403, f"egress denied: {verdict.rule}")
             body = _read_body(conn, client, began + REQUEST_SECONDS, headers)
+            if websocket and body:
+                raise Refused(400, "a WebSocket handshake carries no body")
+            body = None if websocket else body
             digest = hashlib.sha256(body).hexdigest() if body else None
             allowed, reason = self._judge(HttpRequest(method, url, host, port, digest))
             if not allowed:
@@ -368,13 +444,14 @@ class EgressProxy:
                 self._close_upstream(upstream)
                 upstream = None
             upstream = upstream or self._upstream_for(target)
+            exchange = (client, conn, request, target, headers, body, websocket)
             try:
-                up, down = self._forward(client, conn, upstream, request, target, headers, body)
+                up, down, switched = self._forward(upstream, *exchange)
             except _Stale:
                 # An idle keep-alive the server closed meanwhile: what browsers retry too.
                 self._close_upstream(upstream)
                 upstream = self._upstream_for(target)
-                up, down = self._forward(client, conn, upstream, request, target, headers, body)
+                up, down, switched = self._forward(upstream, *exchange)
         except Refused as exc:
             decision = UNREACHABLE if exc.status == 502 else "deny"
             refused = EgressEvent(host, port, decision, rule or "refused", method=method)
@@ -388,6 +465,8 @@ class EgressProxy:
             raise
         address = upstream.event.address
         event = EgressEvent(host, port, "allow", rule, address, method=method, url=url)
+        if switched:
+            reason = f"{reason}; {WEBSOCKET_DROPPED}" if reason else WEBSOCKET_DROPPED
         self._record(dataclasses.replace(event, reason=reason), began, up, down)
         if upstream.http.our_state is h11.DONE and upstream.http.their_state is h11.DONE:
             upstream.http.start_next_cycle()
@@ -397,17 +476,19 @@ class EgressProxy:
 
     def _forward(
         self,
+        upstream: _Upstream,
         client: socket.socket,
         conn: h11.Connection,
-        upstream: _Upstream,
         request: h11.Request,
         target: Target,
         headers: list[tuple[bytes, bytes]],
         body: bytes | None,
-    ) -> tuple[int, int]:
-        """Send the request upstream and relay the answer; returns (bytes up, bytes down)."""
+        websocket: bool,
+    ) -> tuple[int, int, bool]:
+        """Send the request upstream and relay the answer; returns (bytes up, bytes down,
+        whether it switched to a WebSocket, now ended)."""
         sent, received = upstream.up, upstream.down
-        fields = upstream_headers(headers, target, body)
+        fields = upstream_headers(headers, target, body, websocket=websocket)
         head = h11.Request(method=request.method, target=target.path.encode(), headers=fields)
         # Only a safe method is sent twice: a server may have acted on a POST and then closed.
         safe = request.method in (b"GET", b"HEAD", b"OPTIONS")
@@ -422,6 +503,8 @@ class EgressProxy:
             while not isinstance(answer := upstream.next_event(), h11.Response):
                 if not isinstance(answer, h11.InformationalResponse):
                     raise failed(502, f"upstream {target.authority} closed without answering")
+                if answer.status_code == 101:  # h11 takes it only as the answer to ours
+                    break
         except OSError as exc:
             raise failed(502, f"upstream {target.authority} did not answer: {exc}") from None
         except Refused as exc:
@@ -429,6 +512,9 @@ class EgressProxy:
                 raise
             raise failed(502, f"upstream {target.authority} closed without answering") from exc
         upstream.answered += 1
+        if isinstance(answer, h11.InformationalResponse):
+            up, down = self._switch(upstream, client, conn, target, answer)
+            return upstream.up - sent + up, upstream.down - received + down, True
         client.sendall(conn.send(h11.Response(
             status_code=answer.status_code,
             headers=response_headers(list(answer.headers)),
@@ -441,9 +527,33 @@ class EgressProxy:
                 client.sendall(conn.send(h11.Data(data=part.data)) or b"")
             elif isinstance(part, h11.EndOfMessage):
                 client.sendall(conn.send(h11.EndOfMessage()) or b"")
-                return upstream.up - sent, upstream.down - received
+                return upstream.up - sent, upstream.down - received, False
             else:
                 raise OSError(f"upstream {target.authority} broke off its answer")
+
+    def _switch(
+        self,
+        upstream: _Upstream,
+        client: socket.socket,
+        conn: h11.Connection,
+        target: Target,
+        answer: h11.InformationalResponse,
+    ) -> tuple[int, int]:
+        """The server switched to a WebSocket: tell the client, then relay the server's
+        bytes to it and drop its own until either side ends or the server goes quiet.
+        Returns (bytes the client sent and the proxy dropped, bytes relayed past the 101)."""
+        fields = switched_headers(list(answer.headers))
+        if fields is None:
+            raise Refused(502, f"upstream {target.authority} switched to another protocol")
+        head = h11.InformationalResponse(status_code=101, headers=fields, reason=answer.reason)
+        client.sendall(conn.send(head) or b"")
+        # Both h11 state machines are now SWITCHED_PROTOCOL: what each already read past
+        # the heads is the other protocol's (the server's first frame, the page's early ones).
+        ahead = upstream.http.trailing_data[0]
+        early = conn.trailing_data[0]
+        upstream.sock.settimeout(READ_SECONDS)
+        dropped, relayed = _relay_down(client, upstream.sock, ahead, WEBSOCKET_IDLE_SECONDS)
+        return len(early) + dropped, relayed
 
     def _judge(self, request: HttpRequest) -> tuple[bool, str]:
         if self._gate is None:
@@ -459,6 +569,11 @@ class EgressProxy:
         event, sock = self._open_upstream(target.host, target.port)
         if sock is None:
             raise _Unreached(event)
+        return self._upstream_on(target, event, sock)
+
+    def _upstream_on(self, target: Target, event: EgressEvent, sock: socket.socket) -> _Upstream:
+        """The upstream over sock (connected to the checked address), TLS first for https;
+        _Unreached, with sock closed, if that fails."""
         if target.scheme == "https":
             assert self._upstream_tls is not None
             bare = target.host.strip("[]")
@@ -575,6 +690,54 @@ def _receive(conn: h11.Connection, sock: socket.socket, deadline: float, size: i
     finally:
         sock.settimeout(timeout)
     conn.receive_data(data)
+
+
+def _peek(sock: socket.socket, seconds: float) -> bytes:
+    """The client's first byte, left unread; b"" if it closed or stayed silent."""
+    timeout = sock.gettimeout()
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return b""
+    finally:
+        sock.settimeout(timeout)
+
+
+def _relay_down(
+    client: socket.socket, upstream: socket.socket, first: bytes, idle: float
+) -> tuple[int, int]:
+    """Copy upstream's bytes to the client and read the client's only to drop them, until
+    either side ends or upstream is silent for idle seconds; returns (dropped, relayed)."""
+    if first:
+        client.sendall(first)
+    dropped = relayed = 0
+    quiet_until = time.monotonic() + idle
+    with selectors.DefaultSelector() as sel:
+        sel.register(client, selectors.EVENT_READ)
+        sel.register(upstream, selectors.EVENT_READ)
+        while (left := quiet_until - time.monotonic()) > 0:
+            # TLS may hold decrypted bytes the socket no longer signals.
+            ready = [s for s in (upstream, client) if isinstance(s, ssl.SSLSocket) and s.pending()]
+            for key, _ in [] if ready else sel.select(left):
+                ready.append(key.fileobj)  # type: ignore[arg-type]
+            for src in ready:
+                try:
+                    data = src.recv(1 << 16)
+                except OSError:
+                    data = b""
+                if not data:
+                    return dropped, relayed  # either side's end ends both
+                if src is client:
+                    dropped += len(data)  # never sent: the page's frames stop here
+                    continue
+                try:
+                    client.sendall(data)
+                except OSError:
+                    return dropped, relayed
+                relayed += len(data)
+                quiet_until = time.monotonic() + idle
+    return dropped, relayed
 
 
 def _reason(event: EgressEvent) -> str:

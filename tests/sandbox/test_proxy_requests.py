@@ -14,6 +14,7 @@ import http.server
 import json
 import os
 import socket
+import socketserver
 import ssl
 import subprocess
 import tempfile
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from cryptography import x509
@@ -28,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 
 from bot.browser.driver import chromium_sandbox, find_chromium
 from bot.browser.errors import BrowserUnavailable
-from bot.sandbox.proxy import EgressProxy
+from bot.sandbox.proxy import WEBSOCKET_DROPPED, EgressProxy
 from bot.sandbox.spec import HttpRequest, Limits, SandboxBackend, SandboxSpec
 from bot.sandbox.tls import RunCA
 
@@ -102,7 +104,7 @@ def b() -> Iterator[Origin]:
     yield from _serve(Origin("b.test"))
 
 
-def proxy_for(*origins: Origin, **kwargs: object) -> EgressProxy:
+def proxy_for(*origins: Origin | WsOrigin, **kwargs: object) -> EgressProxy:
     rules = [f"{o.name}:{o.port}" for o in origins]
     return EgressProxy(rules, private_ok=LOCAL, resolve=lambda h, p: ["127.0.0.1"], **kwargs)  # type: ignore[arg-type]
 
@@ -300,13 +302,14 @@ def test_tls_for_another_name_or_host_inside_a_tunnel_is_refused(
 def test_an_upstream_the_proxy_cannot_verify_is_a_502(tls_a: Origin) -> None:
     """The proxy verifies upstream itself: the sandbox's trust in it must not be wasted."""
     ca = RunCA.create()  # trusts only the system store: not the local server's CA
-    with proxy_for(tls_a, tls=ca) as proxy:
-        raw = socket.create_connection(proxy.serve_tcp(), timeout=5)
-        raw.sendall(f"CONNECT a.test:{tls_a.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-        reply = raw.recv(4096)
-        raw.close()
+    # The tunnel opens (the proxy learns only from the client's first byte that it wants
+    # TLS), and its first request is told why nothing goes through.
+    with proxy_for(tls_a, tls=ca) as proxy, tunnel(proxy, tls_a, "a.test", ca) as inner:
+        inner.sendall(f"GET / HTTP/1.1\r\nHost: a.test:{tls_a.port}\r\n\r\n".encode())
+        reply = inner.recv(4096)
     ca.close()
     assert reply.startswith(b"HTTP/1.1 502") and b"certificate verify failed" in reply, reply
+    assert tls_a.seen == []
     (event,) = proxy.log
     assert event.decision == "unreachable" and "TLS" in event.rule
 
@@ -331,6 +334,181 @@ def test_chromium_trusts_the_run_ca_by_its_spki_only(tls_a: Origin, run_ca: RunC
     assert "a.test GET /page" in shown.stdout, shown.stderr[-2000:]
     assert ("GET", "/page", f"a.test:{tls_a.port}") in [(m, p, h) for m, p, h, _ in tls_a.seen]
     assert ("GET", url, "allow") in [(e.method, e.url, e.decision) for e in proxy.log]
+
+
+def test_a_plain_tunnel_is_served_as_http_and_each_request_judged(a: Origin, run_ca: RunCA) -> None:
+    """Chromium sends `ws://` as plain HTTP/1.1 through a CONNECT: with interception on,
+    the proxy sees no ClientHello and serves the tunnel as http to the checked name."""
+    with proxy_for(a, request_gate=only_reads, tls=run_ca) as proxy:
+        conn = http.client.HTTPConnection(*proxy.serve_tcp(), timeout=5)
+        conn.set_tunnel("a.test", a.port)  # then plain requests, in origin form
+        read = get(conn, "GET", "/plain")
+        post = get(conn, "POST", "/save", body=b"name=x")
+        conn.close()
+        conn = http.client.HTTPConnection(*proxy.serve_tcp(), timeout=5)
+        conn.set_tunnel("a.test", a.port)
+        mismatched = get(conn, "GET", "/", headers={"Host": "b.test"})
+        conn.close()
+    assert read == (200, "a.test GET /plain\n")
+    assert post[0] == 403 and "POST is not the approved request" in post[1]
+    assert mismatched[0] == 403 and "does not match" in mismatched[1]
+    assert [(m, p, h) for m, p, h, _ in a.seen] == [("GET", "/plain", f"a.test:{a.port}")]
+    judged = [(e.method, e.url, e.decision) for e in proxy.log]
+    assert judged == [
+        ("GET", f"http://a.test:{a.port}/plain", "allow"),
+        ("POST", f"http://a.test:{a.port}/save", "deny"),
+        ("GET", f"http://a.test:{a.port}/", "deny"),
+    ]
+
+
+# --- WebSockets: the server's frames reach the client, the client's go nowhere ---
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+@dataclass
+class WsOrigin:
+    name: str = "ws.test"
+    port: int = 0
+    handshakes: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    """(request line, headers) of every handshake that arrived."""
+    frames: list[bytes] = field(default_factory=list)
+    """Every frame's payload the server received, close frames included."""
+    ended: threading.Event = field(default_factory=threading.Event)
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1, mask: bool = True) -> bytes:
+    key = os.urandom(4) if mask else b""
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload)) if mask else payload
+    return bytes([0x80 | opcode, (0x80 if mask else 0) | len(payload)]) + key + masked
+
+
+def read_ws_frame(stream: BinaryIO) -> bytes | None:
+    head = stream.read(2)
+    if len(head) < 2:
+        return None
+    size = head[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(stream.read(2), "big")
+    elif size == 127:
+        size = int.from_bytes(stream.read(8), "big")
+    key = stream.read(4) if head[1] & 0x80 else b""
+    data = stream.read(size)
+    return bytes(b ^ key[i % 4] for i, b in enumerate(data)) if key else data
+
+
+class _WsHandler(socketserver.StreamRequestHandler):
+    """RFC 6455's handshake, then one text frame at once; logs every frame it receives."""
+
+    server: _WsServer
+
+    def handle(self) -> None:
+        origin = self.server.origin
+        try:
+            lines = []
+            while (line := self.rfile.readline()) not in (b"\r\n", b""):
+                lines.append(line.decode().rstrip("\r\n"))
+            if not lines:
+                return
+            pairs = (h.partition(":") for h in lines[1:])
+            headers = {k.strip().lower(): v.strip() for k, _, v in pairs}
+            origin.handshakes.append((lines[0], headers))
+            digest = hashlib.sha1((headers["sec-websocket-key"] + WS_GUID).encode()).digest()
+            self.wfile.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + base64.b64encode(digest)
+                + b"\r\n\r\n" + ws_frame(b"hello from the server", mask=False)
+            )  # fmt: skip
+            while (payload := read_ws_frame(self.rfile)) is not None:
+                origin.frames.append(payload)
+        finally:
+            origin.ended.set()
+
+
+class _WsServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    origin: WsOrigin
+
+
+@pytest.fixture
+def ws() -> Iterator[WsOrigin]:
+    server = _WsServer(("127.0.0.1", 0), _WsHandler)
+    origin = WsOrigin(port=server.server_address[1])
+    server.origin = origin
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    yield origin
+    server.shutdown()
+    server.server_close()
+
+
+def ws_handshake(target: str, host: str, key: bytes, upgrade: str = "websocket") -> bytes:
+    return (
+        f"GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: {upgrade}\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("route", ["tunnel", "absolute"])
+def test_a_websocket_relays_the_server_s_frames_and_never_sends_the_client_s(
+    ws: WsOrigin, route: str, run_ca: RunCA
+) -> None:
+    """The boundary's own guarantee, whatever the browser's routing did: after the 101
+    every byte the client sends is dropped, including frames sent with the handshake."""
+    authority = f"ws.test:{ws.port}"
+    tls = run_ca if route == "tunnel" else None
+    with (
+        proxy_for(ws, request_gate=only_reads, tls=tls) as proxy,
+        socket.create_connection(proxy.serve_tcp(), timeout=5) as s,
+    ):
+        stream = s.makefile("rb")
+        target = f"http://{authority}/chat"
+        if route == "tunnel":  # Chromium's ws://, with interception on
+            s.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            assert stream.readline().startswith(b"HTTP/1.1 200")
+            assert stream.readline() == b"\r\n"
+            target = "/chat"
+        key = base64.b64encode(os.urandom(16))
+        sent = [ws_frame(b"delete 1"), ws_frame(b"delete 2"), ws_frame(b"", opcode=0x8)]
+        s.sendall(ws_handshake(target, authority, key) + sent[0])  # a frame with the handshake
+        head = []
+        while (line := stream.readline()) not in (b"\r\n", b""):
+            head.append(line.decode().strip())
+        first = read_ws_frame(stream)
+        s.sendall(sent[1])
+        s.sendall(sent[2])
+        s.shutdown(socket.SHUT_WR)
+        assert ws.ended.wait(5)  # the server read to its end: all it was ever sent
+        assert stream.read() == b""  # and the client's side ended with it
+    assert head[0].startswith("HTTP/1.1 101"), head
+    digest = hashlib.sha1((key.decode() + WS_GUID).encode()).digest()
+    answered = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])}
+    assert answered["sec-websocket-accept"] == base64.b64encode(digest).decode()
+    assert (answered["upgrade"], answered["connection"]) == ("websocket", "Upgrade")
+    assert first == b"hello from the server"
+    assert ws.frames == []  # none of the client's frames, not even the close
+    ((line, headers),) = ws.handshakes
+    assert line == "GET /chat HTTP/1.1"
+    assert headers["host"] == authority and headers["upgrade"] == "websocket"
+    assert headers["sec-websocket-key"] == key.decode()
+    (event,) = [e for e in proxy.log if e.method == "GET"]
+    assert (event.url, event.decision) == (f"http://{authority}/chat", "allow")
+    assert event.reason == f"reads only; {WEBSOCKET_DROPPED}"
+    assert event.bytes_up >= sum(map(len, sent)) and event.bytes_down > len(first)
+
+
+def test_upgrades_other_than_a_websocket_s_are_refused(ws: WsOrigin) -> None:
+    authority = f"ws.test:{ws.port}"
+    key = base64.b64encode(os.urandom(16))
+    replies = []
+    with proxy_for(ws) as proxy:
+        for upgrade in ("h2c", "websocket, h2c", "TLS/1.0"):
+            with socket.create_connection(proxy.serve_tcp(), timeout=5) as s:
+                s.sendall(ws_handshake(f"http://{authority}/", authority, key, upgrade))
+                replies.append(s.recv(4096))
+    assert all(r.startswith(b"HTTP/1.1 400") for r in replies), replies
+    assert ws.handshakes == []
+    assert [e.decision for e in proxy.log] == ["deny"] * 3
 
 
 # --- the same, from inside each sandbox backend ----------------------------------
