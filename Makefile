@@ -29,6 +29,7 @@ test: setup lint sandbox-image
 lint: setup
 	$(BIN)/ruff check bot tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python -m bench

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bot.audit.log import AuditLog, artifact_path, entry_path
-from bot.audit.signing import Signer
-from bot.audit.snapshot import read_snapshot
-from bot.audit.trust import signed_payload
-from bot.audit.verify import check
-from bot.canonical import canonical_json, digest_of, sha256_hex
+from bot.adapters.audit.log import AuditLog, artifact_path, entry_path
+from bot.adapters.audit.signing import Signer
+from bot.adapters.audit.snapshot import read_snapshot
+from bot.adapters.audit.trust import signed_payload
+from bot.adapters.audit.verify import check
+from bot.core.canonical import canonical_json, digest_of, sha256_hex
 
 APPENDS = 500
 ROUNDS = 2

@@ -17,12 +17,17 @@ from collections.abc import Callable
 
 from playwright.sync_api import sync_playwright
 
-from bot.broker import Broker
-from bot.browser.driver import QUIET_ARGS, BrowserCredential, chromium_sandbox, find_chromium
-from bot.demo_console import PASSWORD, USERNAME, AdminSite
-from bot.job import BrowserScope, GatedElement
-from bot.tools.browser import BrowserTools
-from tests.browser.conftest import browser_plan
+from bot.core.job import BrowserScope, GatedElement
+from bot.demo.console import PASSWORD, USERNAME, AdminSite
+from bot.families.browser.driver import (
+    QUIET_ARGS,
+    BrowserCredential,
+    chromium_sandbox,
+    find_chromium,
+)
+from bot.families.browser.tools import BrowserTools
+from bot.run.broker import Broker
+from tests.families.browser.conftest import browser_plan
 
 ITERATIONS = 5
 BACKENDS = ("docker", "bwrap")

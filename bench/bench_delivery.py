@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.demo import PROJECT, build_repo
-from bot.github.sansio import Delivery
-from bot.gitrepo import GitRepo
-from bot.runner import Engine
-from bot.sandbox.bwrap import BwrapBackend
-from tests.github.double import GitHubDouble
-from tests.github.test_flow import JOB, REPO, door_for
+from bot.adapters.git import GitRepo
+from bot.adapters.sandbox.bwrap import BwrapBackend
+from bot.demo.code import PROJECT, build_repo
+from bot.doors.github.sansio import Delivery
+from bot.run.engine import Engine
+from tests.doors.github.test_flow import JOB, REPO, door_for
+from tests.support.github import GitHubDouble
 
 ITERATIONS = 3
 

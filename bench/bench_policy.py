@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bot.job import load_job
-from bot.plan import plan
-from bot.policy import merge_policy
-from bot.request import RunRequest
+from bot.core.job import load_job
+from bot.core.plan import plan
+from bot.core.policy import merge_policy
+from bot.core.request import RunRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5000

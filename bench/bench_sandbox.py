@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.sandbox.backends import BACKENDS, make_backend
-from bot.sandbox.proxy import EgressProxy
-from bot.sandbox.spec import SandboxBackend, SandboxSpec
+from bot.adapters.sandbox.backends import BACKENDS, make_backend
+from bot.adapters.sandbox.proxy import EgressProxy
+from bot.adapters.sandbox.spec import SandboxBackend, SandboxSpec
 
 ITERATIONS = 20
 PAYLOAD = 64 << 20

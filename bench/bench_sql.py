@@ -1,6 +1,6 @@
 """The SQL tool's overhead per query: through the broker vs the same query via psycopg directly.
 
-Both run against a real hot standby built for the run (tests/sql/cluster.py). The
+Both run against a real hot standby built for the run (tests/support/postgres.py). The
 broker path adds what makes it safe and reviewable: classification, a READ ONLY
 transaction with timeouts, an EXPLAIN (FORMAT JSON), a capped cursor, rollback,
 redaction and rendering of the evidence.
@@ -13,13 +13,13 @@ import time
 
 import psycopg
 
-from bot.broker import Broker
-from bot.policy import SqlConnectionPolicy
-from bot.sql.classify import classify
-from bot.sql.connections import SqlConnection
-from bot.tools.sql import SqlTools
-from tests.sql.cluster import cluster
-from tests.sql.test_replica import sql_plan
+from bot.core.policy import SqlConnectionPolicy
+from bot.families.sql.classify import classify
+from bot.families.sql.connections import SqlConnection
+from bot.families.sql.tools import SqlTools
+from bot.run.broker import Broker
+from tests.families.sql.test_replica import sql_plan
+from tests.support.postgres import cluster
 
 N = 300
 QUERY = "SELECT id, name, region FROM shop.customers WHERE id = 7"

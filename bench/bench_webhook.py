@@ -19,10 +19,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from bot.config import Settings
-from bot.github.sansio import signature
-from bot.queue import SqliteQueue
-from bot.server import create_app
+from bot.doors.github.queue import SqliteQueue
+from bot.doors.github.sansio import signature
+from bot.doors.github.server import create_app
+from bot.doors.github.settings import Settings
 
 RATE = 200  # requests per second
 SECONDS = 3

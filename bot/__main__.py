@@ -1,3 +1,3 @@
-from bot.cli import main
+from bot.doors.cli.main import main
 
 main()

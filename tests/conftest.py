@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.demo import DEVELOPER, MAINTAINER, build_repo
+from bot.demo.code import DEVELOPER, MAINTAINER, build_repo
 
 PROJECT = Path(__file__).resolve().parents[1]
 

@@ -1,0 +1,224 @@
+"""The git adapter for the target repository (GitPython, short-lived calls only).
+
+Everything that reads or writes the user's repository goes through here. It
+never touches the user's working tree or index: workspaces are exported from a
+commit, diffs and applies go through a private index file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from bot.core.errors import GitError
+from bot.core.globs import match_any
+
+
+@dataclass(frozen=True)
+class WorkspaceDiff:
+    patch: str
+    changed: tuple[str, ...]
+    out_of_scope: tuple[str, ...]
+
+
+class GitRepo:
+    def __init__(self, path: Path) -> None:
+        try:
+            self.repo = git.Repo(path, search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise GitError(
+                f"{path} is not inside a git repository (run `git init` first)"
+            ) from None
+        self.root = Path(self.repo.working_tree_dir or self.repo.git_dir)
+        self.git_dir = Path(self.repo.git_dir)
+
+    def _git(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+        # Plain subprocess for plumbing that needs a private index or stdin; GitPython's
+        # wrapper adds nothing there. Errors carry git's own message.
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=self.root,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            check=False,
+        )
+        if proc.returncode:
+            raise GitError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def head_commit(self) -> str:
+        try:
+            return self.repo.head.commit.hexsha
+        except ValueError:
+            raise GitError("the repository has no commits yet: commit something first") from None
+
+    def default_branch(self) -> str:
+        """The branch policy is read from: configured, origin's HEAD, init.defaultBranch, main."""
+        reader = self.repo.config_reader()
+        for section, option in (("agentplane", "defaultBranch"),):
+            if reader.has_option(section, option):
+                return str(reader.get_value(section, option))
+        try:
+            ref = self.repo.git.symbolic_ref("refs/remotes/origin/HEAD", "--short")
+            return str(ref).removeprefix("origin/")
+        except git.GitCommandError:
+            pass
+        candidates = []
+        if reader.has_option("init", "defaultBranch"):
+            candidates.append(str(reader.get_value("init", "defaultBranch")))
+        candidates += ["main", "master"]
+        for name in candidates:
+            if name in self.repo.heads:
+                return name
+        raise GitError(
+            "cannot tell the default branch: set it with "
+            "`git config agentplane.defaultBranch <branch>`"
+        )
+
+    def policy_ref(self) -> str:
+        """The default branch as the remote has it, in a clone; else the local branch."""
+        branch = self.default_branch()
+        remote = f"refs/remotes/origin/{branch}"
+        try:
+            self.repo.commit(remote)
+            return remote
+        except (git.BadName, ValueError):
+            return branch
+
+    def read_dir(
+        self, ref: str, directory: str, suffixes: tuple[str, ...]
+    ) -> list[tuple[str, str]]:
+        """(path, text) of files directly in directory at ref; [] if the directory is absent."""
+        try:
+            tree = self.repo.commit(ref).tree
+            sub = tree / directory
+        except (KeyError, git.BadName, ValueError):
+            return []
+        return sorted(
+            (str(blob.path), blob.data_stream.read().decode("utf-8"))
+            for blob in sub.blobs
+            if blob.name.endswith(suffixes)
+        )
+
+    def read_file(self, ref: str, path: str) -> str | None:
+        try:
+            blob = self.repo.commit(ref).tree / path
+        except (KeyError, git.BadName, ValueError):
+            return None
+        data: bytes = blob.data_stream.read()
+        return data.decode("utf-8")
+
+    def identity(self) -> str:
+        """Who is at this terminal: the committer email git would use (honours GIT_COMMITTER_*)."""
+        ident = self._git("var", "GIT_COMMITTER_IDENT")
+        return ident.split("<", 1)[1].split(">", 1)[0] if "<" in ident else ident.split()[0]
+
+    def export(self, commit: str, dest: Path) -> None:
+        """Write the tree of commit into dest (no .git: the sandbox never sees repo metadata)."""
+        dest.mkdir(parents=True, exist_ok=True)
+        with self._index() as env:
+            self._git("read-tree", commit, env=env)
+            self._git("--work-tree", str(dest), "checkout-index", "-a", "-f", env=env)
+
+    def apply_in(self, directory: Path, patch: str) -> None:
+        """Re-apply staged changes to a fresh export (resuming a paused run)."""
+        proc = subprocess.run(
+            ["git", "apply", "--binary", "-"],
+            cwd=directory,
+            input=patch,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode:
+            raise GitError(f"cannot restore the staged changes: {proc.stderr.strip()}")
+
+    @contextmanager
+    def _index(self) -> Iterator[dict[str, str]]:
+        with tempfile.TemporaryDirectory(prefix="agentplane-index-") as tmp:
+            yield {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+
+    def diff_workspace(
+        self,
+        commit: str,
+        workspace: Path,
+        write_globs: list[str],
+        protected: list[str] | tuple[str, ...] = (),
+    ) -> WorkspaceDiff:
+        """The proposal: workspace against commit, with changes outside write_globs, or on
+        paths policy protects, left out."""
+        wt = ("--work-tree", str(workspace))
+        with self._index() as env:
+            self._git("read-tree", commit, env=env)
+            self._git(*wt, "add", "-A", ".", env=env)
+            names = self._git("diff", "--cached", "--name-only", "-z", commit, env=env)
+            changed = tuple(n for n in names.split("\0") if n)
+            outside = tuple(
+                p for p in changed if not match_any(p, write_globs) or match_any(p, protected)
+            )
+            if outside:
+                self._git(*wt, "reset", "-q", commit, "--", *outside, env=env)
+            patch = self._git(
+                "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", commit, env=env
+            )
+        kept = tuple(p for p in changed if p not in outside)
+        return WorkspaceDiff(
+            patch=patch + "\n" if patch and not patch.endswith("\n") else patch,
+            changed=kept,
+            out_of_scope=outside,
+        )
+
+    def commit_file(self, base: str, path: str, text: str, message: str) -> str:
+        """A commit on top of base that adds or replaces one file (no working tree involved)."""
+        with self._index() as env:
+            self._git("read-tree", base, env=env)
+            blob = self._git("hash-object", "-w", "--stdin", stdin=text).strip()
+            self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self._git("write-tree", env=env).strip()
+        return self._git("commit-tree", tree, "-p", base, "-m", message).strip()
+
+    def commit_patch(
+        self,
+        base: str,
+        patch: str,
+        branch: str,
+        message: str,
+        author: tuple[str, str],
+        date: str,
+        check: Callable[[list[str]], None] = lambda paths: None,
+    ) -> str:
+        """Commit patch on top of base as refs/heads/<branch>; fails if the branch exists.
+
+        check(paths) sees every path the applied tree changes, as git computed it (not as the
+        patch text claims), before any commit exists; it raises to refuse."""
+        ref = f"refs/heads/{branch}"
+        env_id = {
+            "GIT_AUTHOR_NAME": author[0],
+            "GIT_AUTHOR_EMAIL": author[1],
+            "GIT_COMMITTER_NAME": author[0],
+            "GIT_COMMITTER_EMAIL": author[1],
+            "GIT_AUTHOR_DATE": date,
+            "GIT_COMMITTER_DATE": date,
+        }
+        with self._index() as env:
+            self._git("read-tree", base, env=env)
+            self._git("apply", "--cached", "--binary", "-", env=env, stdin=patch)
+            tree = self._git("write-tree", env=env).strip()
+        names = self._git("diff-tree", "-r", "--name-only", "-z", base, tree)
+        check([n for n in names.split("\0") if n])
+        commit = self._git(
+            "commit-tree", tree, "-p", base, "-F", "-", env=env_id, stdin=message
+        ).strip()
+        if self._git("for-each-ref", "--format=%(objectname)", ref).strip() == commit:
+            return commit  # a resumed apply: same base, patch, message and date, same commit
+        self._git("update-ref", ref, commit, "0" * 40)
+        return commit

@@ -1,0 +1,110 @@
+"""The scripted provider: a litellm CustomLLM that plays recorded model turns.
+
+It is registered with litellm like any other provider (`scripted/<script>`), so
+the control plane calls it exactly as it would call a real model. The turn to
+play is the number of assistant messages already in the conversation, which
+makes it stateless: a resumed or replayed run gets the same turn.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import litellm
+import yaml
+from litellm.llms.custom_llm import CustomLLM, CustomLLMError
+from litellm.types.utils import ModelResponse
+
+from bot.adapters import safefs
+
+PROVIDER = "scripted"
+
+
+def _error(status: int, message: str) -> Exception:
+    return CustomLLMError(status_code=status, message=message)  # type: ignore[no-untyped-call]
+
+
+MAX_SCRIPT_BYTES = 4 << 20
+
+
+def load_script(model: str, api_base: str | None, root: str | None = None) -> list[dict[str, Any]]:
+    """Turns of script `model`; a relative api_base is taken from the run's workspace root.
+
+    A relative script directory is in the repository (`.agentplane/scripts`), so it
+    and the script are opened beneath the workspace and never through a symlink: a
+    committed or planted link would make the host read any file it points to. An
+    absolute api_base is the operator's own directory; the script in it is opened
+    the same way.
+    """
+    name = model.split("/", 1)[-1]
+    base = api_base or "."
+    trusted, inner = (base, "") if Path(base).is_absolute() else (root or ".", base)
+    shown = Path(trusted) / inner
+    for candidate in (f"{name}.yaml", name):
+        rel = f"{inner}/{candidate}" if inner else candidate
+        try:
+            with safefs.root(Path(trusted)) as fd:
+                if safefs.lookup(fd, rel).kind == "dir":
+                    continue
+                text = safefs.read_bytes(fd, rel, MAX_SCRIPT_BYTES + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except safefs.UnsafePath as exc:
+            raise _error(400, f"model script {shown / candidate}: {exc}") from None
+        except OSError as exc:
+            raise _error(500, f"cannot read model script {shown / candidate}: {exc}") from None
+        if len(text) > MAX_SCRIPT_BYTES:
+            raise _error(400, f"{shown / candidate}: larger than {MAX_SCRIPT_BYTES} bytes")
+        try:
+            data = yaml.safe_load(text.decode("utf-8", errors="replace")) or {}
+        except yaml.YAMLError as exc:
+            raise _error(400, f"{shown / candidate}: not valid YAML: {exc}") from None
+        turns = data.get("turns") if isinstance(data, dict) else None
+        if not isinstance(turns, list):
+            raise _error(400, f"{shown / candidate}: expected a `turns:` list")
+        return turns
+    raise _error(404, f"no model script {name!r} in {Path(shown).absolute()}")
+
+
+class ScriptedLLM(CustomLLM):
+    def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        model: str = kwargs["model"]
+        messages: list[dict[str, Any]] = kwargs["messages"]
+        metadata = (kwargs.get("litellm_params") or {}).get("metadata") or {}
+        turns = load_script(model, kwargs.get("api_base"), metadata.get("agentplane_root"))
+        index = sum(1 for m in messages if m.get("role") == "assistant")
+        turn = turns[index] if index < len(turns) else {"content": "(script ended)"}
+        calls = [
+            {
+                "id": f"call_{index}_{i}",
+                "type": "function",
+                "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+            }
+            for i, c in enumerate(turn.get("tool_calls") or [])
+        ]
+        prompt_tokens = sum(len(str(m.get("content") or "")) // 4 for m in messages)
+        message: dict[str, Any] = {"role": "assistant", "content": turn.get("content")}
+        if calls:
+            message["tool_calls"] = calls
+        return ModelResponse(
+            model=model,
+            choices=[
+                {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
+            ],
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": 20,
+                "total_tokens": prompt_tokens + 20,
+            },
+        )
+
+    async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        return self.completion(*args, **kwargs)
+
+
+def register() -> None:
+    """Make `scripted/<name>` models resolvable by litellm (idempotent)."""
+    if not any(item.get("provider") == PROVIDER for item in litellm.custom_provider_map):
+        litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": ScriptedLLM()})

@@ -1,0 +1,198 @@
+"""The Job: one declared agent task, as written in `.agentplane/jobs/*.yaml`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+from croniter import CroniterBadCronError, croniter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bot.core.canonical import digest_of
+from bot.core.yamlsrc import Located, parse, validate
+
+JobType = Literal["code", "sql", "browser", "doc"]
+Tool = Literal["filesystem", "shell", "browser", "sql", "documents", "ask"]
+Action = Literal["write", "submit", "delete", "purchase", "merge", "schedule", "deploy", "commit"]
+Contract = Literal["diff", "diff_plus_trace", "query_evidence", "document", "report"]
+
+# Names people already use (the vision document's example among them) map onto ours.
+JOB_TYPE_ALIASES = {
+    "browser_automation": "browser",
+    "coding": "code",
+    "sql_analysis": "sql",
+    "document": "doc",
+    "docs": "doc",
+}
+TOOL_ALIASES = {
+    "playwright": "browser",
+    "fs": "filesystem",
+    "files": "filesystem",
+    "docs": "documents",
+}
+
+_CRON_FIELD = r"(\*|\d+|\d+-\d+)(/\d+)?(,(\*|\d+|\d+-\d+)(/\d+)?)*"
+_CRON = re.compile(rf"^{_CRON_FIELD}( +{_CRON_FIELD}){{4}}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FilesystemScope(Strict):
+    read: list[str] = Field(default_factory=lambda: ["**"], description="Globs the job may read")
+    write: list[str] = Field(default_factory=list, description="Globs the job may write")
+
+    @field_validator("read", "write")
+    @classmethod
+    def _relative(cls, globs: list[str]) -> list[str]:
+        for g in globs:
+            if g.startswith("/") or ".." in g.split("/") or not g.strip():
+                raise ValueError(f"{g!r} must be a non-empty path glob relative to the repo root")
+        return globs
+
+
+class NetworkScope(Strict):
+    allow: list[str] = Field(default_factory=list, description="host or *.domain, optional :port")
+
+
+class GatedElement(Strict):
+    """An element whose click needs approval, e.g. `{role: button, name: Delete, action: delete}`.
+
+    `name` matches the accessible name case-insensitively as a substring, so a rule
+    gates more rather than less; form submits and non-GET requests are gated anyway.
+    """
+
+    action: Literal["submit", "delete", "purchase"]
+    role: str | None = Field(None, description="ARIA role, e.g. button or link")
+    name: str | None = Field(None, description="Part of the accessible name, any case")
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("name must not be blank (it would match every element)")
+        return v
+
+
+class BrowserScope(Strict):
+    domains: list[str] = Field(default_factory=list)
+    gated: list[GatedElement] = Field(
+        default_factory=list, description="Elements whose clicks need approval (role and/or name)"
+    )
+    volatile_fields: list[str] = Field(
+        default_factory=list,
+        description="Form fields the site issues anew on every page load (e.g. a CSRF token): "
+        "apply matches them by name and place, every other field by value",
+    )
+
+
+class SqlScope(Strict):
+    connection: str | None = Field(None, description="A connection named in policy, never a DSN")
+
+    @field_validator("connection")
+    @classmethod
+    def _not_a_dsn(cls, v: str | None) -> str | None:
+        if v is not None and ("://" in v or "=" in v):
+            raise ValueError("name a connection from policy; DSNs never go in job files")
+        return v
+
+
+class Scope(Strict):
+    filesystem: FilesystemScope = Field(default_factory=FilesystemScope)
+    network: NetworkScope = Field(default_factory=NetworkScope)
+    browser: BrowserScope = Field(default_factory=BrowserScope)
+    sql: SqlScope = Field(default_factory=lambda: SqlScope(connection=None))
+
+
+class Budget(Strict):
+    usd: Annotated[float, Field(ge=0)] | None = None
+    minutes: Annotated[float, Field(gt=0)] | None = None
+    tool_calls: Annotated[int, Field(ge=1)] | None = None
+    tokens: Annotated[int, Field(ge=1)] | None = None
+
+
+class Job(Strict):
+    """A job file. Unknown fields are errors, so a typo never silently widens nothing."""
+
+    name: str = Field(description="Defaults to the file name without .yaml")
+    job_type: JobType | None = Field(None, description="Classified from the prompt when omitted")
+    repo: str | None = None
+    prompt: str | None = Field(None, description="May come from the PR, issue or command instead")
+    tools: list[Tool] = Field(default_factory=list)
+    scope: Scope = Field(default_factory=Scope)
+    credentials: list[str] = Field(default_factory=list, description="Names of broker credentials")
+    approval_required_for: list[Action] = Field(default_factory=list)
+    artifact_contract: Contract = "diff"
+    budget: Budget = Field(default_factory=Budget)
+    schedule: str | None = Field(None, description="Five-field cron expression")
+    model: str = Field("auto", description="`auto` (routed by policy) or a model group from policy")
+    data_sensitivity: Literal["public", "internal", "customer", "restricted"] = Field(
+        "internal", description="Routing may keep customer or restricted data on some models"
+    )
+    latency: Literal["interactive", "batch"] = "batch"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use lowercase letters, digits, '.', '_' or '-' (at most 64)")
+        return v
+
+    @field_validator("job_type", mode="before")
+    @classmethod
+    def _job_type_alias(cls, v: Any) -> Any:
+        return JOB_TYPE_ALIASES.get(v, v) if isinstance(v, str) else v
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tool_aliases(cls, v: Any) -> Any:
+        if not isinstance(v, list):
+            return v
+        out: list[Any] = []
+        for t in v:
+            t = TOOL_ALIASES.get(t, t) if isinstance(t, str) else t
+            if t not in out:
+                out.append(t)
+        return out
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not _CRON.match(v.strip()):
+            raise ValueError("expected five cron fields, e.g. '0 6 * * 1-5'")
+        try:
+            croniter(v.strip())
+        except (CroniterBadCronError, ValueError) as exc:
+            raise ValueError(f"not a valid cron expression: {exc}") from None
+        return v
+
+    def digest(self) -> str:
+        return digest_of(self.model_dump(mode="json"))
+
+
+def job_schema() -> dict[str, Any]:
+    schema = Job.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "agentplane job"
+    # Editors should not demand `name`: it defaults to the file name.
+    schema["required"] = [r for r in schema.get("required", []) if r != "name"]
+    return schema
+
+
+def parse_job(path: str, text: str) -> Job:
+    """Parse and validate a job file; raises ValidationFailed with located errors."""
+    doc: Located = parse(path, text)
+    default_name = PurePosixPath(path).name.removesuffix(".yaml").removesuffix(".yml").lower()
+
+    def with_name(data: Any) -> Any:
+        if isinstance(data, dict) and "name" not in data:
+            return {**data, "name": default_name}
+        return data
+
+    return validate(doc, Job, prepare=with_name)
+

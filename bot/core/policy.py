@@ -1,0 +1,370 @@
+"""Policy: who may run what, with which tools and scopes, who approves, budgets, models.
+
+Policy files live in `policies/*.yaml` and are read from the default branch only.
+`.agentplane/config.yaml` (RepoConfig) may narrow policy, never widen it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from bot.core.approvers import Requirement
+from bot.core.errors import SourceError, ValidationFailed
+from bot.core.identity import Directory, Person, Resolver
+from bot.core.job import Action, Budget, JobType, Scope, Strict, Tool
+from bot.core.routing import Routing
+from bot.core.yamlsrc import parse, validate
+
+
+class JobTypePolicy(Strict):
+    run_by: list[str] = Field(description="Principals who may run this job type; '*' is anyone")
+    tools: list[Tool] = Field(default_factory=list)
+    scope: Scope = Field(default_factory=Scope)
+    credentials: list[str] = Field(default_factory=list)
+    backend: Literal["bwrap", "docker"] | None = Field(
+        default=None,
+        description="Sandbox backend this job type must run in (e.g. docker for browser); "
+        "unset: the host's default",
+    )
+    private_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks (CIDR, e.g. 10.20.0.0/16 for an internal admin "
+        "console) this job type's egress and browser may reach; a job file can never open one",
+    )
+
+    @field_validator("private_networks")
+    @classmethod
+    def _cidrs(cls, networks: list[str]) -> list[str]:
+        for net in networks:
+            try:
+                ipaddress.ip_network(net)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network in CIDR form: {exc}") from None
+        return networks
+
+
+class GatePolicy(Strict):
+    id: str
+    actions: list[Action]
+    approvers: Requirement
+    job_types: list[JobType] = Field(default_factory=list, description="Empty: every job type")
+    paths: list[str] = Field(default_factory=list, description="Empty: any path")
+
+
+class Budgets(Strict):
+    default: Budget = Field(default_factory=Budget)
+    max: Budget = Field(default_factory=Budget)
+
+
+GITHUB_MAX_BLOB = 100 * 1000 * 1000
+"""GitHub refuses a push holding a blob over 100 MB: no quota may let one reach a commit."""
+_MB = 1000 * 1000
+
+
+class Quotas(Strict):
+    """Per-run limits on what a proposal may carry; a run over one stops with the reason.
+
+    Sizes are what the proposal adds, measured on its patch; the defaults keep every audit
+    commit under GitHub's limits, and no policy can raise them past those."""
+
+    bytes_written: int = Field(
+        default=50 * _MB, ge=1, lt=GITHUB_MAX_BLOB, description="Bytes added, all files together"
+    )
+    files_changed: int = Field(default=1000, ge=1, description="Files added, changed or deleted")
+    largest_file_bytes: int = Field(
+        default=50 * _MB,
+        ge=1,
+        lt=GITHUB_MAX_BLOB,
+        description="Bytes added to one file; the sandbox's RLIMIT_FSIZE follows it",
+    )
+    proposal_bytes: int = Field(
+        default=50 * _MB, ge=1, lt=GITHUB_MAX_BLOB, description="Size of the stored patch"
+    )
+
+
+class Clarify(Strict):
+    """When the control plane must ask before running, instead of letting the agent assume."""
+
+    min_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="Ask when the job type was guessed less surely"
+    )
+    mutating_needs_acceptance: bool = Field(
+        default=True,
+        description="Ask when a job that can change things has no acceptance "
+        "criteria in its prompt",
+    )
+    acceptance_markers: list[str] = Field(
+        default_factory=lambda: [
+            "done when",
+            "acceptance",
+            "expected",
+            "must",
+            "should",
+            "so that",
+            "passes",
+        ]
+    )
+
+
+class SqlConnectionPolicy(Strict):
+    """A named SQL connection. The DSN itself is never in policy or job files."""
+
+    dsn_env: str | None = Field(
+        None, description="Environment variable holding the DSN; default AGENTPLANE_SQL_<NAME>_DSN"
+    )
+    secrets_file: str | None = Field(
+        None, description="File (on the bot's host) whose content is the DSN; used if env is unset"
+    )
+    allow_analyze: bool = Field(default=False, description="EXPLAIN ANALYZE executes the statement")
+    require_standby: bool = Field(
+        default=True, description="Refuse to run unless pg_is_in_recovery()"
+    )
+    statement_timeout_ms: int = Field(default=5000, ge=1)
+    lock_timeout_ms: int = Field(default=1000, ge=1)
+    row_cap: int = Field(default=200, ge=1, description="Rows fetched per query, at most")
+    byte_cap: int = Field(
+        default=65536, ge=1, description="Bytes of values kept per query, at most (64 KiB)"
+    )
+    allow_functions: list[str] = Field(
+        default_factory=list,
+        description="Functions allowed beyond the built-in read-only allowlist, spelled as "
+        "PostgreSQL does (`schema.name`, lower case unless quoted); functions that run SQL "
+        "text or act (ts_stat, dblink, pg_terminate_backend) stay refused",
+    )
+
+
+PROTECTED_PATHS = (".github/**", ".agentplane/**", "policies/**")
+"""What governs the bot itself (workflows, jobs, policy): changed by people through review,
+never by an applied proposal."""
+
+DOORS = ("cli", "pull_request", "issue", "comment", "schedule", "web", "mcp")
+
+
+class ApprovalsPolicy(Strict):
+    """Which doors' approvals count: one setting every door (terminal, PR, web) reads."""
+
+    doors: list[str] = Field(
+        default_factory=lambda: list(DOORS),
+        description="Doors whose approvals count, e.g. [pull_request] for 'approvals on GitHub "
+        "only'; an approval from another door is recorded as not counted",
+    )
+    signed: list[str] = Field(
+        default_factory=list,
+        description="Doors whose approvals count only when the approving control plane's "
+        "signing key is one policy lists under audit.signers (e.g. [cli])",
+    )
+
+    @field_validator("doors", "signed")
+    @classmethod
+    def _known(cls, doors: list[str]) -> list[str]:
+        unknown = sorted(set(doors) - set(DOORS))
+        if unknown:
+            raise ValueError(f"unknown door(s) {unknown}; doors are {', '.join(DOORS)}")
+        return doors
+
+
+class SignerPolicy(Strict):
+    """A writer whose audit entries are trusted: the terminal, the bot, a runner."""
+
+    name: str = Field(min_length=1, max_length=200, description="Who holds the key")
+    key: str = Field(description="Its Ed25519 public key: ed25519:<base64 of the 32-byte key>")
+    revoked_at: AwareDatetime | None = Field(
+        None,
+        description="From this time (ISO 8601 with a zone) on, entries signed by the key fail "
+        "verify; earlier ones are reported as signed by a key revoked later",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _ed25519(cls, key: str) -> str:
+        raw = None
+        if key.startswith("ed25519:"):
+            try:
+                raw = base64.b64decode(key.removeprefix("ed25519:"), validate=True)
+            except (binascii.Error, ValueError):
+                raw = None
+        if raw is None or len(raw) != 32:
+            raise ValueError(
+                "want ed25519:<base64 of 32 bytes>, as `agentplane audit key` prints it"
+            )
+        return key
+
+
+class AuditPolicy(Strict):
+    """Whose signatures on the audit branch count (rotating or revoking a key is a policy
+    change, reviewed like any other)."""
+
+    signers: list[SignerPolicy] = Field(default_factory=list)
+    require_signatures_from: int | None = Field(
+        default=None,
+        ge=0,
+        description="From this audit seq on, unsigned (v1) entries fail verify; null: only "
+        "after the first signed entry",
+    )
+
+
+class PolicyFile(Strict):
+    """One file of policies/; the files are merged, and a name defined twice is an error."""
+
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    people: dict[str, Person] = Field(
+        default_factory=dict,
+        description="One person's GitHub logins, ids and emails, named person:<name> in "
+        "groups and roles, so that one person counts once across doors",
+    )
+    approvals: ApprovalsPolicy | None = None
+    job_types: dict[JobType, JobTypePolicy] = Field(default_factory=dict)
+    gates: list[GatePolicy] = Field(default_factory=list)
+    default_approvers: Requirement | None = None
+    owners: list[str] = Field(default_factory=list, description="Who approves policy changes")
+    protected_paths: list[str] | None = Field(
+        None,
+        description="Globs no proposal may change, whatever a job's write scope says; "
+        f"default {list(PROTECTED_PATHS)}",
+    )
+    budgets: Budgets | None = None
+    models: Routing | None = None
+    clarify: Clarify | None = None
+    sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    audit: AuditPolicy | None = None
+    quotas: Quotas | None = None
+
+
+class Policy(BaseModel):
+    """The merged policy, with where each rule came from (`file#path`)."""
+
+    model_config = ConfigDict(frozen=True)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    roles: dict[str, list[str]] = Field(default_factory=dict)
+    people: dict[str, Person] = Field(default_factory=dict)
+    approvals: ApprovalsPolicy = Field(default_factory=ApprovalsPolicy)
+    job_types: dict[str, JobTypePolicy] = Field(default_factory=dict)
+    gates: list[GatePolicy] = Field(default_factory=list)
+    default_approvers: Requirement | None = None
+    owners: list[str] = Field(default_factory=list)
+    protected_paths: list[str] = Field(default_factory=lambda: list(PROTECTED_PATHS))
+    budgets: Budgets = Field(default_factory=Budgets)
+    models: Routing = Field(default_factory=Routing)
+    clarify: Clarify = Field(default_factory=Clarify)
+    sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    audit: AuditPolicy = Field(default_factory=AuditPolicy)
+    quotas: Quotas = Field(default_factory=Quotas)
+    origins: dict[str, str] = Field(default_factory=dict)
+    """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
+
+    def rule(self, key: str) -> str:
+        section = ".".join(key.split(".")[:2])
+        base = self.origins.get(section) or self.origins.get(key.split(".")[0], "policy")
+        return f"{base.split('#')[0]}#{key}"
+
+    def directory(self, resolve_login: Resolver | None = None) -> Directory:
+        """Who is who under this policy; a door that knows GitHub passes its login resolver."""
+        return Directory(self.people, resolve_login)
+
+    def matches(self, principal: str, identity: str, directory: Directory | None = None) -> bool:
+        """Does identity (a key from bot.core.identity) belong to principal?"""
+        return self._matches(principal, identity, directory or self.directory(), frozenset())
+
+    def _matches(
+        self, principal: str, identity: str, directory: Directory, seen: frozenset[str]
+    ) -> bool:
+        if principal in seen:
+            return False  # a cycle of groups/roles grants nothing
+        if principal == "*":
+            return True
+        for prefix, table in (("group:", self.groups), ("role:", self.roles)):
+            if principal.startswith(prefix):
+                members = table.get(principal.removeprefix(prefix), [])
+                return any(
+                    self._matches(m, identity, directory, seen | {principal}) for m in members
+                )
+        return directory.member(principal, identity)
+
+    def roles_of(self, identity: str, directory: Directory | None = None) -> list[str]:
+        return sorted(r for r in self.roles if self.matches(f"role:{r}", identity, directory))
+
+
+def merge_policy(files: list[tuple[str, str]]) -> Policy:
+    """Merge policy files given as (path, text); every error is located."""
+    merged: dict[str, Any] = {
+        "groups": {},
+        "roles": {},
+        "people": {},
+        "job_types": {},
+        "gates": [],
+        "sql_connections": {},
+    }
+    origins: dict[str, str] = {}
+    errors: list[SourceError] = []
+    for path, text in sorted(files):
+        try:
+            doc = parse(path, text)
+            part = validate(doc, PolicyFile)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+            continue
+        for section in ("groups", "roles", "people", "job_types", "sql_connections"):
+            for key, value in getattr(part, section).items():
+                if key in merged[section]:
+                    errors.append(
+                        doc.error(
+                            (section, key),
+                            f"already defined in {origins[f'{section}.{key}'].split('#')[0]}",
+                        )
+                    )
+                    continue
+                merged[section][key] = value
+                origins[f"{section}.{key}"] = f"{path}#{section}.{key}"
+        for i, gate in enumerate(part.gates):
+            if f"gates.{gate.id}" in origins:
+                errors.append(doc.error(("gates", i, "id"), f"gate id {gate.id!r} is not unique"))
+                continue
+            merged["gates"].append(gate)
+            origins[f"gates.{gate.id}"] = f"{path}#gates.{gate.id}"
+        for single in (
+            "default_approvers",
+            "owners",
+            "protected_paths",
+            "budgets",
+            "models",
+            "clarify",
+            "approvals",
+            "audit",
+            "quotas",
+        ):
+            value = getattr(part, single)
+            if not value:
+                continue
+            if single in origins:
+                errors.append(
+                    doc.error((single,), f"already defined in {origins[single].split('#')[0]}")
+                )
+                continue
+            merged[single] = value
+            origins[single] = f"{path}#{single}"
+    if errors:
+        raise ValidationFailed(errors)
+    if not files:
+        raise ValidationFailed(
+            [SourceError("policies/", 1, 1, "", "no policy files found on the default branch")]
+        )
+    return Policy(**merged, origins=origins)
+
+
+class RepoConfig(Strict):
+    """`.agentplane/config.yaml`: narrows policy for this repo; it can never widen it."""
+
+    tools: list[Tool] | None = Field(None, description="Allowed tools (a subset of policy's)")
+    scope: Scope | None = None
+    budget: Budget = Field(default_factory=Budget)
+    approval_required_for: list[Action] = Field(default_factory=list)
+
+
+def parse_config(path: str, text: str) -> RepoConfig:
+    return validate(parse(path, text), RepoConfig)

@@ -1,0 +1,57 @@
+"""`agentplane validate`: check files as they are in the working tree, before committing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.core.errors import SourceError, ValidationFailed
+from bot.core.job import parse_job
+from bot.core.policy import merge_policy, parse_config
+
+
+def _kind(path: Path) -> str:
+    if path.parent.name == "policies":
+        return "policy"
+    if path.name == "config.yaml" and path.parent.name == ".agentplane":
+        return "config"
+    return "job"
+
+
+def discover(root: Path) -> list[Path]:
+    found = [
+        *sorted((root / ".agentplane" / "jobs").glob("*.y*ml")),
+        *sorted((root / "policies").glob("*.y*ml")),
+    ]
+    config = root / ".agentplane" / "config.yaml"
+    return [*found, config] if config.is_file() else found
+
+
+def validate_paths(root: Path, paths: list[Path]) -> tuple[int, list[SourceError]]:
+    """(files checked, every error found); never stops at the first error."""
+    targets = paths or discover(root)
+    errors: list[SourceError] = []
+    policies: list[tuple[str, str]] = []
+    for path in targets:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            errors.append(SourceError(str(path), 1, 1, "", f"cannot read: {exc.strerror}"))
+            continue
+        try:
+            kind = _kind(path)
+            if kind == "policy":
+                policies.append((str(path), text))
+            elif kind == "config":
+                parse_config(str(path), text)
+            else:
+                parse_job(str(path), text)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+    if policies:
+        try:
+            merge_policy(policies)
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
+    if not targets:
+        errors.append(SourceError(str(root), 1, 1, "", "no job, policy or config files found"))
+    return len(targets), errors

@@ -1,0 +1,176 @@
+"""Local clones of the repositories the bot serves: fetch before work, push audit and applies.
+
+Plain git over the clone URL (https with the installation token, or a file URL
+in tests). The audit branch only ever moves forward: pushes are never forced.
+
+The bot's own audit branch (refs/heads/agentplane/audit in its clone) is the
+log; the remote one is a replica the bot pushes and never adopts. Whoever can
+push to the repository can push to that replica, so it is only observed (into
+refs/remotes/origin/agentplane/audit) and compared: a replica the bot's log does
+not contain is reported, never merged in. Neither a failed observation nor a
+failed push stops the delivery at hand, or any later one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from bot.adapters.git import GitRepo
+from bot.core.errors import GitError
+from bot.run.redact import Redactor
+
+AUDIT = "agentplane/audit"
+LOCAL = f"refs/heads/{AUDIT}"
+REPLICA = f"refs/remotes/origin/{AUDIT}"
+
+log = logging.getLogger("agentplane.github")
+
+ReplicaState = Literal["absent", "same", "behind", "moved", "unknown"]
+
+
+@dataclass(frozen=True)
+class Replica:
+    """The remote audit branch as last seen, next to the bot's own log."""
+
+    state: ReplicaState
+    detail: str = ""
+
+    @property
+    def problem(self) -> str | None:
+        """What an operator must hear about; None while the replica is only behind."""
+        if self.state == "moved":
+            return (
+                f"the remote {AUDIT} branch has moved without agentplane ({self.detail}); "
+                "it is not adopted: the bot's own log is the record. Compare it with the "
+                f"bot's log, restore it (push the bot's {AUDIT}), and protect the branch so "
+                "only the App can push (see the README)"
+            )
+        if self.state == "unknown":
+            return f"the remote {AUDIT} branch could not be read: {self.detail}"
+        return None
+
+
+def compare(local: str | None, remote: str | None, is_ancestor: bool) -> Replica:
+    """Pure: where the replica stands, given the two tips and whether remote is in local."""
+    if remote is None:
+        return Replica("absent")
+    if remote == local:
+        return Replica("same")
+    if local is not None and is_ancestor:
+        return Replica("behind")
+    if local is None:
+        return Replica("moved", f"it is at {remote[:12]} and this bot has recorded nothing")
+    return Replica("moved", f"it is at {remote[:12]}, which the bot's log at {local[:12]} lacks")
+
+
+def authed(url: str, token: str | None) -> str:
+    if token and url.startswith("https://"):
+        return url.replace("https://", f"https://x-access-token:{token}@", 1)
+    return url
+
+
+class Checkout:
+    def __init__(self, root: Path, full_name: str, url: str, token: str | None) -> None:
+        self.name = full_name
+        self.path = root / full_name.replace("/", "__")
+        self.url = authed(url, token)
+        self.redact = Redactor([token])
+
+        self.replica = Replica("unknown", "not fetched yet")
+
+    def git(self, *args: str, cwd: Path | None = None) -> str:
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd or self.path,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if proc.returncode:
+            raise GitError(self.redact(f"git {args[0]} failed: {proc.stderr.strip()}"))
+        return proc.stdout
+
+    def sync(self, default_branch: str, branches: list[str], pulls: Sequence[int] = ()) -> GitRepo:
+        """Clone once, then fetch the default branch, the given branches, the given pull
+        requests' heads and the audit branch.
+
+        A PR's head comes from refs/pull/N/head, which GitHub keeps in the base repo for
+        every PR: a fork's branch is not in origin at all."""
+        if not (self.path / ".git").is_dir():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.git("clone", "-q", "--no-checkout", self.url, str(self.path), cwd=self.path.parent)
+            self._delete_ref(LOCAL)  # a fresh clone has recorded nothing: no log is adopted
+        self.git("remote", "set-url", "origin", self.url)
+        self.git("config", "agentplane.defaultBranch", default_branch)
+        refs = [f"+refs/heads/{b}:refs/remotes/origin/{b}" for b in {default_branch, *branches}]
+        refs += [f"+refs/pull/{n}/head:refs/remotes/origin/pull/{n}" for n in pulls]
+        self.git("fetch", "-q", "origin", *refs)
+        self.replica = self.observe_replica()
+        if self.replica.problem:
+            log.warning("%s: %s", self.name, self.replica.problem)
+        return GitRepo(self.path)
+
+    def observe_replica(self) -> Replica:
+        """Fetch the remote audit branch beside the bot's log (forced: it is only a view),
+        and say how it stands. Never raises: the log is local, the replica is a copy."""
+        try:
+            self.git("fetch", "-q", "origin", f"+{LOCAL}:{REPLICA}")
+        except GitError as exc:
+            if "couldn't find remote ref" not in str(exc):
+                return Replica("unknown", str(exc))
+            self._delete_ref(REPLICA)  # gone remotely (or never pushed): the next push makes it
+        try:
+            local, remote = self._tip(LOCAL), self._tip(REPLICA)
+            inside = bool(local and remote) and self._is_ancestor(str(remote), str(local))
+        except GitError as exc:
+            return Replica("unknown", str(exc))
+        return compare(local, remote, inside)
+
+    def push_audit(self) -> Replica:
+        """Push the bot's log (never forced). Returns how the replica stands afterwards;
+        a failed push is reported there, never raised: later deliveries go on."""
+        if self._tip(LOCAL) is None:
+            return self.replica  # nothing recorded yet
+        if self.replica.state == "moved":
+            return self.replica  # a non-forced push cannot succeed, and must not be forced
+        try:
+            self.git("push", "-q", "origin", f"{LOCAL}:{LOCAL}")
+        except GitError as exc:
+            self.replica = Replica("unknown", f"the push failed: {exc}")
+            log.warning("%s: %s", self.name, self.replica.problem)
+            return self.replica
+        self.git("update-ref", REPLICA, LOCAL)
+        self.replica = Replica("same")
+        return self.replica
+
+    def _tip(self, ref: str) -> str | None:
+        out = self.git("for-each-ref", "--format=%(objectname)", ref).strip()
+        return out or None
+
+    def _is_ancestor(self, older: str, newer: str) -> bool:
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", older, newer],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode not in (0, 1):
+            raise GitError(self.redact(f"git merge-base failed: {proc.stderr.strip()}"))
+        return proc.returncode == 0
+
+    def _delete_ref(self, ref: str) -> None:
+        if self._tip(ref) is not None:
+            self.git("update-ref", "-d", ref)
+
+    def push_commit(self, commit: str, branch: str) -> None:
+        """Fast-forward branch to commit (never forced: a moved branch fails the push)."""
+        self.git("push", "-q", "origin", f"{commit}:refs/heads/{branch}")

@@ -1,0 +1,271 @@
+"""The GitHub adapter (PyGithub): App or token auth, retries, and the few calls the door makes.
+
+Installation tokens come from PyGithub's AppInstallationAuth, which refreshes
+them before they expire; GithubRetry retries 5xx and secondary rate limits and
+honours Retry-After. Comments carry a hidden marker so posting is idempotent.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import github
+from github import Auth, Github, GithubIntegration
+from github.GithubRetry import GithubRetry
+
+from bot.core.errors import AgentplaneError
+from bot.core.identity import from_github
+from bot.doors.github.settings import Settings
+
+
+class GitHubError(AgentplaneError):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def unauthorized(exc: Exception) -> bool:
+    """GitHub refused the token (revoked, or expired before its stated expiry)."""
+    if isinstance(exc, GitHubError):
+        return exc.status == 401
+    return isinstance(exc, github.GithubException) and exc.status == 401
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    repo: str
+    number: int
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    author: str
+    """The author's login, for display only: people are compared by id (author_key)."""
+    is_fork: bool
+    state: str
+    title: str
+    body: str
+    files: tuple[tuple[str, str], ...]
+    """(path, status) for every file the PR touches."""
+    author_id: int = 0
+    """The author's numeric GitHub id (0: GitHub gave none, and author_key fails closed)."""
+
+    @property
+    def author_key(self) -> str:
+        """The author's identity key (bot.core.identity): what the requester is compared by."""
+        return from_github({"login": self.author, "id": self.author_id})
+
+
+@dataclass(frozen=True)
+class Posted:
+    id: int
+    at: datetime | None
+    """GitHub's time for the comment's current text (updated_at, else created_at)."""
+
+
+def _written(comment: Any) -> datetime | None:
+    at = comment.updated_at or comment.created_at
+    if not isinstance(at, datetime):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # GitHub's times are UTC
+
+
+def marker(key: str) -> str:
+    return f"<!-- agentplane:{key} -->"
+
+
+class GitHubClient:
+    def __init__(self, settings: Settings, installation_id: int | None = None) -> None:
+        self.settings = settings
+        retry = GithubRetry(total=5, backoff_factor=0.2)
+        # Lazy objects: only the calls we make go over the wire (no hidden GETs to build them).
+        opts: dict[str, Any] = {"base_url": settings.api_url, "retry": retry, "lazy": True}
+        if not settings.github_throttle:
+            opts.update(seconds_between_requests=None, seconds_between_writes=None)
+        auth: Auth.Auth
+        self.gh: Github | None = None
+        self._user_ids: dict[str, int] = {}
+        """login (case-folded) -> id, for every login resolved through this client."""
+        self._user_ids_lock = threading.Lock()
+        self.integration: GithubIntegration | None = None
+        if settings.app_id and settings.app_private_key:
+            app = Auth.AppAuth(settings.app_id, settings.app_private_key)
+            self.integration = GithubIntegration(auth=app, base_url=settings.api_url, retry=retry)
+            if installation_id is None:
+                return
+            auth = app.get_installation_auth(installation_id)
+        elif settings.github_token:
+            auth = Auth.Token(settings.github_token)
+        else:
+            raise GitHubError("no App credentials or token: the bot cannot act on GitHub")
+        self.gh = Github(auth=auth, **opts)
+        self._auth = auth
+
+    def _api(self) -> Github:
+        if self.gh is None:
+            raise GitHubError("this client is app-level; use one for an installation")
+        return self.gh
+
+    def token(self) -> str:
+        """A token git can use to clone and push (installation token or personal token)."""
+        token = getattr(self._auth, "token", None)
+        if not isinstance(token, str):
+            raise GitHubError("cannot obtain a git token from the configured auth")
+        return token
+
+    def call(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return fn(*args, **kw)
+        except github.GithubException as exc:
+            raise GitHubError(f"GitHub API {exc.status}: {exc.data}", exc.status) from None
+
+    def repo(self, full_name: str) -> Any:
+        return self.call(self._api().get_repo, full_name)
+
+    def pull(self, full_name: str, number: int) -> PullInfo:
+        repo = self.repo(full_name)
+        pr = self.call(repo.get_pull, number)
+        files = tuple((f.filename, f.status) for f in self.call(pr.get_files))
+        head_repo = pr.head.repo.full_name if pr.head.repo else ""
+        return PullInfo(
+            repo=full_name,
+            number=number,
+            head_sha=pr.head.sha,
+            head_ref=pr.head.ref,
+            base_ref=pr.base.ref,
+            author=pr.user.login,
+            author_id=pr.user.id,
+            is_fork=head_repo != full_name,
+            state=pr.state,
+            title=pr.title or "",
+            body=pr.body or "",
+            files=files,
+        )
+
+    def user_id(self, login: str) -> int | None:
+        """The numeric id of the account that holds login now (None: no such account).
+
+        A found id is cached for this client's life, so a login policy names keeps meaning
+        the account it meant when first resolved here; a miss is asked again next time
+        (the account may be created later)."""
+        name = login.casefold()
+        with self._user_ids_lock:
+            if name in self._user_ids:
+                return self._user_ids[name]
+        try:
+            _, data = self._api().requester.requestJsonAndCheck(
+                "GET", f"/users/{quote(login, safe='')}"
+            )
+        except github.GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise GitHubError(f"GitHub API {exc.status}: {exc.data}", exc.status) from None
+        uid = data.get("id") if isinstance(data, dict) else None
+        if type(uid) is not int or uid <= 0:
+            return None
+        with self._user_ids_lock:
+            return self._user_ids.setdefault(name, uid)
+
+    def open_pulls(self, full_name: str) -> list[int]:
+        return [p.number for p in self.call(self.repo(full_name).get_pulls, state="open")]
+
+    def permission(self, full_name: str, login: str) -> str:
+        return str(self.call(self.repo(full_name).get_collaborator_permission, login))
+
+    def check(
+        self,
+        full_name: str,
+        name: str,
+        head_sha: str,
+        *,
+        status: str = "completed",
+        conclusion: str | None = None,
+        title: str = "",
+        summary: str = "",
+        annotations: list[dict[str, Any]] | None = None,
+    ) -> int:
+        """Create or update the check run `name` on head_sha (idempotent by name + sha)."""
+        repo = self.repo(full_name)
+        output: dict[str, Any] = {"title": title or name, "summary": summary[:65000]}
+        if annotations:
+            output["annotations"] = annotations[:50]
+        kw: dict[str, Any] = {"status": status, "output": output}
+        if conclusion is not None:
+            kw["conclusion"] = conclusion
+        commit = self.call(repo.get_commit, head_sha)
+        existing = [c for c in self.call(commit.get_check_runs, check_name=name)]
+        if existing:
+            self.call(existing[0].edit, **kw)
+            return int(existing[0].id)
+        return int(self.call(repo.create_check_run, name=name, head_sha=head_sha, **kw).id)
+
+    def upsert_comment(self, full_name: str, number: int, key: str, body: str) -> Posted:
+        """Post or edit the one comment carrying key's marker: redelivery never duplicates.
+
+        Returns GitHub's own time for the comment as it now reads: when it was last written
+        (an unchanged body keeps the time it was written with)."""
+        issue = self.call(self.repo(full_name).get_issue, number)
+        tagged = f"{marker(key)}\n{body}"
+        for comment in self.call(issue.get_comments):
+            if marker(key) in (comment.body or ""):
+                if comment.body != tagged:
+                    self.call(comment.edit, tagged)
+                return Posted(int(comment.id), _written(comment))
+        created = self.call(issue.create_comment, tagged)
+        return Posted(int(created.id), _written(created))
+
+    def react(self, full_name: str, comment_id: int, content: str) -> None:
+        # PyGithub reaches this endpoint only through a fetched comment; one request suffices.
+        self.call(
+            self._api().requester.requestJsonAndCheck,
+            "POST",
+            f"/repos/{full_name}/issues/comments/{comment_id}/reactions",
+            input={"content": content},
+        )
+
+    def branch_rules(self, full_name: str, branch: str) -> list[dict[str, Any]]:
+        """The rules GitHub applies to branch (rulesets; needs only Metadata read)."""
+        _, data = self.call(
+            self._api().requester.requestJsonAndCheck,
+            "GET",
+            f"/repos/{full_name}/rules/branches/{quote(branch, safe='')}",
+            parameters={"per_page": 100},
+        )
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+
+    def installation_for(self, full_name: str) -> int:
+        """The App's installation on a repository (App credentials only)."""
+        if self.integration is None:
+            raise GitHubError("no App credentials: set AGENTPLANE_APP_ID and its private key")
+        owner, _, name = full_name.partition("/")
+        return int(self.call(self.integration.get_repo_installation, owner, name).id)
+
+    def create_pull(self, full_name: str, head: str, base: str, title: str, body: str) -> int:
+        pr = self.call(
+            self.repo(full_name).create_pull, title=title, body=body, head=head, base=base
+        )
+        return int(pr.number)
+
+    # -- App-level: deliveries for the reconciler -------------------------------------------
+
+    def failed_deliveries(self) -> list[dict[str, Any]]:
+        if self.integration is None:
+            return []
+        _, data = self.integration.requester.requestJsonAndCheck(
+            "GET", "/app/hook/deliveries", parameters={"per_page": 100}
+        )
+        return [d for d in data if d.get("status_code", 200) >= 400 and not d.get("redelivery")]
+
+    def redeliver(self, delivery_id: int) -> None:
+        if self.integration is not None:
+            self.integration.requester.requestJsonAndCheck(
+                "POST", f"/app/hook/deliveries/{delivery_id}/attempts"
+            )
+
+    def installations(self) -> list[int]:
+        if self.integration is None:
+            return []
+        return [i.id for i in self.integration.get_installations()]

@@ -1,0 +1,121 @@
+"""Which run belongs to which pull request, job and head: the door's idempotency keys.
+
+Also who is who on GitHub, as the door has seen it: the id each login policy names was
+first resolved to (a rename cannot move it), and the login each id last acted under
+(for display only: people are compared by id)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.adapters.sqlite import open_db
+
+
+class PullState:
+    def __init__(self, path: Path) -> None:
+        self._db, self._lock = open_db(
+            path,
+            """CREATE TABLE IF NOT EXISTS pr_runs (
+                repo TEXT NOT NULL, number INTEGER NOT NULL, job TEXT NOT NULL,
+                head TEXT NOT NULL, run_id TEXT NOT NULL,
+                PRIMARY KEY (repo, number, job, head))""",
+            """CREATE TABLE IF NOT EXISTS repos (
+                repo TEXT PRIMARY KEY, installation INTEGER)""",
+            """CREATE TABLE IF NOT EXISTS evidence (
+                repo TEXT NOT NULL, run_id TEXT NOT NULL, digest TEXT NOT NULL,
+                posted_at TEXT NOT NULL, PRIMARY KEY (repo, run_id, digest))""",
+            """CREATE TABLE IF NOT EXISTS resolved_logins (
+                login TEXT PRIMARY KEY, id INTEGER NOT NULL)""",
+            """CREATE TABLE IF NOT EXISTS display_names (
+                key TEXT PRIMARY KEY, login TEXT NOT NULL)""",
+        )
+
+    def run_for(self, repo: str, number: int, job: str, head: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT run_id FROM pr_runs WHERE repo=? AND number=? AND job=? AND head=?",
+                (repo, number, job, head),
+            ).fetchone()
+        return row[0] if row else None
+
+    def remember(self, repo: str, number: int, job: str, head: str, run_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO pr_runs VALUES (?, ?, ?, ?, ?)",
+                (repo, number, job, head, run_id),
+            )
+
+    def forget(self, repo: str, number: int, job: str, head: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM pr_runs WHERE repo=? AND number=? AND job=? AND head=?",
+                (repo, number, job, head),
+            )
+
+    def runs(self, repo: str, number: int) -> list[tuple[str, str, str]]:
+        """(job, head, run_id) of every run of the PR, oldest first."""
+        with self._lock:
+            return list(
+                self._db.execute(
+                    "SELECT job, head, run_id FROM pr_runs WHERE repo=? AND number=?"
+                    " ORDER BY rowid",
+                    (repo, number),
+                )
+            )
+
+    def evidence_shown(self, repo: str, run_id: str, digest: str, posted_at: str) -> None:
+        """GitHub's time of the first comment that showed this proposal awaiting approval;
+        later edits (the audit head moves) keep it: that is when a reviewer could first see it."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO evidence VALUES (?, ?, ?, ?)",
+                (repo, run_id, digest, posted_at),
+            )
+
+    def evidence_at(self, repo: str, run_id: str, digest: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT posted_at FROM evidence WHERE repo=? AND run_id=? AND digest=?",
+                (repo, run_id, digest),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def seen_repo(self, repo: str, installation: int | None) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO repos VALUES (?, ?)", (repo, installation))
+
+    def repos(self) -> list[tuple[str, int | None]]:
+        with self._lock:
+            return list(self._db.execute("SELECT repo, installation FROM repos"))
+
+    def pinned_login(self, login: str) -> int | None:
+        """The id login was first resolved to here, if it ever was."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id FROM resolved_logins WHERE login=?", (login.casefold(),)
+            ).fetchone()
+        return int(row[0]) if row else None
+
+    def pin_login(self, login: str, uid: int) -> int:
+        """Keep the first id a login resolved to; returns the id that stands."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO resolved_logins VALUES (?, ?)", (login.casefold(), uid)
+            )
+        return self.pinned_login(login) or uid
+
+    def saw(self, key: str, login: str) -> None:
+        """The account with identity key acted as login (its latest login wins)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO display_names VALUES (?, ?)", (key, login))
+
+    def display_names(self, keys: set[str]) -> dict[str, str]:
+        """key -> login, for the keys the door has seen act."""
+        if not keys:
+            return {}
+        marks = ", ".join("?" for _ in keys)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT key, login FROM display_names WHERE key IN ({marks})", sorted(keys)
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}

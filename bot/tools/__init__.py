@@ -1,1 +1,0 @@
-"""Tools the model may call. Each is reached only through the broker."""
