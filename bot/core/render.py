@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.core.plan import Plan
@@ -18,6 +19,19 @@ from bot.core.record import SECRET_SCAN, RunRecord
 Redact = Callable[[str], str]
 
 _GITHUB_KEY = re.compile(r"github:(\d+)(?!\d)")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One evidence section, built once and shown twice: `body_text` in terminals and
+    plain-text reports, `body_markdown` (GitHub-flavoured) in PR comments. A family
+    returns these so the renderer needs to know no family by name; `collapsed` asks the
+    Markdown renderer to fold a long section behind <details>."""
+
+    title: str
+    body_text: str
+    body_markdown: str
+    collapsed: bool = False
 
 
 def with_names(text: str, names: Mapping[str, str] | None) -> str:
