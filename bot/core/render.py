@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.core.plan import Plan
-from bot.core.record import SECRET_SCAN, RunRecord
+from bot.core.record import (
+    PATCH,
+    SECRET_SCAN,
+    AppliedPart,
+    Proposal,
+    RunRecord,
+    upgrade_applied,
+)
 
 Redact = Callable[[str], str]
 
@@ -97,21 +104,88 @@ def render_tool_calls(rec: RunRecord, redact: Redact | None = None) -> str:
 
 
 def _tool_calls(rec: RunRecord) -> str:
-    lines = [f"Tool calls ({len(rec.tool_calls)}):"]
+    return tool_calls_section(rec).body_text
+
+
+# What a reviewer scans a tool-call table for: each decision as a mark and a word, so the
+# row reads without colour and a search for "denied" finds the refused calls.
+DECISION_MARK = {"allow": "✅ allowed", "deny": "❌ denied", "needs_approval": "✋ held"}
+
+LONG_SECTION = 40
+"""Markdown lines past which a section is folded behind <details> even when it did not
+ask to be: a PR comment should open on the headline, not on a page of query plans."""
+
+_ARG_WIDTH = 60
+
+
+def _argument(arguments: Mapping[str, Any]) -> str:
+    return str(arguments.get("path") or arguments.get("command") or "")
+
+
+def tool_calls_section(rec: RunRecord) -> Section:
+    """Every tool call with its decision and rule: aligned lines, or a table with a mark."""
+    title = f"Tool calls ({len(rec.tool_calls)})"
+    lines = [f"{title}:"]
+    rows = ["| # | tool | argument | decision | rule |", "|---:|---|---|---|---|"]
     for c in rec.tool_calls:
-        arg = c.arguments.get("path") or c.arguments.get("command") or ""
-        lines.append(f"  {c.seq:>3}. {c.tool:<9} {str(arg)[:60]:<60} {c.decision}  [{c.rule}]")
-    return "\n".join(lines)
+        arg = _argument(c.arguments)
+        lines.append(f"  {c.seq:>3}. {c.tool:<9} {arg[:_ARG_WIDTH]:<60} {c.decision}  [{c.rule}]")
+        rows.append(
+            f"| {c.seq} | {_cell_code(c.tool)} | {_cell_code(_shorten(arg))} "
+            f"| {DECISION_MARK.get(c.decision, c.decision)} | {_cell_code(c.rule)} |"
+        )
+    return Section(
+        title=title,
+        body_text="\n".join(lines),
+        body_markdown="\n".join(rows) if rec.tool_calls else "No tool calls.",
+    )
+
+
+def _shorten(text: str) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= _ARG_WIDTH else one_line[: _ARG_WIDTH - 1] + "…"
+
+
+def _cell_code(text: str) -> str:
+    """Text as a code span inside a GFM table cell: a pipe would end the cell and a
+    newline the row, so both are neutralised; an empty cell stays empty."""
+    if not text:
+        return ""
+    return _code(" ".join(text.split()).replace("|", "\\|"))
+
+
+def _code(text: str) -> str:
+    # A code span's delimiter must be a backtick run the text does not contain.
+    tick = "`" * (_longest_run(text, "`") + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{tick}{pad}{text}{pad}{tick}"
+
+
+def _longest_run(text: str, char: str) -> int:
+    runs = re.findall(re.escape(char) + "+", text)
+    return max((len(r) for r in runs), default=0)
+
+
+def fenced(text: str, lang: str = "text") -> str:
+    """A fenced code block that the text cannot close: shown exactly as it is, never as
+    Markdown. Untrusted text (model output, pages, query results) goes through here, so
+    it cannot draw images whose URLs carry data away, or headings that pass for ours."""
+    fence = "`" * max(3, _longest_run(text, "`") + 1)
+    return f"{fence}{lang}\n{text}\n{fence}"
 
 
 def render_egress(egress: Sequence[Mapping[str, Any]]) -> list[str]:
     """The sandbox's connections through the egress proxy, by destination and decision;
     the browser's own are marked, since Chromium makes some of its own accord (updates)."""
+    return [f"Network {label}: {', '.join(dests)}" for label, dests in _egress(egress)]
+
+
+def _egress(egress: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
     counts = Counter(
         (e["decision"], f"{e['host']}:{e['port']}" + (f" [{e['by']}]" if e.get("by") else ""))
         for e in egress
     )
-    lines = []
+    found = []
     for decision, label in (
         ("allow", "allowed"),
         ("unreachable", "unreachable"),
@@ -123,49 +197,121 @@ def render_egress(egress: Sequence[Mapping[str, Any]]) -> list[str]:
             if d == decision
         ]
         if dests:
-            lines.append(f"Network {label}: {', '.join(dests)}")
-    return lines
+            found.append((label, dests))
+    return found
+
+
+def network_section(rec: RunRecord) -> Section | None:
+    """The egress summary, or None when the sandbox made no connection."""
+    found = _egress(rec.egress)
+    if not found:
+        return None
+    return Section(
+        title="Network",
+        body_text="\n".join(render_egress(rec.egress)),
+        body_markdown="\n".join(
+            f"- {label}: " + ", ".join(_code(d) for d in dests) for label, dests in found
+        ),
+    )
+
+
+def summary_section(rec: RunRecord) -> Section | None:
+    """The agent's closing words, or None when it left none. Model output: fenced."""
+    if not rec.final_message or not rec.final_message.strip():
+        return None
+    said = rec.final_message.strip()
+    return Section(
+        title="Agent's summary",
+        body_text=f"Agent says: {said}",
+        body_markdown=fenced(said),
+    )
+
+
+def as_section(section: str | Section) -> Section:
+    """A family's evidence as a Section. A plain string (what families returned before
+    they returned Sections) is shown as it is: its own text, a text block in Markdown."""
+    if isinstance(section, Section):
+        return section
+    return Section(title="Evidence", body_text=section, body_markdown=fenced(section))
+
+
+def section_text(section: Section) -> str:
+    """body_text is complete on its own (it carries its heading, as terminals show it)."""
+    return section.body_text
+
+
+def section_markdown(section: Section, heading: str = "####") -> str:
+    """Its title as a heading, or, when it asks to be collapsed or is long, as the summary
+    of a closed <details>: the reviewer opens what they want to read."""
+    body = section.body_markdown.rstrip()
+    if section.collapsed or body.count("\n") + 1 > LONG_SECTION:
+        return "\n".join(
+            [f"<details><summary>{section.title}</summary>", "", body, "", "</details>"]
+        )
+    return "\n".join([f"{heading} {section.title}", "", body])
 
 
 def render_flags(rec: RunRecord) -> list[str]:
     """Added lines that look like tokens: file and line, never the value."""
-    flags = [c.reason for c in rec.tool_calls if c.tool == SECRET_SCAN]
+    flags = _flags(rec)
     if not flags:
         return []
-    return ["Flagged in the proposal (may be secrets; check before approving):"] + [
-        f"  {f}" for f in flags
-    ]
+    return [FLAGGED] + [f"  {f}" for f in flags]
+
+
+FLAGGED = "Flagged in the proposal (may be secrets; check before approving):"
+
+
+def _flags(rec: RunRecord) -> list[str]:
+    return [c.reason for c in rec.tool_calls if c.tool == SECRET_SCAN]
+
+
+def _flags_markdown(rec: RunRecord) -> list[str]:
+    flags = _flags(rec)
+    if not flags:
+        return []
+    return ["", f"**{FLAGGED}**", "", *(f"- {_code(f)}" for f in flags)]
 
 
 def render_evidence(
-    rec: RunRecord, patch: str, sections: Sequence[str] = (), redact: Redact | None = None
+    rec: RunRecord,
+    patch: str,
+    sections: Sequence[str | Section] = (),
+    redact: Redact | None = None,
+    verification: Sequence[str | Section] = (),
 ) -> str:
-    """sections: tool-specific evidence already rendered (SQL results, browser steps)."""
-    return _redact(_evidence(rec, patch, sections), redact)
+    """sections: tool-specific evidence (SQL results, browser steps), as Sections or as
+    text already rendered; verification: the control plane's own checks, where it ran any."""
+    return _redact(_evidence(rec, patch, sections, verification), redact)
 
 
-def _evidence(rec: RunRecord, patch: str, sections: Sequence[str]) -> str:
-    lines = [_tool_calls(rec), *render_egress(rec.egress), ""]
-    for section in sections:
-        lines += [section, ""]
+def _evidence(
+    rec: RunRecord,
+    patch: str,
+    sections: Sequence[str | Section],
+    verification: Sequence[str | Section] = (),
+) -> str:
+    network = network_section(rec)
+    lines = [_tool_calls(rec), *([network.body_text] if network else []), ""]
+    for section in [*sections, *verification]:
+        lines += [section_text(as_section(section)), ""]
     models = {m.model for m in rec.model_calls}
     lines.append(
         f"Model: {', '.join(sorted(models)) or '(none)'}; {len(rec.model_calls)} calls; "
         f"cost ${rec.cost_usd:.4f}"
     )
-    if rec.final_message:
-        lines.append(f"Agent says: {rec.final_message.strip()}")
+    if (said := summary_section(rec)) is not None:
+        lines.append(said.body_text)
     if rec.proposal is None:
         lines.append("Proposal: no changes.")
         return "\n".join(lines)
     pr = rec.proposal
-    if pr.request_only:
-        lines.append(f"Proposal {pr.digest[:19]}: the held browser request above, no files.")
+    if (others := _without_files(pr)) is not None:
+        lines.append(f"Proposal {pr.digest[:19]}: {others}, no files.")
         return "\n".join(lines)
-    lines.append(
-        f"Proposal {pr.digest[:19]}: {len(pr.changed)} file(s), +{pr.additions} -{pr.deletions}"
-    )
-    lines += [f"  {path}" for path in pr.changed]
+    files = _files(pr)
+    lines.append(f"Proposal {pr.digest[:19]}: {len(files)} file(s), +{pr.additions} -{pr.deletions}")
+    lines += [f"  {path}" for path in files]
     if pr.out_of_scope:
         lines.append("Left out (outside the write scope): " + ", ".join(pr.out_of_scope))
     lines += render_flags(rec)
@@ -173,14 +319,24 @@ def _evidence(rec: RunRecord, patch: str, sections: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def render_applied(applied: Mapping[str, str]) -> list[str]:
-    """What apply did: the browser request it released and/or the commit it made."""
-    lines = []
-    if "request" in applied:
-        lines.append(f"released {applied['request']} (HTTP {applied.get('status', '?')})")
-    if "commit" in applied:
-        lines.append(f"committed {applied['commit'][:12]} on branch {applied['branch']}")
-    return lines
+def _files(pr: Proposal) -> list[str]:
+    return [path for part in pr.of_kind(PATCH) for path in part.paths]
+
+
+def _without_files(pr: Proposal) -> str | None:
+    """What a proposal with no file patch holds, as its parts say it (e.g. "the held
+    browser request above"); None when it has a patch, which is shown as a diff."""
+    if pr.of_kind(PATCH):
+        return None
+    return "; ".join(part.summary or f"a {part.family} {part.kind}" for part in pr.parts)
+
+
+def render_applied(applied: Sequence[AppliedPart] | Mapping[str, str] | None) -> list[str]:
+    """What apply did, one line per part (a released request, a commit on a branch).
+    A v1 record's `applied` mapping reads the same."""
+    if isinstance(applied, Mapping):
+        applied = [AppliedPart.model_validate(a) for a in upgrade_applied(dict(applied))]
+    return [part.summary for part in applied or []]
 
 
 def render_summary(rec: RunRecord, redact: Redact | None = None) -> str:
@@ -210,17 +366,21 @@ def render_pr_comment(
     plan_text: str,
     patch: str,
     audit_head: str | None,
-    sections: Sequence[str] = (),
+    sections: Sequence[str | Section] = (),
     redact: Redact | None = None,
     names: Mapping[str, str] | None = None,
+    verification: Sequence[str | Section] = (),
 ) -> str:
     """The evidence comment on a pull request: one per job, edited as the run moves.
 
     names maps identity keys to the logins to show (the record's approvers' names are
     always used); people read logins, the record keeps ids. The proposal and the evidence
-    sections are shown as they are."""
+    sections are shown as they are; verification (the control plane's checks on the
+    proposed tree) gets its own heading when there is any."""
     shown = {**record_names(rec), **(names or {})}
-    return _redact(_pr_comment(rec, plan_text, patch, audit_head, sections, shown), redact)
+    return _redact(
+        _pr_comment(rec, plan_text, patch, audit_head, sections, shown, verification), redact
+    )
 
 
 def _pr_comment(
@@ -228,37 +388,36 @@ def _pr_comment(
     plan_text: str,
     patch: str,
     audit_head: str | None,
-    sections: Sequence[str],
+    sections: Sequence[str | Section],
     names: Mapping[str, str],
+    verification: Sequence[str | Section] = (),
 ) -> str:
     last = with_names(rec.transitions[-1].reason if rec.transitions else "", names)
     requester = with_names(rec.requester, names)
+    plan = Section(
+        title="Plan (grants, denials, gates, model; each with its rule)",
+        body_text=with_names(plan_text, names),
+        body_markdown=fenced(with_names(plan_text, names)),
+        collapsed=True,
+    )
     lines = [
         f"### agentplane: `{rec.job_name}` is {STATE_HEADLINE.get(rec.state, rec.state)}",
         f"Run `{rec.run_id}` on `{rec.commit[:12]}`, requested by @{requester}. {last}",
         "",
-        "<details><summary>Plan (grants, denials, gates, model; each with its rule)</summary>",
+        section_markdown(plan),
         "",
-        "```text",
-        with_names(plan_text, names),
-        "```",
-        "</details>",
-        "",
-        "```text",
-        _tool_calls(rec),
-        *render_egress(rec.egress),
-        "```",
     ]
+    if (said := summary_section(rec)) is not None:
+        lines += [section_markdown(said), ""]
+    lines += [section_markdown(tool_calls_section(rec)), ""]
+    if (network := network_section(rec)) is not None:
+        lines += [section_markdown(network), ""]
     for section in sections:
-        lines += [
-            "<details open><summary>Evidence</summary>",
-            "",
-            "```text",
-            section,
-            "```",
-            "</details>",
-            "",
-        ]
+        lines += [section_markdown(as_section(section)), ""]
+    if verification:
+        lines += ["#### Verification", ""]
+        for check in verification:
+            lines += [section_markdown(as_section(check), heading="#####"), ""]
     if rec.state == "needs_clarification" and rec.question is not None:
         lines += [
             f"**The agent asks:** {rec.question.text}",
@@ -268,18 +427,22 @@ def _pr_comment(
         ]
     for c in rec.clarifications:
         lines.append(f"Asked: {c.question} Answered by @{with_names(c.by, names)}: {c.answer}")
-    if rec.proposal is not None and rec.proposal.request_only:
-        lines.append(f"**Proposal** `{rec.proposal.digest[:19]}`: the held browser request above.")
+    if rec.proposal is not None and (others := _without_files(rec.proposal)) is not None:
+        lines.append(f"**Proposal** `{rec.proposal.digest[:19]}`: {others}.")
     elif rec.proposal is not None:
         pr = rec.proposal
         lines += [
-            f"**Proposal** `{pr.digest[:19]}`: {len(pr.changed)} file(s), "
+            f"**Proposal** `{pr.digest[:19]}`: {len(_files(pr))} file(s), "
             f"+{pr.additions} -{pr.deletions}",
-            *render_flags(rec),
+            *_flags_markdown(rec),
             "",
-            "```diff",
-            patch.rstrip(),
-            "```",
+            section_markdown(
+                Section(
+                    title="Diff",
+                    body_text=patch.rstrip(),
+                    body_markdown=fenced(patch.rstrip(), "diff"),
+                )
+            ),
         ]
     if rec.applied:
         lines.append("Applied: " + "; ".join(render_applied(rec.applied)) + ".")

@@ -118,7 +118,7 @@ def test_the_whole_story(github: GitHubDouble, door: PullRequestDoor, tmp_path: 
     assert check(github, "agentplane/validate", head)["conclusion"] == "success"
     body = evidence(github, number)
     assert "waiting for an approving review" in body and "+    return a + b" in body
-    assert "DENIED" not in body and "fs_write  tests/test_calc.py" in body
+    assert "DENIED" not in body and "| `fs_write` | `tests/test_calc.py` | ❌ denied |" in body
     assert check(github, "agentplane/approval", head)["conclusion"] == "action_required"
 
     # The author's own approval is refused, and so is a non-approver's.
