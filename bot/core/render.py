@@ -32,8 +32,12 @@ _GITHUB_KEY = re.compile(r"github:(\d+)(?!\d)")
 class Section:
     """One evidence section, built once and shown twice: `body_text` in terminals and
     plain-text reports, `body_markdown` (GitHub-flavoured) in PR comments. A family
-    returns these so the renderer needs to know no family by name; `collapsed` asks the
-    Markdown renderer to fold a long section behind <details>."""
+    returns these so the renderer needs to know no family by name.
+
+    body_text is shown as it is, so it carries its own heading line ("SQL evidence: ...");
+    `title` heads the Markdown form (a heading, or the summary of <details>). `collapsed`
+    folds it behind <details>; sections longer than LONG_SECTION lines fold anyway.
+    Anything untrusted in body_markdown (pages, rows, model output) belongs in `fenced`."""
 
     title: str
     body_text: str
@@ -310,7 +314,9 @@ def _evidence(
         lines.append(f"Proposal {pr.digest[:19]}: {others}, no files.")
         return "\n".join(lines)
     files = _files(pr)
-    lines.append(f"Proposal {pr.digest[:19]}: {len(files)} file(s), +{pr.additions} -{pr.deletions}")
+    lines.append(
+        f"Proposal {pr.digest[:19]}: {len(files)} file(s), +{pr.additions} -{pr.deletions}"
+    )
     lines += [f"  {path}" for path in files]
     if pr.out_of_scope:
         lines.append("Left out (outside the write scope): " + ", ".join(pr.out_of_scope))
