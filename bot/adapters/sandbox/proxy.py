@@ -278,11 +278,20 @@ class EgressProxy:
             client.sendall(_refusal(event))
             return
         self._track(upstream)
-        with upstream:
-            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            client.settimeout(None)
-            up, down = _splice(client, upstream, early)
-        self._record(event, began, up, down)
+        up = down = 0
+        try:
+            with upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                client.settimeout(None)
+                up, down = _splice(client, upstream, early)
+        except OSError as exc:
+            # The client left before the tunnel opened: an attempt all the same.
+            broke = f"the tunnel broke off: {exc}"
+            event = dataclasses.replace(event, reason=f"{reason}; {broke}" if reason else broke)
+            raise
+        finally:
+            self._untrack(upstream)
+            self._record(event, began, up, down)
 
     def _intercept(self, client: socket.socket, host: str, port: int, early: bytes) -> None:
         """Serve the requests inside the tunnel, as the checked name: over TLS terminated
@@ -309,7 +318,12 @@ class EgressProxy:
             return
         upstream: _Upstream | None = None
         try:
-            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            try:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            except OSError as exc:
+                why = f"the client left before the tunnel opened: {exc}"
+                self._record(dataclasses.replace(opened, reason=why), began)
+                raise
             first = _peek(client, FIRST_BYTE_SECONDS)
             if not first:
                 why = "the client sent nothing in the tunnel"
@@ -420,6 +434,8 @@ class EgressProxy:
         method = request.method.decode("ascii", "replace")
         url = request.target.decode("ascii", "replace")[:2000]
         host, port, rule, reason = "", 0, "", ""
+        sent_on: _Upstream | None = None
+        counted = (0, 0)  # sent_on's byte counts before this request
         try:
             target = parse_target(request.target, tunnel)
             host, port, url = target.host, target.port, target.url
@@ -445,12 +461,14 @@ class EgressProxy:
                 upstream = None
             upstream = upstream or self._upstream_for(target)
             exchange = (client, conn, request, target, headers, body, websocket)
+            sent_on, counted = upstream, (upstream.up, upstream.down)
             try:
                 up, down, switched = self._forward(upstream, *exchange)
             except _Stale:
                 # An idle keep-alive the server closed meanwhile: what browsers retry too.
                 self._close_upstream(upstream)
-                upstream = self._upstream_for(target)
+                upstream = sent_on = self._upstream_for(target)
+                counted = (0, 0)
                 up, down, switched = self._forward(upstream, *exchange)
         except Refused as exc:
             decision = UNREACHABLE if exc.status == 502 else "deny"
@@ -462,6 +480,20 @@ class EgressProxy:
             self._record(dataclasses.replace(refused, url=url, reason=exc.reason), began)
             if upstream is not None and exc.status == 502:
                 self._close_upstream(upstream)  # it broke its answer: it cannot be reused
+            raise
+        except OSError as exc:
+            # A reset, a timeout, the client gone: the connection ends, but the attempt is
+            # still an event. Once forwarded it went out, so it stays `allow`, saying so.
+            up = down = 0
+            if sent_on is None:
+                broken = EgressEvent(host, port, "deny", rule or "refused", method=method)
+                why = f"the client broke off its request: {exc}"
+            else:
+                broken = dataclasses.replace(sent_on.event, method=method)
+                why = f"the exchange broke off after the request was sent: {exc}"
+                up, down = sent_on.up - counted[0], sent_on.down - counted[1]
+                self._close_upstream(sent_on)
+            self._record(dataclasses.replace(broken, url=url, reason=why), began, up, down)
             raise
         address = upstream.event.address
         event = EgressEvent(host, port, "allow", rule, address, method=method, url=url)

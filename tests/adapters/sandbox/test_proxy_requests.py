@@ -8,6 +8,7 @@ Names resolve to 127.0.0.1 through a scripted resolver, opened with private_ok.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import http.client
 import http.server
@@ -16,9 +17,11 @@ import os
 import socket
 import socketserver
 import ssl
+import struct
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +220,48 @@ def test_a_tunnel_the_gate_refuses_never_reaches_its_destination(a: Origin) -> N
     (event,) = proxy.log
     assert (event.method, event.url, event.decision) == ("CONNECT", f"a.test:{a.port}", "deny")
     assert event.reason == "CONNECT is not the approved request"
+
+
+@pytest.fixture
+def resets() -> Iterator[Origin]:
+    """An origin that starts its answer, then resets the connection mid-body."""
+    origin = Origin("r.test")
+    listener = socket.create_server(("127.0.0.1", 0))
+    origin.port = listener.getsockname()[1]
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            origin.connections += 1
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+            time.sleep(0.2)  # so the proxy has relayed the head before the reset
+            # SO_LINGER 0: close() sends RST, so the proxy's next read fails with an OSError.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield origin
+    listener.close()
+    thread.join(5)
+
+
+def test_an_answer_the_connection_broke_off_is_still_an_event(resets: Origin) -> None:
+    """Before, an OSError mid-answer ended the client connection with no event at all."""
+    url = f"http://r.test:{resets.port}/big"
+    with proxy_for(resets) as proxy, socket.create_connection(proxy.serve_tcp(), timeout=5) as s:
+        s.sendall(f"GET {url} HTTP/1.1\r\nHost: r.test:{resets.port}\r\n\r\n".encode())
+        got = b""
+        with contextlib.suppress(OSError):
+            while data := s.recv(4096):
+                got += data
+    assert got.startswith(b"HTTP/1.1 200"), got
+    assert resets.connections == 1
+    (event,) = proxy.log
+    assert (event.method, event.url, event.decision) == ("GET", url, "allow")
+    assert event.address == "127.0.0.1" and event.bytes_up > 0
+    assert event.reason.startswith("the exchange broke off after the request was sent:")
 
 
 def test_oversized_request_heads_are_refused(a: Origin) -> None:
