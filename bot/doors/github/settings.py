@@ -1,13 +1,26 @@
-"""Bot settings: `AGENTPLANE_*` environment variables (or a YAML file), checked at start-up."""
+"""Bot settings: `AGENTPLANE_*` environment variables (or a YAML file), checked at start-up.
+
+pydantic-settings reads both (`load_settings`); a `Settings(...)` built in code reads
+neither, so tests and benches never pick up the host's variables.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 from bot.core.errors import AgentplaneError
 
@@ -16,9 +29,17 @@ class ConfigError(AgentplaneError):
     pass
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    webhook_secrets: tuple[str, ...] = Field(
+PREFIX = "AGENTPLANE_"
+SECRET_VAR = "AGENTPLANE_WEBHOOK_SECRET"
+"""Singular, as documented, though it holds several: the field is `webhook_secrets`."""
+KEY_PATH_VAR = "AGENTPLANE_APP_PRIVATE_KEY_PATH"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=PREFIX, env_ignore_empty=True
+    )
+    webhook_secrets: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="AGENTPLANE_WEBHOOK_SECRET; several, comma-separated, rotate"
     )
     app_id: int | None = None
@@ -34,6 +55,26 @@ class Settings(BaseModel):
         description="PyGithub's pauses between requests (GitHub's advice against "
         "secondary rate limits); off only for local test doubles",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what the caller passes: load_settings reads the environment and the file.
+        return (init_settings,)
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _secrets(cls, v: object) -> object:
+        # Rotation: the variable lists the current secret and the ones still accepted.
+        if isinstance(v, str):
+            return tuple(part.strip() for part in v.split(",") if part.strip())
+        return v
 
     @field_validator("api_url")
     @classmethod
@@ -62,48 +103,55 @@ class Settings(BaseModel):
 
 
 ENV = {
-    "AGENTPLANE_WEBHOOK_SECRET": "webhook_secrets",
-    "AGENTPLANE_APP_ID": "app_id",
-    "AGENTPLANE_APP_PRIVATE_KEY": "app_private_key",
-    "AGENTPLANE_GITHUB_TOKEN": "github_token",
-    "AGENTPLANE_API_URL": "api_url",
-    "AGENTPLANE_CLONE_URL": "clone_url",
-    "AGENTPLANE_DATA_DIR": "data_dir",
-    "AGENTPLANE_RECONCILE_SECONDS": "reconcile_seconds",
-    "AGENTPLANE_ALLOW_FORKS": "allow_forks",
-    "AGENTPLANE_GITHUB_THROTTLE": "github_throttle",
+    SECRET_VAR if name == "webhook_secrets" else PREFIX + name.upper(): name
+    for name in Settings.model_fields
 }
+"""Each variable and the setting it sets (the error messages name the variable)."""
+
+
+class _Environment(EnvSettingsSource):
+    """The AGENTPLANE_* variables of the mapping given (os.environ unless a test passes
+    its own), with the secret's singular name read as the field's."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._given = {
+            (PREFIX + "WEBHOOK_SECRETS" if k == SECRET_VAR else k).lower(): v
+            for k, v in env.items()
+            if k in ENV
+        }
+        super().__init__(Settings, case_sensitive=False)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k: v for k, v in self._given.items() if v}  # empty means unset, as before
+
+
+def _from_file(file: Path) -> dict[str, Any]:
+    if not file.is_file():
+        raise ConfigError(f"{file}: cannot read config: no such file")
+    try:
+        return YamlConfigSettingsSource(Settings, yaml_file=file)()
+    except (OSError, UnicodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc}") from None
+    except (TypeError, ValueError):  # a list or a scalar: the source cannot merge it
+        raise ConfigError(f"{file}: expected a mapping of settings") from None
 
 
 def load_settings(env: Mapping[str, str] = os.environ, file: Path | None = None) -> Settings:
-    raw: dict[str, object] = {}
+    """The file's settings, then the environment's over them, then the key file's."""
+    raw: dict[str, Any] = {}
     source = "environment"
     if file is not None:
         source = str(file)
-        try:
-            loaded = yaml.safe_load(file.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{file}: cannot read config: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: expected a mapping of settings")
-        raw.update(loaded)
-    for var, field in ENV.items():
-        if env.get(var):
-            raw[field] = env[var]
-    key_path = env.get("AGENTPLANE_APP_PRIVATE_KEY_PATH")
+        raw.update(_from_file(file))
+    raw.update(_Environment(env)())
+    key_path = env.get(KEY_PATH_VAR)
     if key_path:
         try:
             raw["app_private_key"] = Path(key_path).read_text()
         except OSError as exc:
-            raise ConfigError(
-                f"AGENTPLANE_APP_PRIVATE_KEY_PATH={key_path}: {exc.strerror}"
-            ) from None
-    if isinstance(raw.get("webhook_secrets"), str):
-        raw["webhook_secrets"] = tuple(
-            s.strip() for s in str(raw["webhook_secrets"]).split(",") if s.strip()
-        )
+            raise ConfigError(f"{KEY_PATH_VAR}={key_path}: {exc.strerror}") from None
     try:
-        return Settings.model_validate(raw)
+        return Settings(**raw)
     except ValidationError as exc:
         names = {v: k for k, v in ENV.items()}
         msgs = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
