@@ -40,7 +40,14 @@ from typing import Any
 import pygit2
 
 from bot.adapters.audit.signing import Signer, check_signer_name, load_signer
-from bot.adapters.audit.trust import TRUSTED, ChainJudge, Trust, Verdict, parse_time, signed_payload
+from bot.adapters.audit.trust import (
+    TRUSTED,
+    ChainJudge,
+    Trust,
+    TrustVerdict,
+    parse_time,
+    signed_payload,
+)
 from bot.core.canonical import canonical_json, sha256_hex
 from bot.core.errors import AuditError
 
@@ -640,7 +647,7 @@ class AuditLog:
         judge = ChainJudge(self.trust_set()) if judge is None else judge.copy()
         fresh.reverse()
         start = len(base)
-        added: list[tuple[AuditEntry, Verdict]] = []
+        added: list[tuple[AuditEntry, TrustVerdict]] = []
         if fresh:
             blobs = list(_log_blobs(self._commit(fresh[-1].id).tree, start))
             if [seq for seq, _ in blobs] != list(range(start, start + len(fresh))):
@@ -675,7 +682,7 @@ class AuditLog:
         self,
         anchor: tuple[int, str] | None,
         base: list[AuditEntry],
-        added: list[tuple[AuditEntry, Verdict]],
+        added: list[tuple[AuditEntry, TrustVerdict]],
     ) -> None:
         if anchor is None:
             return  # a fresh clone: nothing local to compare with, signatures decide

@@ -95,7 +95,7 @@ def _earlier(a: datetime | None, b: datetime | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class TrustVerdict:
     status: Status
     message: str
 
@@ -130,7 +130,7 @@ class ChainJudge:
     def copy(self) -> ChainJudge:
         return ChainJudge(self.trust, self.first_signed, self.high_water)
 
-    def judge(self, doc: dict[str, Any]) -> Verdict:
+    def judge(self, doc: dict[str, Any]) -> TrustVerdict:
         """The verdict on one parsed entry document (see log.parse_entry)."""
         seq = doc["seq"]
         if doc["v"] == 1:
@@ -138,14 +138,14 @@ class ChainJudge:
         signer = doc["signer"]
         name, key = signer["name"], signer["key"]
         if not signature_valid(key, signed_payload(doc), doc["sig"]):
-            return Verdict(
+            return TrustVerdict(
                 "bad_signature",
                 f"entry seq {seq}: the signature does not match its content or its key "
                 f"({name}): the entry was altered after it was signed",
             )
         trusted = self.trust.lookup(key)
         if trusted is None:
-            return Verdict(
+            return TrustVerdict(
                 "unknown",
                 f"entry seq {seq} is signed by {name!r} with key {key}, which policy's "
                 "audit.signers on the default branch does not list: it was not written by a "
@@ -156,7 +156,7 @@ class ChainJudge:
         when = stamped if self.high_water is None else max(stamped, self.high_water)
         revoked = trusted.revoked_at
         if revoked is not None and when >= revoked:
-            return Verdict(
+            return TrustVerdict(
                 "revoked",
                 f"entry seq {seq} is signed by {trusted.name!r} at {when.isoformat()}, after "
                 f"its key was revoked at {revoked.isoformat()}: treat it as forged",
@@ -165,26 +165,26 @@ class ChainJudge:
             self.first_signed = seq
         self.high_water = when
         if revoked is not None:
-            return Verdict(
+            return TrustVerdict(
                 "later_revoked",
                 f"entry seq {seq} is signed by {trusted.name!r}, whose key was revoked later "
                 f"({revoked.isoformat()}); it was valid when written",
             )
-        return Verdict("signed", f"entry seq {seq} is signed by {trusted.name!r}")
+        return TrustVerdict("signed", f"entry seq {seq} is signed by {trusted.name!r}")
 
-    def _unsigned(self, seq: int) -> Verdict:
+    def _unsigned(self, seq: int) -> TrustVerdict:
         required = self.trust.require_signatures_from
         if required is not None and seq >= required:
-            return Verdict(
+            return TrustVerdict(
                 "unsigned_required",
                 f"entry seq {seq} is unsigned (v1), but policy requires signatures from seq "
                 f"{required} on (audit.require_signatures_from)",
             )
         if self.first_signed is not None:
-            return Verdict(
+            return TrustVerdict(
                 "downgrade",
                 f"entry seq {seq} is unsigned (v1) after signed entries (from seq "
                 f"{self.first_signed}): agentplane signs every entry since the upgrade, so "
                 "it was added outside agentplane",
             )
-        return Verdict("unsigned", f"entry seq {seq} is unsigned (v1, written before signing)")
+        return TrustVerdict("unsigned", f"entry seq {seq} is unsigned (v1, written before signing)")

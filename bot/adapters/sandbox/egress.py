@@ -102,7 +102,7 @@ def parse_rule(text: str) -> Rule:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class EgressVerdict:
     allowed: bool
     rule: str
 
@@ -115,20 +115,20 @@ class Allowlist:
         except ValueError as exc:
             raise SandboxError(f"egress_private_ok: {exc}") from exc
 
-    def check_name(self, host: str, port: int) -> Verdict:
+    def check_name(self, host: str, port: int) -> EgressVerdict:
         """May host:port be asked for? Addresses only by a rule naming exactly them."""
         address = ip_literal(host)
         name = str(address) if address is not None else normalise_host(host)
         if name is None:
-            return Verdict(False, "not-a-dns-name")
+            return EgressVerdict(False, "not-a-dns-name")
         for i, rule in enumerate(self.rules):
             if (rule.address is None) != (address is None):
                 continue
             if rule.matches(name, port):
-                return Verdict(True, f"allow_domains[{i}]={rule.text}")
-        return Verdict(False, "default-deny")
+                return EgressVerdict(True, f"allow_domains[{i}]={rule.text}")
+        return EgressVerdict(False, "default-deny")
 
-    def check_addresses(self, addresses: Iterable[str]) -> Verdict:
+    def check_addresses(self, addresses: Iterable[str]) -> EgressVerdict:
         """Every address must be usable: one bad answer among good ones is a rebinding tell."""
         for text in addresses:
             ip: Address = ipaddress.ip_address(text.split("%", 1)[0])
@@ -137,5 +137,5 @@ class Allowlist:
             if any(ip in net for net in self.private_ok):
                 continue
             if not ip.is_global or ip.is_multicast:
-                return Verdict(False, f"non-public-address={ip}")
-        return Verdict(True, "public-address")
+                return EgressVerdict(False, f"non-public-address={ip}")
+        return EgressVerdict(True, "public-address")

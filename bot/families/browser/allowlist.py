@@ -21,7 +21,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 @dataclass(frozen=True)
-class DomainVerdict:
+class UrlVerdict:
     allowed: bool
     host: str
     entry: str | None
@@ -36,19 +36,19 @@ def _split_entry(entry: str) -> tuple[str, int | None]:
     return entry, None
 
 
-def check_url(url: str, domains: Sequence[str]) -> DomainVerdict:
+def check_url(url: str, domains: Sequence[str]) -> UrlVerdict:
     try:
         parts = urlsplit(url)
         scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
         port = parts.port or DEFAULT_PORTS.get(scheme)
     except ValueError as exc:
-        return DomainVerdict(False, "", None, f"unparseable URL: {exc}")
+        return UrlVerdict(False, "", None, f"unparseable URL: {exc}")
     if scheme in LOCAL_SCHEMES:
-        return DomainVerdict(True, "", None, f"{scheme}: URLs make no network request")
+        return UrlVerdict(True, "", None, f"{scheme}: URLs make no network request")
     if scheme not in NETWORK_SCHEMES:
-        return DomainVerdict(False, host, None, f"scheme {scheme!r} is never allowed")
+        return UrlVerdict(False, host, None, f"scheme {scheme!r} is never allowed")
     if not host:
-        return DomainVerdict(False, host, None, "no host in the URL")
+        return UrlVerdict(False, host, None, "no host in the URL")
     if ":" in host:  # urlsplit strips brackets from IPv6 literals; entries keep them
         host = f"[{host}]"
     for entry in domains:
@@ -56,11 +56,9 @@ def check_url(url: str, domains: Sequence[str]) -> DomainVerdict:
         if entry_port is not None and entry_port != port:
             continue
         if domain_covers(entry_host, host):
-            return DomainVerdict(True, host, entry, f"{host} is covered by {entry!r}")
+            return UrlVerdict(True, host, entry, f"{host} is covered by {entry!r}")
     shown = ", ".join(domains) or "(none)"
-    return DomainVerdict(
-        False, host, None, f"{host}:{port} is outside scope.browser.domains {shown}"
-    )
+    return UrlVerdict(False, host, None, f"{host}:{port} is outside scope.browser.domains {shown}")
 
 
 def normal_url(url: str) -> str:

@@ -41,7 +41,7 @@ STATEMENTS = {
 
 
 @dataclass(frozen=True)
-class Verdict:
+class SqlVerdict:
     allowed: bool
     rule: str
     reason: str
@@ -59,8 +59,8 @@ class SqlRefused(ToolRefused):
     """Refused before or by the server; carries the rule so the record can name it."""
 
 
-def refuse(rule: str, reason: str) -> Verdict:
-    return Verdict(False, f"sql#{rule}", reason)
+def refuse(rule: str, reason: str) -> SqlVerdict:
+    return SqlVerdict(False, f"sql#{rule}", reason)
 
 
 # The built-in TABLESAMPLE methods; others (tsm_system_rows, ...) are extension functions.
@@ -68,7 +68,7 @@ SAMPLE_METHODS = frozenset({"system", "bernoulli"})
 ALLOW_FUNCTIONS_FIELD = "sql_connections.<name>.allow_functions"
 
 
-def function_verdict(parts: list[str], allow: Collection[str] = ()) -> Verdict | None:
+def function_verdict(parts: list[str], allow: Collection[str] = ()) -> SqlVerdict | None:
     """None if the call may run; else the refusal. parts is the name as parsed: [schema,] name.
 
     A bare or pg_catalog-qualified name on the allowlist is a built-in. Any other
@@ -103,7 +103,7 @@ class _Walk(Visitor):
     """Collects the first refusal anywhere in the tree: CTEs, subqueries, FROM, targets."""
 
     def __init__(self, allow: Collection[str]) -> None:
-        self.refusal: Verdict | None = None
+        self.refusal: SqlVerdict | None = None
         self.allow = allow
         self.unqualified: set[str] = set()
 
@@ -143,7 +143,7 @@ def _option_on(arg: Any) -> bool:
     return True  # unknown spelling: assume the dangerous reading
 
 
-def _check(stmt: Any, allow_analyze: bool, allow: Collection[str]) -> Verdict:
+def _check(stmt: Any, allow_analyze: bool, allow: Collection[str]) -> SqlVerdict:
     if isinstance(stmt, ast.CopyStmt):
         if stmt.is_program:
             return refuse("copy-program", "COPY ... PROGRAM runs a shell command on the server")
@@ -176,15 +176,15 @@ def _check(stmt: Any, allow_analyze: bool, allow: Collection[str]) -> Verdict:
             return refuse("statement-type", "EXPLAIN is allowed only of a SELECT")
         fmt = opts.get("format")
         json_plan = isinstance(fmt, ast.String) and (fmt.sval or "").lower() == "json"
-        return Verdict(
+        return SqlVerdict(
             True, "sql#read-only", "EXPLAIN of a SELECT", "explain", analyze, json_plan, bare
         )
-    return Verdict(True, "sql#read-only", f"a plain {kind.upper()}", kind, unqualified=bare)
+    return SqlVerdict(True, "sql#read-only", f"a plain {kind.upper()}", kind, unqualified=bare)
 
 
 def classify(
     sql: str, allow_analyze: bool = False, allow_functions: Collection[str] = ()
-) -> Verdict:
+) -> SqlVerdict:
     """Allowed only for exactly one SELECT, EXPLAIN [of a SELECT] or SHOW with no side effects.
 
     allow_functions: names policy allows beyond the built-in allowlist (bot/sql/functions.py).
@@ -202,7 +202,9 @@ def classify(
     return _check(stmts[0].stmt, allow_analyze, frozenset(allow_functions))
 
 
-def check(sql: str, allow_analyze: bool = False, allow_functions: Collection[str] = ()) -> Verdict:
+def check(
+    sql: str, allow_analyze: bool = False, allow_functions: Collection[str] = ()
+) -> SqlVerdict:
     """classify, raising SqlRefused when refused."""
     verdict = classify(sql, allow_analyze, allow_functions)
     if not verdict.allowed:

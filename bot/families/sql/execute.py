@@ -22,7 +22,7 @@ import psycopg
 from psycopg import errors
 
 from bot.families.base import ToolFailure
-from bot.families.sql.classify import SqlRefused, Verdict
+from bot.families.sql.classify import SqlRefused, SqlVerdict
 from bot.families.sql.connections import SqlConnection
 from bot.families.sql.functions import ALL_ALLOWED
 from bot.families.sql.privilege import ROLE_QUERY, RoleRow, role_problems
@@ -176,7 +176,7 @@ class SqlSession:
                 "replicas only",
             )
 
-    def _refuse_shadowed(self, verdict: Verdict) -> None:
+    def _refuse_shadowed(self, verdict: SqlVerdict) -> None:
         if names := sorted(verdict.unqualified & self.shadowed):
             spelled = ", ".join(f"{n}()" for n in names)
             raise SqlRefused(
@@ -186,7 +186,7 @@ class SqlSession:
                 f"pg_catalog.{names[0]}(...) to mean the built-in",
             )
 
-    def run(self, sql: str, verdict: Verdict, explain: bool, analyze: bool) -> Result:
+    def run(self, sql: str, verdict: SqlVerdict, explain: bool, analyze: bool) -> Result:
         pg = self._connect()
         pol = self.conn.policy
         self._refuse_shadowed(verdict)

@@ -15,7 +15,7 @@ from bot.core.plan import Plan, plan
 from bot.core.policy import merge_policy
 from bot.core.record import ToolCall
 from bot.core.request import RunRequest
-from bot.families.sql.classify import Verdict
+from bot.families.sql.classify import SqlVerdict
 from bot.families.sql.evidence import render_sql_evidence
 from bot.families.sql.execute import SqlSession
 from bot.families.sql.tools import SqlTools
@@ -182,7 +182,7 @@ def test_server_rejects_multiple_statements_even_if_the_classifier_missed(
     for kind in ("select", "show"):
         with pytest.raises(Exception, match="cannot insert multiple commands"):
             session.run(
-                "SELECT 1; DELETE FROM shop.notes", Verdict(True, "x", "x", kind), False, False
+                "SELECT 1; DELETE FROM shop.notes", SqlVerdict(True, "x", "x", kind), False, False
             )
 
 
