@@ -20,7 +20,9 @@ with two accounts, or one email in two cases, counts once."""
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Tally:
+    """What the approvals add up to for one requirement: met or not, and why."""
+
     ok: bool
     reason: str
 
@@ -59,7 +61,7 @@ class Requirement(BaseModel):
         author: str,
         matches: Matcher,
         person: Person = lambda key: key,
-    ) -> Verdict:
+    ) -> Tally:
         # Authors never count, whatever the policy says: self-approval is not approval.
         one_each = {person(a): a for a in sorted(approvers)}
         one_each.pop(person(author), None)
@@ -68,21 +70,21 @@ class Requirement(BaseModel):
             return _at_least(1, self.any_of, people, matches)
         if self.all_of is not None:
             if not self.all_of:
-                return Verdict(False, "empty all_of: nobody can approve (fails closed)")
+                return Tally(False, "empty all_of: nobody can approve (fails closed)")
             for principal in self.all_of:
                 v = _at_least(1, [principal], people, matches)
                 if not v.ok:
-                    return Verdict(False, f"all_of: {v.reason}")
-            return Verdict(True, "approved by " + ", ".join(self.all_of))
+                    return Tally(False, f"all_of: {v.reason}")
+            return Tally(True, "approved by " + ", ".join(self.all_of))
         return _at_least(self.count or 0, self.of or [], people, matches)
 
 
-def _at_least(n: int, principals: list[str], people: list[str], matches: Matcher) -> Verdict:
+def _at_least(n: int, principals: list[str], people: list[str], matches: Matcher) -> Tally:
     if not principals:
-        return Verdict(False, "no approvers listed: nobody can approve (fails closed)")
+        return Tally(False, "no approvers listed: nobody can approve (fails closed)")
     allowed = [p for p in people if any(matches(pr, p) for pr in principals)]
     if len(allowed) >= n:
-        return Verdict(True, f"approved by {', '.join(allowed)}")
-    return Verdict(
+        return Tally(True, f"approved by {', '.join(allowed)}")
+    return Tally(
         False, f"needs {n} approval(s) from {', '.join(principals)}; have {len(allowed)}"
     )

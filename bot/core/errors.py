@@ -47,3 +47,23 @@ class GitError(AgentplaneError):
 
 class RunError(AgentplaneError):
     """A run cannot proceed (unknown run, wrong state, stale approval...)."""
+
+
+class NotAwaitingApproval(RunError):
+    """A decision on a run that is not waiting for one (already applied, cancelled...)."""
+
+
+class ApprovalNotCounted(RunError):
+    """A decision that was recorded but does not count; `reason` and `rule` say why.
+
+    Doors that expect it (a PR review is often not an approval that counts) read the
+    engine's Outcome instead; the terminal raises this to exit with the reason."""
+
+    def __init__(self, message: str, reason: str, rule: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.rule = rule
+
+
+class StaleApproval(ApprovalNotCounted):
+    """The decision was about another commit or proposal than the one the run now shows."""
