@@ -10,6 +10,7 @@ logs all go through the same instance.
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import re
@@ -206,9 +207,11 @@ def host_secrets(environ: Mapping[str, str], policy: Policy | None = None) -> li
         if not value:
             continue
         if name.startswith(CREDENTIAL_PREFIX):
-            # user:password@https://origin: the password alone leaks as much as the whole.
+            # user:password@https://origin: the password alone leaks as much as the whole,
+            # and so does HTTP Basic's token for it (base64 of user:password), which every
+            # request Chromium sends with the credential carries (a HAR, a trace).
             userinfo = value.rpartition("@")[0]
-            out += [value, userinfo.partition(":")[2]]
+            out += [value, userinfo.partition(":")[2], *_basic_tokens(userinfo)]
         elif name == BOT_SECRETS[0]:
             out += [s.strip() for s in value.split(",")]
         elif name in BOT_SECRETS or name in model_vars:
@@ -225,6 +228,15 @@ def host_secrets(environ: Mapping[str, str], policy: Policy | None = None) -> li
             continue  # resolve() reports an unreadable secrets file where it is used
         out += _dsn_secrets(text)  # the whole text, and a DSN's password if it is one
     return out
+
+
+def _basic_tokens(userinfo: str) -> list[str]:
+    """`Authorization: Basic` tokens of user:password, with and without base64 padding
+    (a token cut at its padding still decodes)."""
+    if ":" not in userinfo:
+        return []
+    token = base64.b64encode(userinfo.encode()).decode()
+    return [token, token.rstrip("=")]
 
 
 def _dsn_secrets(dsn: str) -> list[str]:

@@ -89,12 +89,21 @@ class BrowserSession:
         return step
 
     async def _hold(self, step: Step, held: Held) -> None:
-        shot = await self.tab.gate_screenshot()
-        page_url = self.tab.page.url  # before the abort, which may swap in an error page
+        try:
+            shot = await self.tab.gate_screenshot()
+            page_url = self.tab.page.url  # before the abort, which may swap in an error page
+        except (PlaywrightError, BrowserError):
+            # No picture, no hold: the request is refused all the same, and nothing
+            # state-changing leaves this session again.
+            with contextlib.suppress(PlaywrightError):
+                await held.route.abort("blockedbyclient")
+            self.tab.sealed = True
+            await self.tab.settle_action()
+            raise
         name = "gate.png"
         self.images[name] = shot
         await held.route.abort("blockedbyclient")
-        self.tab.sealed = True
+        self.tab.sealed = True  # also refuses the requests that came during the hold
         await self.tab.settle_action()
         step.status, step.screenshot = "held", name
         step.note = f"held for approval: {held.request.method} {held.request.url}"

@@ -12,13 +12,16 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import io
+import json
 import re
 import tempfile
+import zipfile
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote, quote_plus
 
 from playwright.async_api import (
     Browser,
@@ -42,6 +45,11 @@ ACTION_TIMEOUT_MS = 10_000
 SETTLE_S = 0.3
 """After an action returns, how long a request it started may take to show up."""
 HOLD_WAIT_S = 5.0
+SHOT_TIMEOUT_S = 10.0
+"""The DevTools screenshot has no timeout of its own: a hold must never wedge on it."""
+LATE_WAIT_S = 20.0
+"""How long a request that came while another was held waits for the seal before it is
+refused anyway (the hold's screenshot and abort take well under a second)."""
 FORM_INFO_JS = """el => {
   const form = el.form || el.closest('form');
   const type = (el.getAttribute('type') || '').toLowerCase();
@@ -56,6 +64,10 @@ FORM_INFO_JS = """el => {
     action: form ? (el.hasAttribute('formaction') ? el.formAction : form.action) : null,
   };
 }"""
+MASK = b"[REDACTED]"
+"""The one redactor's mask (bot/run/redact.py, a layer above this one)."""
+MIN_SECRET = 4
+"""As the redactor: a shorter password would mask ordinary bytes."""
 _SNAPSHOT_LINE = re.compile(r'^- (?P<role>[\w-]+)(?: "(?P<name>(?:[^"\\]|\\.)*)")?')
 
 
@@ -76,6 +88,42 @@ class Held:
         if self.body is None or ctype != "application/x-www-form-urlencoded":
             return None
         return parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def credential_forms(credential: BrowserCredential | None) -> list[bytes]:
+    """Every form in which the credential's password shows up in a HAR or a trace: as
+    typed, inside `user:password`, as HTTP Basic's token (every request Chromium sends
+    with the credential carries it), JSON-escaped and percent-encoded. Longest first."""
+    if credential is None or len(credential.password) < MIN_SECRET:
+        return []
+    pw, userinfo = credential.password, f"{credential.username}:{credential.password}"
+    token = base64.b64encode(userinfo.encode()).decode()
+    forms = {pw, userinfo, token, token.rstrip("="), json.dumps(pw)[1:-1], quote(pw, safe="")}
+    forms.add(quote_plus(pw))
+    return sorted({f.encode() for f in forms}, key=len, reverse=True)
+
+
+def mask(data: bytes, secrets: Sequence[bytes]) -> bytes:
+    for secret in secrets:
+        data = data.replace(secret, MASK)
+    return data
+
+
+def mask_zip(data: bytes, secrets: Sequence[bytes]) -> bytes:
+    """The trace with every member masked (the page's HTML, the network log, the
+    snapshots); names, order and compression kept, so the trace viewer still opens it.
+    The zip is returned as it was when no member holds a secret."""
+    if not secrets:
+        return data
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        members = [(info, src.read(info)) for info in src.infolist()]
+    if not any(secret in body for _, body in members for secret in secrets):
+        return data
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info, body in members:
+            dst.writestr(info, mask(body, secrets), compress_type=info.compress_type)
+    return out.getvalue()
 
 
 def locate(page: Page, target: Target) -> Locator:
@@ -119,16 +167,28 @@ class Tab:
         self.step = 0
         self.armed: GateHit | None = None
         self.held: Held | None = None
-        self.sealed = False
-        """Once sealed (after a hold, or after the approved request left), nothing
-        state-changing leaves the browser again; late attempts are listed here."""
         self.refused_late: list[str] = []
+        """State-changing requests refused after the first was held (or after the seal)."""
         self._held_event = asyncio.Event()
+        self._sealed_event = asyncio.Event()
         self._dir = tempfile.TemporaryDirectory(prefix="agentplane-browser-")
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._pending_action: asyncio.Future[Any] | None = None
         self._cdp: CDPSession | None = None
+
+    @property
+    def sealed(self) -> bool:
+        """Once sealed (after a hold is recorded, or as the approved request leaves),
+        nothing state-changing leaves the browser again; late attempts are listed in
+        refused_late. Sealing also answers the requests that came while one was held."""
+        return self._sealed_event.is_set()
+
+    @sealed.setter
+    def sealed(self, value: bool) -> None:
+        if not value:
+            raise ValueError("a sealed tab stays sealed")
+        self._sealed_event.set()
 
     @property
     def page(self) -> Page:
@@ -157,7 +217,14 @@ class Tab:
         for that navigation, so ask the DevTools protocol; the session opened with the page
         because detaching one mid-hold never returns."""
         assert self._cdp is not None
-        shot = await self._cdp.send("Page.captureScreenshot", {"format": "png"})
+        try:
+            shot = await asyncio.wait_for(
+                self._cdp.send("Page.captureScreenshot", {"format": "png"}), SHOT_TIMEOUT_S
+            )
+        except TimeoutError:
+            raise BrowserError(
+                f"the gate screenshot did not come in {SHOT_TIMEOUT_S:g} s"
+            ) from None
         return base64.b64decode(shot["data"])
 
     def _block(self, method: str, url: str, kind: str, reason: str) -> None:
@@ -177,7 +244,16 @@ class Tab:
             return
         if self.sealed or self.held is not None:
             self.refused_late.append(f"{request.method} {request.url}")
-            await route.abort("blockedbyclient")
+            if not self.sealed:
+                # Another request is held, and its gate screenshot may be in flight:
+                # aborting a navigation now would swap in Chromium's error page under
+                # it (the page's own POST held, then the form's), and the DevTools
+                # screenshot never returns. Leave this one unanswered, like the held
+                # one, until the hold is recorded and the tab sealed; then refuse it.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._sealed_event.wait(), LATE_WAIT_S)
+            with contextlib.suppress(PlaywrightError):
+                await route.abort("blockedbyclient")
             return
         self.held = Held(route, request, hit, request.post_data_buffer)
         self._held_event.set()
@@ -252,18 +328,25 @@ class Tab:
             self._pending_action = None
 
     async def close(self) -> dict[str, bytes]:
-        """Stop the trace, close the context (which writes the HAR); both as bytes."""
+        """Stop the trace, close the context (which writes the HAR); both as bytes, with
+        the broker credential masked in them: they record every request (its Basic
+        header) and every page (one may show the password) and go to the audit branch."""
         out: dict[str, bytes] = {}
+        self.sealed = True  # a request still waiting on a hold is refused, not sent
         if self._context is None:
             return out
         trace = Path(self._dir.name) / "trace.zip"
         try:
             await self._context.tracing.stop(path=str(trace))
             await self._context.close()
+            secrets = credential_forms(self.credential)
             for name in ("trace.zip", "browser.har"):
                 path = Path(self._dir.name) / name
                 if path.exists():
-                    out[name] = path.read_bytes()
+                    data = path.read_bytes()
+                    out[name] = (
+                        mask_zip(data, secrets) if name.endswith(".zip") else mask(data, secrets)
+                    )
         finally:
             self._context, self._page, self._cdp = None, None, None
             self._dir.cleanup()

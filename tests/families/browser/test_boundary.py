@@ -77,7 +77,11 @@ def test_a_page_s_own_post_during_the_click_is_held_under_its_own_name(
     backend_name: str, witness: Witness
 ) -> None:
     """The page's timer POSTs /other as Save is clicked. Whichever request is held, the
-    reason the reviewer reads names that request, never the form's."""
+    reason the reviewer reads names that request, never the form's.
+
+    The other one waits, unanswered, until the hold is recorded: when the fetch was held
+    first, refusing the form's navigation at once swapped Chromium's error page in under
+    the gate screenshot, which then never came (the click timed out after 90 s)."""
     s = session(witness, backend_name)
     try:
         s.goto(f"{witness.url}/timer")
@@ -89,6 +93,8 @@ def test_a_page_s_own_post_during_the_click_is_held_under_its_own_name(
     assert f"{p.method} {p.url}" in p.reason, (p.method, p.url, p.reason)
     if p.url.endswith("/other"):
         assert p.rule == "browser#not-the-form" and "POST /save" not in p.reason
+    # The gate shows the page as it was, not an error page left by the refused request.
+    assert p.page_url == f"{witness.url}/timer" and s.images["gate.png"]
     assert witness.changes("propose") == []
 
 
