@@ -12,23 +12,22 @@ from bot.core.plan import GatePlan, Plan
 from bot.core.policy import Policy
 from bot.core.record import RunRecord
 
-APPLY_ACTIONS = ("write", "commit")
-"""The actions a file proposal performs when applied."""
-
 
 def open_gates(rec: RunRecord) -> list[GatePlan]:
-    """The plan's gates that the staged proposal actually triggers (by action and path)."""
+    """The plan's gates that the staged proposal actually triggers: a gate opens when some
+    part raises its action and, for a path-scoped gate, changes one of its paths. The parts
+    say which actions and paths they carry, so no family is named here."""
     proposal = rec.proposal
     if proposal is None:
         return []
-    actions = set(APPLY_ACTIONS if proposal.patch_sha256 else ())
-    if proposal.browser:
-        actions.add(proposal.browser.action)
     return [
         g
         for g in Plan.model_validate(rec.plan).gates
-        if g.action in actions
-        and (not g.paths or any(match_any(c, g.paths) for c in proposal.changed))
+        if any(
+            g.action in part.actions
+            and (not g.paths or any(match_any(path, g.paths) for path in part.paths))
+            for part in proposal.parts
+        )
     ]
 
 

@@ -3,17 +3,53 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from croniter import CroniterBadCronError, croniter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from bot.core.canonical import digest_of
 from bot.core.yamlsrc import Located, parse, validate
 
 JobType = Literal["code", "sql", "browser", "doc"]
-Tool = Literal["filesystem", "shell", "browser", "sql", "documents", "ask"]
+BUILTIN_TOOLS: tuple[str, ...] = ("filesystem", "shell", "browser", "sql", "documents", "ask")
+"""The tool names of the shipped families (and `documents`, declared ahead of its family):
+what a job or policy file may name when whoever reads it runs no engine (`agentplane
+validate`, the PR door's check). An engine validates against the families it runs."""
+
+_known_tools: ContextVar[tuple[str, ...]] = ContextVar("known_tools", default=BUILTIN_TOOLS)
+
+
+@contextmanager
+def known_tools(names: Iterable[str]) -> Iterator[None]:
+    """Validate tool names against `names` inside this block. A context variable, because
+    the validators run deep inside pydantic, reached through yamlsrc and merge_policy,
+    which pass no context of their own; it is reset on the way out."""
+    token = _known_tools.set(tuple(dict.fromkeys(names)))
+    try:
+        yield
+    finally:
+        _known_tools.reset(token)
+
+
+def _one_of(names: Sequence[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def _known_tool(name: str) -> str:
+    known = _known_tools.get()
+    if name not in known:
+        raise ValueError(f"Input should be {_one_of(known)}")
+    return name
+
+
+Tool = Annotated[str, AfterValidator(_known_tool)]
+"""A job-file tool name: one a known family serves (see known_tools)."""
 Action = Literal["write", "submit", "delete", "purchase", "merge", "schedule", "deploy", "commit"]
 Contract = Literal["diff", "diff_plus_trace", "query_evidence", "document", "report"]
 
@@ -175,8 +211,10 @@ class Job(Strict):
         return digest_of(self.model_dump(mode="json"))
 
 
-def job_schema() -> dict[str, Any]:
+def job_schema(tools: Sequence[str] = BUILTIN_TOOLS) -> dict[str, Any]:
     schema = Job.model_json_schema()
+    # The names are checked by a validator, not the type: editors get them as an enum.
+    schema["properties"]["tools"]["items"] = {"enum": list(tools), "type": "string"}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "agentplane job"
     # Editors should not demand `name`: it defaults to the file name.
@@ -184,8 +222,13 @@ def job_schema() -> dict[str, Any]:
     return schema
 
 
-def parse_job(path: str, text: str) -> Job:
-    """Parse and validate a job file; raises ValidationFailed with located errors."""
+def parse_job(path: str, text: str, tools: Sequence[str] | None = None) -> Job:
+    """Parse and validate a job file; raises ValidationFailed with located errors.
+
+    tools: the tool names the caller's families serve (default: as known_tools says)."""
+    if tools is not None:
+        with known_tools(tools):
+            return parse_job(path, text)
     doc: Located = parse(path, text)
     default_name = PurePosixPath(path).name.removesuffix(".yaml").removesuffix(".yml").lower()
 
@@ -195,4 +238,3 @@ def parse_job(path: str, text: str) -> Job:
         return data
 
     return validate(doc, Job, prepare=with_name)
-

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
 from bot.core.canonical import digest_of
 from bot.core.errors import RunError
@@ -100,39 +100,183 @@ class Approval(BaseModel):
     reason: str
 
 
-class BrowserPending(BaseModel):
-    """The browser request held at the gate: exactly what an approval releases."""
+Detail = dict[str, str | int | bool | list[str] | None]
+"""A part's family-specific facts (a diffstat, a held request's method and URL): plain JSON
+values, so any reader of the audit branch can show them without the family's code."""
 
-    action: str
-    method: str
-    url: str
-    body_sha256: str | None
-    step: int
-    pending_digest: str
+
+class ProposalPart(BaseModel):
+    """One family's share of a proposal: what apply will do, and what binds it.
+
+    `digest` names the staged content (a patch's sha256, a held request's digest); the
+    family's apply step checks what it applies against it. `actions` and `paths` are what
+    the gates read."""
+
+    family: str
+    kind: str
+    digest: str
+    actions: list[str] = Field(default_factory=list)
+    paths: list[str] = Field(default_factory=list)
+    summary: str = ""
+    """One line for the evidence, e.g. "the held browser request above"."""
+    detail: Detail = Field(default_factory=dict)
+
+    def bound(self) -> dict[str, Any]:
+        """What the proposal digest covers: everything apply and the gates act on. The
+        summary and the detail are display, and are redacted in the stored record, so a
+        digest over them could not be recomputed from it."""
+        return {
+            "family": self.family,
+            "kind": self.kind,
+            "digest": self.digest,
+            "actions": self.actions,
+            "paths": self.paths,
+        }
+
+
+PATCH = "patch"
+"""The part kind of a unified diff of the workspace (digest: the patch's sha256)."""
+
+# v1 records knew two fixed parts; their digests were taken over these names.
+_V1_PATCH_FAMILY, _V1_REQUEST_FAMILY = "filesystem", "browser"
 
 
 class Proposal(BaseModel):
+    """What an approval binds to: a list of parts, one per family, and one digest over all.
+
+    `scheme` 2 digests every part's bound fields. Records written before parts existed
+    (scheme 1: `patch_sha256`, `changed`, `browser`) load as parts and keep their own
+    digest formula, so a run awaiting approval across the upgrade still verifies."""
+
+    scheme: int = 2
     digest: str
-    """What an approval binds to: the patch's sha256 and the held browser request."""
-    patch_sha256: str | None = None
-    changed: list[str] = Field(default_factory=list)
-    additions: int = 0
-    deletions: int = 0
+    parts: list[ProposalPart] = Field(default_factory=list)
     out_of_scope: list[str] = Field(default_factory=list)
-    browser: BrowserPending | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_v1(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "parts" in data:
+            return data
+        return _upgrade_v1(data)
+
+    def part(self, family: str) -> ProposalPart | None:
+        return next((p for p in self.parts if p.family == family), None)
+
+    def of_kind(self, kind: str) -> list[ProposalPart]:
+        return [p for p in self.parts if p.kind == kind]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def changed(self) -> list[str]:
+        """The files its patches change: kept in the stored form, as v1 records had it,
+        for whoever reads an audit branch without knowing parts."""
+        return [path for p in self.of_kind(PATCH) for path in p.paths]
 
     @property
-    def request_only(self) -> bool:
-        """A held browser request and no file changes: nothing to show as a diff."""
-        return self.browser is not None and not self.changed
+    def paths(self) -> list[str]:
+        """Every path the parts change, in part order, each once."""
+        return list(dict.fromkeys(path for p in self.parts for path in p.paths))
+
+    @property
+    def actions(self) -> list[str]:
+        return list(dict.fromkeys(a for p in self.parts for a in p.actions))
+
+    @property
+    def additions(self) -> int:
+        return sum(_count(p.detail.get("additions")) for p in self.of_kind(PATCH))
+
+    @property
+    def deletions(self) -> int:
+        return sum(_count(p.detail.get("deletions")) for p in self.of_kind(PATCH))
 
     def expected_digest(self) -> str:
-        return digest_of(
+        if self.scheme == 1:
+            patch = next((p.digest for p in self.parts if p.family == _V1_PATCH_FAMILY), None)
+            held = next((p.digest for p in self.parts if p.family == _V1_REQUEST_FAMILY), None)
+            return digest_of({"patch": patch, "browser": held})
+        return digest_of({"parts": [p.bound() for p in self.parts]})
+
+    @classmethod
+    def of(cls, parts: list[ProposalPart], out_of_scope: list[str]) -> Proposal:
+        proposal = cls(digest="", parts=parts, out_of_scope=out_of_scope)
+        return proposal.model_copy(update={"digest": proposal.expected_digest()})
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A v1 proposal as parts: the patch (write, commit on its changed files) and the held
+    browser request (its action), with the digest and formula it was approved under."""
+    parts: list[dict[str, Any]] = []
+    if data.get("patch_sha256"):
+        parts.append(
             {
-                "patch": self.patch_sha256,
-                "browser": self.browser.pending_digest if self.browser else None,
+                "family": _V1_PATCH_FAMILY,
+                "kind": PATCH,
+                "digest": data["patch_sha256"],
+                "actions": ["write", "commit"],
+                "paths": list(data.get("changed") or []),
+                "detail": {
+                    "additions": data.get("additions", 0),
+                    "deletions": data.get("deletions", 0),
+                },
             }
         )
+    held = data.get("browser")
+    if isinstance(held, dict):
+        parts.append(
+            {
+                "family": _V1_REQUEST_FAMILY,
+                "kind": "held_request",
+                "digest": held.get("pending_digest", ""),
+                "actions": [held.get("action", "")],
+                "summary": "the held browser request above",
+                "detail": {k: v for k, v in held.items() if k != "pending_digest"},
+            }
+        )
+    return {
+        "scheme": 1,
+        "digest": data.get("digest", ""),
+        "parts": parts,
+        "out_of_scope": data.get("out_of_scope") or [],
+    }
+
+
+class AppliedPart(BaseModel):
+    """What apply did for one part: a released request, a commit on a branch."""
+
+    family: str
+    summary: str
+    """As the evidence says it, e.g. "committed 0123456789ab on branch agentplane/run/x"."""
+    details: dict[str, str] = Field(default_factory=dict)
+    """Plain facts a door acts on: `commit` and `branch` for a commit it pushes."""
+
+
+def upgrade_applied(data: Any) -> Any:
+    """v1's `applied` dict (`request`/`status`, `branch`/`commit`) as AppliedParts."""
+    if not isinstance(data, dict):
+        return data
+    parts: list[dict[str, Any]] = []
+    if "request" in data:
+        parts.append(
+            {
+                "family": _V1_REQUEST_FAMILY,
+                "summary": f"released {data['request']} (HTTP {data.get('status', '?')})",
+                "details": {k: data[k] for k in ("request", "status") if k in data},
+            }
+        )
+    if "commit" in data:
+        parts.append(
+            {
+                "family": _V1_PATCH_FAMILY,
+                "summary": f"committed {data['commit'][:12]} on branch {data.get('branch', '')}",
+                "details": {k: data[k] for k in ("branch", "commit") if k in data},
+            }
+        )
+    return parts
 
 
 class Question(BaseModel):
@@ -184,7 +328,8 @@ class RunRecord(BaseModel):
     artifacts: list[ArtifactRef] = Field(default_factory=list)
     proposal: Proposal | None = None
     approvals: list[Approval] = Field(default_factory=list)
-    applied: dict[str, str] | None = None
+    applied: list[AppliedPart] | None = None
+    """What apply did, part by part; None until something was applied."""
     question: Question | None = None
     clarifications: list[Clarification] = Field(default_factory=list)
     egress: list[dict[str, Any]] = Field(default_factory=list)
@@ -203,3 +348,15 @@ class RunRecord(BaseModel):
 
     def artifact(self, name: str) -> ArtifactRef | None:
         return next((a for a in self.artifacts if a.name == name), None)
+
+    @field_validator("applied", mode="before")
+    @classmethod
+    def _applied_v1(cls, v: Any) -> Any:
+        return upgrade_applied(v)
+
+    def applied_commit(self) -> tuple[str, str] | None:
+        """(commit, branch) of the commit apply made, for a door that pushes it; or None."""
+        for part in self.applied or []:
+            if "commit" in part.details and "branch" in part.details:
+                return part.details["commit"], part.details["branch"]
+        return None

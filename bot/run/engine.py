@@ -8,6 +8,7 @@ interrupted anywhere resumes from its last record with nothing lost.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import json
 import os
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from bot.adapters.audit.log import AuditLog
 from bot.adapters.audit.trust import Trust
-from bot.adapters.git import GitRepo, WorkspaceDiff
+from bot.adapters.git import GitRepo
 from bot.adapters.model.turn import ModelTurn, litellm_client, script_from_transcript
 from bot.adapters.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.adapters.sandbox.backends import get_backend
@@ -33,47 +34,52 @@ from bot.adapters.sandbox.workspace import writable_dirs
 from bot.core.canonical import canonical_json, sha256_hex
 from bot.core.errors import AgentplaneError, RunError, ValidationFailed
 from bot.core.gate import approval_problem, may_decide, open_gates
-from bot.core.globs import match_any
 from bot.core.identity import Directory, Resolver, normalise
-from bot.core.job import Job, parse_job
+from bot.core.job import BUILTIN_TOOLS, Job, known_tools, parse_job
 from bot.core.plan import Plan, plan
 from bot.core.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.core.record import (
     IN_FLIGHT,
+    PATCH,
     SECRET_SCAN,
+    AppliedPart,
     Approval,
     ArtifactRef,
-    BrowserPending,
     Clarification,
     DoorRef,
     ModelCall,
     Proposal,
+    ProposalPart,
     Question,
     RunRecord,
     ToolCall,
 )
+from bot.core.render import Section
 from bot.core.request import Door, RunRequest
 from bot.families.ask.tools import answer_text
-from bot.families.browser.driver import Chromium
-from bot.families.browser.errors import ReplayDiffers
-from bot.families.browser.evidence import render_browser_evidence
-from bot.families.browser.model import BrowserRun
-from bot.families.browser.replay import release
-from bot.families.browser.tools import RUN_ARTIFACT, chromium_for
-from bot.families.browser.tools import media_type as browser_media_type
-from bot.families.sql.evidence import SqlEvidence, render_sql_evidence
+from bot.families.interface import (
+    ApplyContext,
+    ApplyRefused,
+    Artifact,
+    EvidenceContext,
+    Note,
+    RestoreContext,
+    RunContext,
+    Staged,
+    ToolFamily,
+    UnknownFamily,
+)
+from bot.families.registry import default_families, tool_names
 from bot.run.agent import Model, Spent, opening, run_agent
 from bot.run.broker import Broker
-from bot.run.credentials import browser_credential
 from bot.run.owner import is_dead, this_process
 from bot.run.proposal_checks import (
-    ProposalRefused,
     check_proposal,
     tree_usage,
     workspace_problem,
 )
 from bot.run.redact import Redactor, host_secrets
-from bot.run.toolbox import Toolbox, toolbox
+from bot.run.toolbox import Toolbox
 
 JOBS_DIR = ".agentplane/jobs"
 CONFIG_PATH = ".agentplane/config.yaml"
@@ -97,8 +103,15 @@ class Engine:
         backend: SandboxBackend,
         model_factory: Callable[[dict[str, Any]], Model] = litellm_client,
         now: Callable[[], str] = utc_now,
+        families: Sequence[ToolFamily] | None = None,
     ) -> None:
         self.repo = repo
+        self.families: tuple[ToolFamily, ...] = tuple(
+            default_families() if families is None else families
+        )
+        """Tool families, in order (bot.families.registry); a test may add its own."""
+        # `documents` stays a valid name ahead of its family, as it was before families.
+        self.tool_names = tuple(dict.fromkeys([*BUILTIN_TOOLS, *tool_names(self.families)]))
         self.audit = AuditLog(repo.root)
         self.backend = backend
         self.model_factory = model_factory
@@ -117,9 +130,9 @@ class Engine:
 
     def policy(self) -> Policy:
         """Policy from the default branch only: a feature branch cannot grant itself more."""
-        policy = merge_policy(
-            self.repo.read_dir(self.repo.policy_ref(), "policies", (".yaml", ".yml"))
-        )
+        files = self.repo.read_dir(self.repo.policy_ref(), "policies", (".yaml", ".yml"))
+        with known_tools(self.tool_names):  # policy may grant any tool this engine serves
+            policy = merge_policy(files)
         # Model keys routing names (os.environ/NAME), DSNs policy's connections name.
         self.redactor = self.redactor.with_secrets(host_secrets(os.environ, policy))
         # Records are read only through policy's signers (plus this host's own key).
@@ -147,7 +160,10 @@ class Engine:
     def config(self, commit: str) -> RepoConfig | None:
         # Read at the run's own commit: a config can only narrow, so a branch may tighten it.
         text = self.repo.read_file(commit, CONFIG_PATH)
-        return None if text is None else parse_config(CONFIG_PATH, text)
+        if text is None:
+            return None
+        with known_tools(self.tool_names):
+            return parse_config(CONFIG_PATH, text)
 
     def load_job(self, name_or_path: str, commit: str) -> tuple[str, Job]:
         path = job_path(name_or_path)
@@ -157,7 +173,7 @@ class Engine:
                 f"{path} is not in commit {commit[:12]}: runs are bound to a commit, "
                 "so commit the job file first"
             )
-        return path, parse_job(path, text)
+        return path, parse_job(path, text, self.tool_names)
 
     def request(
         self,
@@ -258,8 +274,8 @@ class Engine:
             ws = Path(tmp)
             try:
                 self.repo.export(rec.commit, ws)
-                if resume is not None and resume.partial:
-                    self.repo.apply_in(ws, resume.partial)
+                if resume is not None and resume.staged is not None:
+                    self._restore(resume.staged, ws)
                 # One byte over the quota, so a file cut by RLIMIT_FSIZE is still over it.
                 fsize = policy.quotas.largest_file_bytes + 1
                 limits = Limits(
@@ -278,44 +294,71 @@ class Engine:
                 )
                 scope_dirs = writable_dirs(writes) if writes else ()
                 before = tree_usage(ws, scope_dirs)
+
+                def check_workspace() -> None:
+                    grown = workspace_problem(
+                        before, tree_usage(ws, scope_dirs), policy.quotas, policy.rule("quotas")
+                    )
+                    if grown:
+                        raise RunError(grown)
+
                 backend = get_backend(p.backend) if p.backend else self.backend
                 config = {
                     **self.model_config(policy, p, rec),
                     "metadata": {"agentplane_run": rec.run_id, "agentplane_root": str(ws)},
                 }
                 job = self.load_job(rec.job_path, rec.commit)[1]
-                with (
-                    backend.start(spec) as box,
-                    toolbox(
-                        p, policy, ws, box, job.scope.browser, rec.job_path, answers=answers
-                    ) as kit,
-                ):
-                    broker = Broker(
-                        p, kit.tools, rec.tool_calls.append, kit.redact, already=len(rec.tool_calls)
-                    )
-                    outcome = run_agent(
-                        resume.messages if resume else opening(p.prompt, broker),
-                        broker,
-                        self.model_factory(config),
-                        p.budget,
-                        lambda t: self._model_call(rec, p, t),
-                        _spent(rec),
-                    )
-                rec.egress += [_egress(e, p) for e in box.egress_log()]
-                rec.egress += [_egress(e, p, by="chromium") for e in kit.browser_egress]
-                if grown := workspace_problem(
-                    before, tree_usage(ws, scope_dirs), policy.quotas, policy.rule("quotas")
-                ):
-                    raise RunError(grown)
-                diff = self.repo.diff_workspace(rec.commit, ws, writes, policy.protected_paths)
+                kit: Toolbox | None = None
+                try:
+                    with backend.start(spec) as box:
+                        ctx = RunContext(
+                            plan=p,
+                            policy=policy,
+                            job=job,
+                            job_path=rec.job_path,
+                            commit=rec.commit,
+                            repo=self.repo,
+                            workspace=ws,
+                            sandbox=box,
+                            vet=self._vet(policy),
+                            check_workspace=check_workspace,
+                            environ=os.environ,
+                            answers=answers,
+                        )
+                        kit = Toolbox.open(self.families, ctx)
+                        broker = Broker(
+                            p,
+                            kit.tools,
+                            rec.tool_calls.append,
+                            kit.redact,
+                            already=len(rec.tool_calls),
+                        )
+                        outcome = run_agent(
+                            resume.messages if resume else opening(p.prompt, broker),
+                            broker,
+                            self.model_factory(config),
+                            p.budget,
+                            lambda t: self._model_call(rec, p, t),
+                            _spent(rec),
+                        )
+                    rec.egress += [_egress(e, p) for e in box.egress_log()]
+                    # After the sandbox is gone: the workspace is final when it is diffed.
+                    staged, problem = kit.finish()
+                finally:
+                    if kit is not None:
+                        kit.close()
+                rec.egress += [
+                    _egress(e.event, p, **({"by": e.by} if e.by else {}))
+                    for _, s in staged
+                    for e in s.egress
+                ]
+                if problem is not None:
+                    raise problem
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
                 return self._advance(rec, "failed", str(exc))
         rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
-        try:
-            artifacts = self._stage(rec, p, diff, kit, outcome.messages, policy)
-        except ProposalRefused as exc:
-            return self._advance(rec, "failed", str(exc))
+        artifacts = self._stage(rec, staged, outcome.messages)
         if outcome.status == "needs_clarification":
             rec.question = Question(
                 text=outcome.message, call_id=outcome.question_call or "", asked_at=self.now()
@@ -340,111 +383,71 @@ class Engine:
         assert p.model is not None
         return policy.models.router_config(p.model.model_class)
 
-    def _stage(
-        self,
-        rec: RunRecord,
-        p: Plan,
-        diff: WorkspaceDiff,
-        kit: Toolbox,
-        messages: list[dict[str, Any]],
-        policy: Policy,
-    ) -> dict[str, bytes]:
-        """Artifacts of this step and the proposal: diff, held browser request, evidence.
+    def _vet(self, policy: Policy) -> Callable[[str], list[Note]]:
+        """The control plane's checks on a patch before it is stored: ProposalRefused for a
+        secret it holds or a quota; a note per line that only looks like a token."""
 
-        Raises ProposalRefused (before anything is staged) for a patch over a quota or
-        adding a secret the control plane holds."""
-        flags = (
-            check_proposal(diff.patch, self.redactor, policy.quotas, policy.rule("quotas"))
-            if diff.patch
-            else []
-        )
-        artifacts: dict[str, bytes] = {}
-
-        def put(name: str, data: bytes, media_type: str) -> None:
-            # Redacted before hashing: the record names what is stored. The patch is stored
-            # as proposed (it is what apply commits; check_proposal vetted it), and the
-            # browser run only for known secrets: its digests bind what apply replays.
-            if name == RUN_ARTIFACT:
-                data = self.redactor.known(data.decode("utf-8", "replace")).encode()
-            elif name != "proposal.diff" and _is_text(media_type):
-                data = self.redactor(data.decode("utf-8", "replace")).encode()
-            rec.artifacts = [a for a in rec.artifacts if a.name != name]
-            artifacts[self._artifact(rec, name, data, media_type)] = data
-
-        flagged = {(c.arguments.get("path"), c.arguments.get("line")) for c in rec.tool_calls}
-        for flag in flags:
-            if (flag.path, flag.line) in flagged:  # a resumed run re-checks the whole patch
-                continue
-            rec.tool_calls.append(
-                ToolCall(
-                    seq=len(rec.tool_calls) + 1,
+        def vet(patch: str) -> list[Note]:
+            flags = check_proposal(patch, self.redactor, policy.quotas, policy.rule("quotas"))
+            return [
+                Note(
                     tool=SECRET_SCAN,
-                    arguments={"path": flag.path, "line": flag.line},
+                    arguments={"path": f.path, "line": f.line},
                     decision="allow",
                     rule="agentplane#proposal_checks",
-                    reason=flag.describe(),
+                    reason=f.describe(),
                     ok=True,
-                    result="",
-                    duration_ms=0.0,
                 )
-            )
+                for f in flags
+            ]
 
-        # A resumed run re-diffs everything: report each out-of-scope path once.
-        seen = {c.arguments.get("path") for c in rec.tool_calls if c.tool == "workspace"}
-        for path in diff.out_of_scope:
-            if path in seen:
-                continue
-            rec.tool_calls.append(
-                ToolCall(
-                    seq=len(rec.tool_calls) + 1,
-                    tool="workspace",
-                    arguments={"path": path},
-                    decision="deny",
-                    rule=next((d.rule for d in p.decisions if d.kind == "write"), "policy#write"),
-                    reason="changed outside the write scope; left out of the proposal",
-                    ok=False,
-                    result="",
-                    duration_ms=0.0,
-                )
-            )
-        for ev in kit.sql_evidence:
-            put(
-                f"sql-{ev.seq}.json", canonical_json(ev.model_dump(mode="json")), "application/json"
-            )
-        for a in kit.browser_artifacts:
-            put(a.name, a.data, a.media_type)
-        put("transcript.json", canonical_json(messages), "application/json")
-        rec.proposal = None
-        held = kit.browser.pending if kit.browser else None
-        if not diff.patch and held is None:
-            return artifacts
-        proposal = Proposal(digest="", out_of_scope=list(diff.out_of_scope))
-        if diff.patch:
-            patch = diff.patch.encode("utf-8")
-            put("proposal.diff", patch, "text/x-diff")
-            adds, dels = _diffstat(diff.patch)
-            proposal = proposal.model_copy(
-                update={
-                    "patch_sha256": sha256_hex(patch),
-                    "changed": list(diff.changed),
-                    "additions": adds,
-                    "deletions": dels,
-                }
-            )
-        if held is not None:
-            proposal = proposal.model_copy(
-                update={
-                    "browser": BrowserPending(
-                        action=held.action,
-                        method=held.method,
-                        url=held.url,
-                        body_sha256=held.body_sha256,
-                        step=held.step,
-                        pending_digest=held.digest(),
+        return vet
+
+    def _restore(self, staged: Proposal, ws: Path) -> None:
+        """A paused run's staged parts, back in its fresh workspace (before the sandbox)."""
+        ctx = RestoreContext(repo=self.repo, workspace=ws, artifact=self.audit.artifact)
+        for part in staged.parts:
+            self._family(part.family).restore(part, ctx)
+
+    def _stage(
+        self, rec: RunRecord, staged: Sequence[tuple[ToolFamily, Staged]], messages: Any
+    ) -> dict[str, bytes]:
+        """This step's artifacts, the notes the families left, and the proposal."""
+        artifacts: dict[str, bytes] = {}
+
+        def put(a: Artifact) -> None:
+            data = self._redacted(a)
+            rec.artifacts = [x for x in rec.artifacts if x.name != a.name]
+            artifacts[self._artifact(rec, a.name, data, a.media_type)] = data
+
+        # A resumed run stages everything again: each note is recorded once.
+        seen = {(c.tool, json.dumps(c.arguments, sort_keys=True)) for c in rec.tool_calls}
+        for _, s in staged:
+            for note in s.notes:
+                key = (note.tool, json.dumps(note.arguments, sort_keys=True))
+                if key in seen:
+                    continue
+                seen.add(key)
+                rec.tool_calls.append(
+                    ToolCall(
+                        seq=len(rec.tool_calls) + 1,
+                        tool=note.tool,
+                        arguments=note.arguments,
+                        decision=note.decision,
+                        rule=note.rule,
+                        reason=note.reason,
+                        ok=note.ok,
+                        result="",
+                        duration_ms=0.0,
                     )
-                }
-            )
-        rec.proposal = proposal.model_copy(update={"digest": proposal.expected_digest()})
+                )
+        for _, s in staged:
+            for a in s.artifacts:
+                put(a)
+        put(Artifact("transcript.json", canonical_json(messages), "application/json"))
+        parts = [part for _, s in staged for part in s.parts]
+        out_of_scope = [path for _, s in staged for path in s.out_of_scope]
+        rec.proposal = Proposal.of(parts, out_of_scope) if parts else None
         return artifacts
 
     def answer(self, run_id: str, who: str, text: str) -> RunRecord:
@@ -474,7 +477,7 @@ class Engine:
         rec.question = None
         self._advance(rec, "planned", f"{who} answered")
         p = Plan.model_validate(rec.plan)
-        return self._propose(rec, p, policy, Resume(messages, self.patch(rec)))
+        return self._propose(rec, p, policy, Resume(messages, rec.proposal))
 
     def decide(
         self,
@@ -501,14 +504,20 @@ class Engine:
         rec = self.load(run_id)
         if rec.state != "awaiting_approval" or rec.proposal is None:
             raise RunError(f"run {run_id} is {rec.state}, not awaiting approval")
-        patch = self._proposal_bytes(rec)
+        proposal = self._verified(rec)
         gates = open_gates(rec)
         policy = self.policy()
         directory = self.directory(policy)
         problem = (
             refused
             or approval_problem(
-                rec, approver, reviewed_commit or rec.commit, gates, policy, directory, door,
+                rec,
+                approver,
+                reviewed_commit or rec.commit,
+                gates,
+                policy,
+                directory,
+                door,
                 reviewed_digest,
             )
             or self.signed_problem(policy, door)
@@ -558,100 +567,63 @@ class Engine:
                 rec, "cancelled", f"stale: the head moved to {head[:12]} after approval"
             )
         self._advance(rec, "approved", f"approved by {', '.join(approvers)}")
-        return self._apply(rec, patch)
+        return self._apply(rec, proposal)
 
-    def _apply(self, rec: RunRecord, patch: bytes) -> RunRecord:
-        """Deterministic: applies exactly what was approved; the model is never asked again."""
+    def _apply(self, rec: RunRecord, proposal: Proposal) -> RunRecord:
+        """Deterministic: applies exactly what was approved, part by part, in the order of
+        the engine's families; the model is never asked again."""
         artifacts: dict[str, bytes] = {}
-        done: list[str] = []
-        if rec.proposal is not None and rec.proposal.browser is not None:
-            problem = self._release(rec, artifacts)
-            if problem is not None:
-                return self._advance(rec, "failed", problem, artifacts)
-            done.append(f"released {rec.applied and rec.applied['request']}")
-        if patch:
-            branch = f"agentplane/run/{rec.run_id}"
-            approvers = ", ".join(a.approver for a in rec.approvals if a.counted)
-            message = (
-                f"agentplane: {rec.job_name} ({rec.run_id})\n\n{rec.final_message or ''}\n\n"
-                f"Agentplane-Run: {rec.run_id}\n"
-                f"Agentplane-Proposal: {rec.proposal.digest if rec.proposal else ''}\n"
-                f"Approved-by: {approvers}\n"
-            )
-            message = self.redactor(message)  # the model's final message is hostile text
+        p = Plan.model_validate(rec.plan)
+        approvers = ", ".join(a.approver for a in rec.approvals if a.counted)
+        message = (
+            f"agentplane: {rec.job_name} ({rec.run_id})\n\n{rec.final_message or ''}\n\n"
+            f"Agentplane-Run: {rec.run_id}\n"
+            f"Agentplane-Proposal: {proposal.digest}\n"
+            f"Approved-by: {approvers}\n"
+        )
+
+        def keep(a: Artifact) -> None:
+            data = self._redacted(a)
+            artifacts[self._artifact(rec, a.name, data, a.media_type)] = data
+
+        ctx = ApplyContext(
+            record=rec,
+            plan=p,
+            policy=self.policy(),  # as it stands now: protections added since count
+            repo=self.repo,
+            environ=os.environ,
+            artifact=self.audit.artifact,
+            artifact_named=lambda name: self._named(rec, name),
+            message=self.redactor(message),  # the model's final message is hostile text
+            identity=BOT_IDENTITY,
+            at=rec.approvals[-1].at,
+            keep=keep,
+            log_egress=lambda e: rec.egress.append(
+                _egress(e.event, p, phase="apply", **({"by": e.by} if e.by else {}))
+            ),
+        )
+        done: list[AppliedPart] = []
+        for part in self._ordered(proposal):
             try:
-                commit = self.repo.commit_patch(
-                    rec.commit,
-                    patch.decode("utf-8"),
-                    branch,
-                    message,
-                    BOT_IDENTITY,
-                    rec.approvals[-1].at,
-                    check=self._apply_scope(rec),
-                )
+                applied = self._family(part.family).apply(part, ctx)
+            except ApplyRefused as exc:
+                return self._advance(rec, "failed", str(exc), artifacts)
             except AgentplaneError as exc:
                 return self._advance(rec, "failed", f"apply failed: {exc}", artifacts)
-            rec.applied = {**(rec.applied or {}), "branch": branch, "commit": commit}
-            done.append(f"committed {commit[:12]} on {branch}")
-        return self._advance(rec, "applied", "; ".join(done), artifacts)
+            done.append(applied)
+            rec.applied = list(done)
+        return self._advance(rec, "applied", "; ".join(a.summary for a in done), artifacts)
 
-    def _apply_scope(self, rec: RunRecord) -> Callable[[list[str]], None]:
-        """Apply's own check of every path the approved patch changes: in the plan's write
-        scope, and not protected by policy as it stands now on the default branch. Staging
-        already filtered both; this holds even if the stored proposal was not what staging
-        produced."""
-        writes = Plan.model_validate(rec.plan).granted("write")
-        protected = self.policy().protected_paths
+    def _family(self, name: str) -> ToolFamily:
+        family = next((f for f in self.families if f.name == name), None)
+        if family is None:
+            raise UnknownFamily(name, [f.name for f in self.families])
+        return family
 
-        def check(paths: list[str]) -> None:
-            outside = [p for p in paths if not match_any(p, writes)]
-            guarded = [p for p in paths if match_any(p, protected)]
-            if outside:
-                raise RunError(f"{', '.join(outside)} outside the write scope {writes}")
-            if guarded:
-                raise RunError(f"{', '.join(guarded)} protected by policy ({protected})")
-
-        return check
-
-    def _release(self, rec: RunRecord, artifacts: dict[str, bytes]) -> str | None:
-        """Replay the browser steps and send the one approved request; why not, if not."""
-        assert rec.proposal is not None and rec.proposal.browser is not None
-        held = rec.proposal.browser
-        run = self.browser_run(rec)
-        p = Plan.model_validate(rec.plan)
-        names = p.granted("credential")
-        chromium: Chromium | None = None
-        try:
-            if run is None:
-                raise RunError("the run's browser-run.json artifact is missing")
-            credential = browser_credential(names[0], os.environ) if names else None
-            chromium = chromium_for(p, run.domains)
-            released = release(
-                run,
-                held.pending_digest,
-                credential=credential,
-                job_rule=rec.job_path,
-                chromium=chromium,
-            )
-        except ReplayDiffers as exc:
-            self._artifacts(rec, exc.artifacts, artifacts)
-            return "the page differs from what was approved; nothing was sent: " + "; ".join(
-                exc.differences
-            )
-        except AgentplaneError as exc:
-            return f"apply failed: {exc}"
-        finally:
-            if chromium is not None:
-                rec.egress += [_egress(e, p, by="chromium", phase="apply") for e in chromium.egress]
-        self._artifacts(rec, released.artifacts, artifacts)
-        rec.applied = {"request": f"{held.method} {released.url}", "status": str(released.status)}
-        return None
-
-    def _artifacts(
-        self, rec: RunRecord, files: Mapping[str, bytes], into: dict[str, bytes]
-    ) -> None:
-        for name, data in files.items():
-            into[self._artifact(rec, name, data, browser_media_type(name))] = data
+    def _ordered(self, proposal: Proposal) -> list[ProposalPart]:
+        """Parts in the engine's family order (bot.families.registry says why)."""
+        rank = {f.name: i for i, f in enumerate(self.families)}
+        return sorted(proposal.parts, key=lambda part: rank.get(part.family, len(rank)))
 
     def withdraw(self, run_id: str, approver: str, reason: str) -> RunRecord:
         """A dismissed review: that person's approvals stop counting."""
@@ -697,17 +669,11 @@ class Engine:
         resolved = []
         for rec in self.stale_runs():
             died = f"the process carrying it ({rec.owner or 'before owners were recorded'}) died"
-            if rec.state == "approved" and rec.proposal and rec.proposal.browser:
-                held = rec.proposal.browser
-                rec = self._advance(
-                    rec,
-                    "failed",
-                    f"outcome unknown: {died} while releasing {held.method} {held.url}; it is "
-                    "never sent again by itself: check the site",
-                )
+            if rec.state == "approved" and (unsafe := self._unsafe_to_repeat(rec)):
+                rec = self._advance(rec, "failed", f"outcome unknown: {died} {unsafe}")
             elif rec.state == "approved":
                 self._advance(rec, "approved", f"{died}; applying again (deterministic)")
-                rec = self._apply(rec, self._proposal_bytes(rec))
+                rec = self._apply(rec, self._verified(rec))
             else:
                 rec = self._advance(rec, "failed", f"{died} while {rec.state}; run it again")
             resolved.append(rec)
@@ -726,40 +692,62 @@ class Engine:
         return RunRecord.model_validate(entry.record)
 
     def patch(self, rec: RunRecord) -> str:
-        ref = rec.artifact("proposal.diff")
-        return self.audit.artifact(ref.sha256).decode() if ref else ""
+        """The proposal's file patch (its parts of kind "patch"), or ""."""
+        if rec.proposal is None:
+            return ""
+        return "".join(self.audit.artifact(p.digest).decode() for p in rec.proposal.of_kind(PATCH))
+
+    def evidence(self, rec: RunRecord, links: Mapping[str, str] | None = None) -> list[Section]:
+        """Each family's evidence sections, in family order, from the record and artifacts."""
+        ctx = EvidenceContext(
+            record=rec,
+            artifact_named=lambda name: self._named(rec, name),
+            artifacts=[
+                (a.name, functools.partial(self.audit.artifact, a.sha256)) for a in rec.artifacts
+            ],
+            links=dict(links or {}),
+        )
+        return [section for f in self.families for section in f.evidence(ctx)]
 
     def evidence_sections(
         self, rec: RunRecord, links: Mapping[str, str] | None = None
     ) -> list[str]:
-        """Tool-specific evidence, rendered: SQL results and plans, browser steps and gate."""
-        sections = []
-        if sql := self.sql_evidence(rec):
-            sections.append(render_sql_evidence(sql))
-        if (run := self.browser_run(rec)) is not None:
-            sections.append(render_browser_evidence(run, rec.run_id, links))
-        return sections
+        """The families' sections as terminal text (for renderers that take strings)."""
+        return [s.body_text for s in self.evidence(rec, links)]
 
-    def sql_evidence(self, rec: RunRecord) -> list[SqlEvidence]:
-        return [
-            SqlEvidence.model_validate_json(self.audit.artifact(a.sha256))
-            for a in rec.artifacts
-            if a.name.startswith("sql-") and a.name.endswith(".json")
-        ]
+    def _named(self, rec: RunRecord, name: str) -> bytes | None:
+        ref = rec.artifact(name)
+        return self.audit.artifact(ref.sha256) if ref else None
 
-    def browser_run(self, rec: RunRecord) -> BrowserRun | None:
-        ref = rec.artifact(RUN_ARTIFACT)
-        return BrowserRun.model_validate_json(self.audit.artifact(ref.sha256)) if ref else None
-
-    def _proposal_bytes(self, rec: RunRecord) -> bytes:
-        ref = rec.artifact("proposal.diff")
+    def _verified(self, rec: RunRecord) -> Proposal:
+        """The stored proposal, checked against its digest, every part's family known."""
         assert rec.proposal is not None
-        data = self.audit.artifact(ref.sha256) if ref else b""
+        proposal = rec.proposal
         # The approval binds to this digest: whatever is applied must be what was reviewed.
-        patch_ok = (sha256_hex(data) if data else None) == rec.proposal.patch_sha256
-        if not patch_ok or rec.proposal.expected_digest() != rec.proposal.digest:
+        if proposal.expected_digest() != proposal.digest:
             raise RunError(f"run {rec.run_id}: the stored proposal does not match its digest")
-        return data
+        for part in proposal.parts:
+            self._family(part.family)
+        return proposal
+
+    def _unsafe_to_repeat(self, rec: RunRecord) -> str | None:
+        for part in rec.proposal.parts if rec.proposal else []:
+            family = next((f for f in self.families if f.name == part.family), None)
+            if family is None:
+                return f"while applying a {part.family!r} part this engine does not know"
+            if why := family.unsafe_to_repeat(part):
+                return why
+        return None
+
+    def _redacted(self, a: Artifact) -> bytes:
+        """An artifact as it is stored: redacted before hashing, so the record names what
+        is stored; binary media are never decoded (see Artifact.redaction)."""
+        if a.redaction == "none" or not _is_text(a.media_type):
+            return a.data
+        text = a.data.decode("utf-8", "replace")
+        return (
+            self.redactor.known(text) if a.redaction == "known" else self.redactor(text)
+        ).encode()
 
     def _artifact(self, rec: RunRecord, name: str, data: bytes, media_type: str) -> str:
         digest = sha256_hex(data)
@@ -801,7 +789,8 @@ class Resume:
     """Where a paused run picks up: the conversation so far and its staged changes."""
 
     messages: list[dict[str, Any]]
-    partial: str
+    staged: Proposal | None
+    """The proposal staged before the pause: each family restores its own part."""
 
 
 EGRESS_KINDS = ("network", "browser_domain")
@@ -840,16 +829,6 @@ def _spent(rec: RunRecord) -> Spent:
 
 def _ms(started: float, before: float) -> float:
     return round(before + (time.perf_counter() - started) * 1000, 1)
-
-
-def _diffstat(patch: str) -> tuple[int, int]:
-    adds = sum(
-        1 for line in patch.splitlines() if line.startswith("+") and not line.startswith("+++")
-    )
-    dels = sum(
-        1 for line in patch.splitlines() if line.startswith("-") and not line.startswith("---")
-    )
-    return adds, dels
 
 
 __all__ = ["Engine", "ValidationFailed", "job_path"]

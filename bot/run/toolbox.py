@@ -1,81 +1,58 @@
-"""Every tool a run can call, assembled for one run, and closed with it.
+"""Every tool a run can call, one session per family, closed with the run.
 
 All tools are registered whatever the plan grants: the broker decides, so an
 ungranted call is denied with the rule that withheld it, not "unknown tool".
-Families that hold connections (SQL) open only what the plan grants.
+Families that hold connections (SQL, a browser) open only what the plan grants.
+Nothing here names a family: they come in as ToolFamily objects.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from bot.adapters.sandbox import Sandbox
-from bot.adapters.sandbox.spec import EgressEvent
-from bot.core.globs import match_any
-from bot.core.job import BrowserScope
-from bot.core.plan import Plan
-from bot.core.policy import Policy
-from bot.families.ask.tools import ask_tool
+from bot.core.errors import AgentplaneError
 from bot.families.base import ToolSpec
-from bot.families.browser.tools import Artifact, BrowserTools
-from bot.families.filesystem.tools import filesystem_tools
-from bot.families.shell.tools import shell_tool
-from bot.families.sql.connections import resolve_all
-from bot.families.sql.evidence import SqlEvidence
-from bot.families.sql.tools import SqlTools
-from bot.run.credentials import browser_credential
+from bot.families.interface import FamilySession, RunContext, Staged, ToolFamily
 
 
 @dataclass
 class Toolbox:
+    sessions: list[tuple[ToolFamily, FamilySession]]
     tools: list[ToolSpec]
-    redact: Callable[[str], str]
-    sql_evidence: list[SqlEvidence] = field(default_factory=list)
-    browser: BrowserTools | None = None
-    browser_artifacts: list[Artifact] = field(default_factory=list)
-    browser_egress: list[EgressEvent] = field(default_factory=list)
 
+    @classmethod
+    def open(cls, families: Sequence[ToolFamily], ctx: RunContext) -> Toolbox:
+        """Each family's session for this run; if one cannot open, those open are closed."""
+        box = cls([], [])
+        try:
+            for family in families:
+                session = family.open(ctx)
+                box.sessions.append((family, session))
+                box.tools += session.tools()
+        except BaseException:
+            box.close()
+            raise
+        return box
 
-@contextmanager
-def toolbox(
-    plan: Plan,
-    policy: Policy,
-    workspace: Path,
-    sandbox: Sandbox,
-    browser_scope: BrowserScope | None = None,
-    job_path: str = "job",
-    environ: Mapping[str, str] = os.environ,
-    answers: Sequence[str] = (),
-) -> Iterator[Toolbox]:
-    tools = filesystem_tools(workspace, lambda rel: match_any(rel, plan.granted("read")))
-    tools += [shell_tool(sandbox), ask_tool(answers)]
-    box = Toolbox(tools, lambda s: s)
-    sql: SqlTools | None = None
-    if "sql" in plan.granted("tool"):
-        connections = resolve_all(
-            plan.granted("sql_connection"), policy.sql_connections, policy.rule, environ
-        )
-        sql = SqlTools(connections, box.sql_evidence.append)
-        box.tools += sql.specs()
-        box.redact = sql.redact
-    if "browser" in plan.granted("tool"):
-        names = plan.granted("credential")
-        credential = browser_credential(names[0], environ) if names else None
-        scope = browser_scope or BrowserScope()
-        box.browser = BrowserTools.from_plan(plan, scope, job_path, credential)
-        box.tools += box.browser.specs()
-        redactors = [box.redact, box.browser.redact]
-        box.redact = lambda s: functools.reduce(lambda acc, r: r(acc), redactors, s)
-    try:
-        yield box
-    finally:
-        if sql is not None:
-            sql.close()
-        if box.browser is not None:
-            box.browser_artifacts = box.browser.close()
-            box.browser_egress = box.browser.egress
+    def redact(self, text: str) -> str:
+        """Every session's own secrets out of a tool result."""
+        for _, session in self.sessions:
+            text = session.redact(text)
+        return text
+
+    def finish(self) -> tuple[list[tuple[ToolFamily, Staged]], AgentplaneError | None]:
+        """What each family staged, and the first family's error, if any. Every session
+        finishes even after another failed, so what each saw (its egress) is recorded."""
+        staged: list[tuple[ToolFamily, Staged]] = []
+        error: AgentplaneError | None = None
+        for family, session in self.sessions:
+            try:
+                staged.append((family, session.finish()))
+            except AgentplaneError as exc:
+                error = error or exc
+        return staged, error
+
+    def close(self) -> None:
+        for _, session in reversed(self.sessions):
+            session.close()

@@ -118,7 +118,7 @@ def test_code_job_leaks_no_canary(
     assert leaks(evidence) == []
     done = e.decide(rec.run_id, MAINTAINER[1], "approve")
     assert done.state == "applied", done.transitions[-1].reason
-    message = git(demo_repo, "log", "-1", "--format=%B", done.applied["commit"])
+    message = git(demo_repo, "log", "-1", "--format=%B", done.applied_commit()[0])
     assert "Agentplane-Run:" in message and leaks(message) == []
     assert audit_branch_leaks(demo_repo) == []
     assert e.load(rec.run_id).state == "applied"

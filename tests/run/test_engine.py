@@ -29,7 +29,7 @@ def start(repo: Path, job: str = "fix-failing-test", **kw: Any) -> Any:
 def test_demo_job_proposes_a_fix_and_waits_for_approval(demo_repo: Path) -> None:
     e, rec = start(demo_repo)
     assert rec.state == "awaiting_approval"
-    assert rec.proposal.changed == ["src/calc.py"]
+    assert rec.proposal.paths == ["src/calc.py"]
     patch = e.audit.artifact(rec.artifact("proposal.diff").sha256).decode()
     assert "-    return a - b\n+    return a + b" in patch
     # The first shell call really ran the tests in the sandbox and saw them fail.
@@ -74,8 +74,8 @@ def test_maintainer_approval_applies_exactly_the_proposal(demo_repo: Path) -> No
     e, rec = start(demo_repo)
     done = e.decide(rec.run_id, MAINTAINER[1], "approve")
     assert done.state == "applied"
-    branch = done.applied["branch"]
-    assert git(demo_repo, "rev-parse", branch).strip() == done.applied["commit"]
+    commit, branch = done.applied_commit()
+    assert git(demo_repo, "rev-parse", branch).strip() == commit
     assert "return a + b" in git(demo_repo, "show", f"{branch}:src/calc.py")
     assert git(demo_repo, "diff", "--name-only", f"{rec.commit}..{branch}") == "src/calc.py\n"
     assert verify(e.audit).ok
@@ -169,7 +169,7 @@ def test_budget_stop_keeps_partial_evidence(demo_repo: Path, scripted_job: Scrip
     job = scripted_job("spender", turns, budget={"tool_calls": 2})
     _, rec = start(demo_repo, job)
     assert rec.state == "budget_exceeded" and "2 tool calls" in rec.transitions[-1].reason
-    assert rec.proposal is not None and rec.proposal.changed == ["src/f0.py", "src/f1.py"]
+    assert rec.proposal is not None and rec.proposal.paths == ["src/f0.py", "src/f1.py"]
 
 
 def test_shell_writes_outside_scope_are_left_out(demo_repo: Path, scripted_job: Scripted) -> None:
@@ -189,7 +189,7 @@ def test_shell_writes_outside_scope_are_left_out(demo_repo: Path, scripted_job: 
     ]
     job = scripted_job("sneaky", turns, scope={"filesystem": {"write": ["src/*.py"]}})
     _, rec = start(demo_repo, job)
-    assert rec.proposal.changed == ["src/ok.py"]
+    assert rec.proposal.paths == ["src/ok.py"]
     assert rec.proposal.out_of_scope == ["src/notes.txt"]  # tests/ was read-only in the sandbox
     left_out = rec.tool_calls[-1]
     assert (left_out.tool, left_out.decision, left_out.arguments) == (
@@ -294,12 +294,12 @@ def test_clarification_round_trip_resumes_without_losing_work(
     e, rec = start(demo_repo, job)
     assert rec.state == "needs_clarification"
     assert rec.question is not None and rec.question.text == "Should b.py use tabs or spaces?"
-    assert rec.proposal is not None and rec.proposal.changed == ["src/a.py"]  # kept, staged
+    assert rec.proposal is not None and rec.proposal.paths == ["src/a.py"]  # kept, staged
     with pytest.raises(RunError, match="may not answer"):
         e.answer(rec.run_id, "mallory@example.com", "tabs")
     done = e.answer(rec.run_id, DEVELOPER[1], "spaces")
     assert done.state == "awaiting_approval"
-    assert done.proposal is not None and done.proposal.changed == ["src/a.py", "src/b.py"]
+    assert done.proposal is not None and done.proposal.paths == ["src/a.py", "src/b.py"]
     assert [(c.answer, c.by) for c in done.clarifications] == [("spaces", DEVELOPER[1])]
     assert [c.seq for c in done.tool_calls] == [1, 2, 3]
     transcript = json.loads(e.audit.artifact(done.artifact("transcript.json").sha256))
@@ -534,7 +534,8 @@ def test_apply_rechecks_every_path_against_scope_and_protected_paths(demo_repo: 
             update={"name": "proposal.diff", "sha256": sha256_hex(patch), "size": len(patch)}
         )
     )
-    rec.proposal.patch_sha256 = sha256_hex(patch)
+    (part,) = rec.proposal.parts
+    part.digest = sha256_hex(patch)
     rec.proposal.digest = rec.proposal.expected_digest()
     e.audit.append(rec.run_id, rec.model_dump(mode="json"), {sha256_hex(patch): patch})
     done = e.decide(rec.run_id, MAINTAINER[1], "approve")
@@ -552,11 +553,12 @@ def test_protected_paths_stay_out_of_a_proposal_whatever_the_write_scope(
     write = {"name": "fs_write", "arguments": {"path": ".github/workflows/x.yml", "content": "a"}}
     fix = {"name": "fs_write", "arguments": {"path": "src/ok.py", "content": "x = 1\n"}}
     job = scripted_job(
-        "workflow", [{"tool_calls": [write, fix]}, {"content": "done"}],
+        "workflow",
+        [{"tool_calls": [write, fix]}, {"content": "done"}],
         scope={"filesystem": {"write": ["**"]}},
     )
     _, rec = start(demo_repo, job)
-    assert rec.proposal is not None and rec.proposal.changed == ["src/ok.py"]
+    assert rec.proposal is not None and rec.proposal.paths == ["src/ok.py"]
     assert rec.proposal.out_of_scope == [".github/workflows/x.yml"]
 
 
@@ -569,16 +571,23 @@ def test_recover_finishes_an_approved_apply_whose_process_died(demo_repo: Path) 
     e, rec = start(demo_repo)
     dead = subprocess.run(
         [sys.executable, "-c", "from bot.run.owner import this_process; print(this_process())"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert dead != this_process()
     from bot.core.record import Approval
 
     rec.approvals.append(
         Approval(
-            approver=MAINTAINER[1], decision="approve", commit=rec.commit,
-            job_digest=rec.job_digest, proposal_digest=rec.proposal.digest,
-            at="2026-12-01T00:00:00Z", counted=True, reason="counted",
+            approver=MAINTAINER[1],
+            decision="approve",
+            commit=rec.commit,
+            job_digest=rec.job_digest,
+            proposal_digest=rec.proposal.digest,
+            at="2026-12-01T00:00:00Z",
+            counted=True,
+            reason="counted",
         )
     )
     rec.advance("approved", "2026-12-01T00:00:00Z", "approved by maya")

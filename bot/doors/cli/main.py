@@ -145,7 +145,7 @@ def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
 def _decide(engine: Any, run_id: str, verdict: str) -> None:
     rec = engine.decide(run_id, engine.repo.identity(), verdict)
     click.echo(render_summary(rec, engine.redactor))
-    for line in render_applied(rec.applied or {}):
+    for line in render_applied(rec.applied or []):
         click.echo(f"Applied: {line}")
 
 

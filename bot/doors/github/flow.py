@@ -197,7 +197,7 @@ class PullRequestDoor:
             if not number:
                 continue
             try:
-                if rec.state == "applied" and rec.applied and "commit" in rec.applied:
+                if rec.state == "applied" and rec.applied_commit():
                     self._push_recovered(ctx, ctx.client.pull(ctx.full, number), rec)
                 self.publish(ctx, rec)
             except AgentplaneError as exc:
@@ -206,12 +206,13 @@ class PullRequestDoor:
     def _push_recovered(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
         """An approval applied after a crash goes onto the PR branch only if the head is
         still the commit approved; otherwise it stays on its run branch, and the PR is told."""
-        assert rec.applied is not None
+        applied = rec.applied_commit()
+        assert applied is not None
         if pr.state == "open" and pr.head_sha == rec.commit:
             self._push_applied(ctx, pr, rec)
             return
-        branch = rec.applied["branch"]
-        ctx.checkout.push_commit(rec.applied["commit"], branch)
+        commit, branch = applied
+        ctx.checkout.push_commit(commit, branch)
         self._comment(
             ctx,
             pr.number,
@@ -468,7 +469,7 @@ class PullRequestDoor:
                     f"@{reviewer}'s review does not count for `{rec.job_name}`: {why}",
                 )
                 rec = ctx.engine.load(rec.run_id)
-            if rec.state == "applied" and rec.applied and "commit" in rec.applied:
+            if rec.state == "applied" and rec.applied_commit():
                 self._push_applied(ctx, pr, rec)  # a released browser request has no commit
             self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {rec.state}" + ("" if counted else NOT_COUNTED))
@@ -488,19 +489,20 @@ class PullRequestDoor:
     def _push_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
         """Onto the PR's branch; a fork's branch is out of the App's reach, so the applied
         commit goes to its run branch here, and the PR is told where."""
-        assert rec.applied is not None
+        applied = rec.applied_commit()
+        assert applied is not None
+        commit, branch = applied
         if not pr.is_fork:
-            ctx.checkout.push_commit(rec.applied["commit"], pr.head_ref)
+            ctx.checkout.push_commit(commit, pr.head_ref)
             return
-        branch = rec.applied["branch"]
-        ctx.checkout.push_commit(rec.applied["commit"], branch)
+        ctx.checkout.push_commit(commit, branch)
         self._comment(
             ctx,
             pr.number,
             f"fork-apply:{rec.run_id}",
             f"`{rec.job_name}` is applied on branch `{branch}` of {ctx.full}: agentplane "
             f"cannot push to the fork's `{pr.head_ref}`. Merge or cherry-pick "
-            f"{rec.applied['commit'][:12]} from there.",
+            f"{commit[:12]} from there.",
         )
 
     def on_dismissed(self, ctx: Context, number: int, review: dict[str, Any]) -> str:

@@ -747,7 +747,8 @@ def test_a_run_a_killed_bot_left_approved_is_applied_on_the_next_start(
     rec = latest(door, rid)
     assert rec["state"] == "applied", rec["transitions"][-1]
     assert "died; applying again (deterministic)" in rec["transitions"][-2]["reason"]
-    assert github.head_sha(REPO, number) == rec["applied"]["commit"]  # pushed onto the PR
+    commit = next(a["details"]["commit"] for a in rec["applied"] if "commit" in a["details"])
+    assert github.head_sha(REPO, number) == commit  # pushed onto the PR
     assert "is applied" in evidence(github, number)
     # Once per repository per process: later deliveries do not look again.
     calls = len(github.requests)

@@ -69,8 +69,8 @@ def test_submit_is_held_with_evidence_then_applies_once(
     held: tuple[Engine, RunRecord], site: AdminSite
 ) -> None:
     e, rec = held
-    assert rec.proposal is not None and rec.proposal.browser is not None
-    assert (rec.proposal.browser.action, rec.proposal.browser.method) == ("submit", "POST")
+    assert rec.proposal is not None and (part := rec.proposal.part("browser")) is not None
+    assert (part.detail["action"], part.detail["method"]) == ("submit", "POST")
     assert {"trace.zip", "browser.har", "gate.png", "browser-run.json"} <= {
         a.name for a in rec.artifacts
     }
@@ -79,10 +79,9 @@ def test_submit_is_held_with_evidence_then_applies_once(
     (section,) = e.evidence_sections(rec)
     assert "playwright show-trace" in section and f"POST {site.url}/users/2" in section
     done = e.decide(rec.run_id, MAINTAINER[1], "approve")
-    assert done.state == "applied" and done.applied == {
-        "request": f"POST {site.url}/users/2",
-        "status": "303",
-    }
+    assert done.state == "applied" and [a.details for a in done.applied or []] == [
+        {"request": f"POST {site.url}/users/2", "status": "303"}
+    ]
     # Lands once. Chromium may first try without the Basic credentials (a 401
     # challenge, no effect) when the form posts outside the auth cache's path.
     assert site.state.applied == {"POST /users/2": 1}

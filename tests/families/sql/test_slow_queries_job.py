@@ -16,6 +16,7 @@ from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.core.record import ToolCall
 from bot.core.render import render_evidence
 from bot.families.sql.evidence import render_sql_evidence
+from bot.families.sql.family import sql_evidence
 from bot.run.engine import Engine
 from tests.conftest import git
 from tests.support.postgres import PASSWORD, PROJECT, Cluster
@@ -46,7 +47,7 @@ def test_slow_queries_job_explains_the_top_queries(
     seen: list[str] = []
     engine = Engine(GitRepo(demo_repo), BwrapBackend(), model_factory=lambda p: Recording(p, seen))
     rec = engine.start(engine.request("slow-queries"))
-    evidence = engine.sql_evidence(rec)
+    evidence = sql_evidence(rec, engine.audit.artifact)
 
     assert rec.state == "completed", rec.transitions
     assert rec.model is not None and rec.model["rule"] == "policies/routing.yaml#models.routes.sql"

@@ -1,0 +1,162 @@
+"""The browser family: Chromium on the granted domains; its part is the held request.
+
+A state-changing request is held, not sent: the part is that exact request (its digest
+binds method, URL and body), and apply replays the recorded steps and releases it once,
+or refuses and says how the page differs. The evidence is the steps, what was blocked,
+the held request with its screenshot, and how to open the trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from bot.core.plan import Plan
+from bot.core.record import AppliedPart, ProposalPart
+from bot.families.base import ToolSpec
+from bot.families.browser.credentials import browser_credential
+from bot.families.browser.driver import BrowserCredential, Chromium
+from bot.families.browser.errors import ReplayDiffers
+from bot.families.browser.evidence import render_browser_evidence
+from bot.families.browser.model import BrowserRun
+from bot.families.browser.replay import release
+from bot.families.browser.tools import RUN_ARTIFACT, BrowserTools, chromium_for, media_type
+from bot.families.interface import (
+    ApplyContext,
+    ApplyRefused,
+    Artifact,
+    Egress,
+    EvidenceContext,
+    FamilySession,
+    RunContext,
+    Section,
+    Staged,
+    ToolFamily,
+    text_section,
+)
+
+HELD_REQUEST = "held_request"
+BY = "chromium"
+"""How the record marks Chromium's connections: it makes some of its own accord."""
+
+
+def _credential(plan: Plan, environ: Mapping[str, str]) -> BrowserCredential | None:
+    names = plan.granted("credential")
+    return browser_credential(names[0], environ) if names else None
+
+
+class _Granted(FamilySession):
+    def __init__(self, ctx: RunContext) -> None:
+        credential = _credential(ctx.plan, ctx.environ)
+        self.browser = BrowserTools.from_plan(
+            ctx.plan, ctx.job.scope.browser, ctx.job_path, credential
+        )
+
+    def tools(self) -> Sequence[ToolSpec]:
+        return self.browser.specs()
+
+    def redact(self, text: str) -> str:
+        return self.browser.redact(text)
+
+    def finish(self) -> Staged:
+        files = self.browser.close()
+        # The browser run is stored with only the control plane's secrets redacted: its
+        # digests bind what apply replays.
+        artifacts = tuple(
+            Artifact(a.name, a.data, a.media_type, "known" if a.name == RUN_ARTIFACT else "all")
+            for a in files
+        )
+        egress = tuple(Egress(e, BY) for e in self.browser.egress)
+        held = self.browser.pending
+        if held is None:
+            return Staged(artifacts=artifacts, egress=egress)
+        part = ProposalPart(
+            family=BrowserFamily.name,
+            kind=HELD_REQUEST,
+            digest=held.digest(),
+            actions=[held.action],
+            summary="the held browser request above",
+            detail={
+                "action": held.action,
+                "method": held.method,
+                "url": held.url,
+                "body_sha256": held.body_sha256,
+                "step": held.step,
+            },
+        )
+        return Staged(artifacts=artifacts, egress=egress, parts=(part,))
+
+    def close(self) -> None:
+        self.browser.close()
+
+
+class _NotGranted(FamilySession):
+    def tools(self) -> Sequence[ToolSpec]:
+        return []
+
+
+class BrowserFamily(ToolFamily):
+    name = "browser"
+    capabilities = ("browser",)
+    gate_actions = ("submit", "delete", "purchase")
+
+    def open(self, ctx: RunContext) -> FamilySession:
+        if "browser" not in ctx.plan.granted("tool"):
+            return _NotGranted()
+        return _Granted(ctx)
+
+    def apply(self, part: ProposalPart, ctx: ApplyContext) -> AppliedPart:
+        """Replay the browser steps and send the one approved request, or refuse."""
+        data = ctx.artifact_named(RUN_ARTIFACT)
+        if data is None:
+            raise ApplyRefused(f"apply failed: the run's {RUN_ARTIFACT} artifact is missing")
+        run = BrowserRun.model_validate_json(data)
+        chromium: Chromium | None = None
+        try:
+            credential = _credential(ctx.plan, ctx.environ)
+            chromium = chromium_for(ctx.plan, run.domains)
+            released = release(
+                run,
+                part.digest,
+                credential=credential,
+                job_rule=ctx.record.job_path,
+                chromium=chromium,
+            )
+        except ReplayDiffers as exc:
+            for name, blob in exc.artifacts.items():
+                ctx.keep(_apply_artifact(name, blob))
+            raise ApplyRefused(
+                "the page differs from what was approved; nothing was sent: "
+                + "; ".join(exc.differences)
+            ) from None
+        finally:
+            if chromium is not None:
+                for event in chromium.egress:
+                    ctx.log_egress(Egress(event, BY))
+        for name, blob in released.artifacts.items():
+            ctx.keep(_apply_artifact(name, blob))
+        request = f"{part.detail.get('method')} {released.url}"
+        return AppliedPart(
+            family=self.name,
+            summary=f"released {request} (HTTP {released.status})",
+            details={"request": request, "status": str(released.status)},
+        )
+
+    def unsafe_to_repeat(self, part: ProposalPart) -> str | None:
+        # At most once: the request may have left before the process died.
+        return (
+            f"while releasing {part.detail.get('method')} {part.detail.get('url')}; it is "
+            "never sent again by itself: check the site"
+        )
+
+    def evidence(self, ctx: EvidenceContext) -> list[Section]:
+        data = ctx.artifact_named(RUN_ARTIFACT)
+        if data is None:
+            return []
+        run = BrowserRun.model_validate_json(data)
+        text = render_browser_evidence(run, ctx.record.run_id, ctx.links)
+        return [text_section("Browser", text)]
+
+
+def _apply_artifact(name: str, data: bytes) -> Artifact:
+    # What apply saw, kept as it is apart from the control plane's own secrets.
+    return Artifact(name, data, media_type(name), "known")
