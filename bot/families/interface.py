@@ -19,7 +19,6 @@ plane must decide itself (vetting a patch before it is stored) comes in through 
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from bot.core.job import Job
 from bot.core.plan import Plan
 from bot.core.policy import Policy
 from bot.core.record import AppliedPart, Decision, ProposalPart, RunRecord
-from bot.core.render import Section
+from bot.core.render import Section, fenced
 from bot.families.base import ToolSpec
 
 __all__ = [
@@ -200,9 +199,7 @@ class EvidenceContext:
 def text_section(title: str, text: str, collapsed: bool = False) -> Section:
     """A section that reads the same everywhere: the text in a terminal, and in Markdown a
     fenced block the text cannot close (pages and query results are untrusted text)."""
-    longest = max((len(run) for run in re.findall("`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return Section(title, text, f"{fence}text\n{text}\n{fence}", collapsed)
+    return Section(title, text, fenced(text), collapsed)
 
 
 class FamilySession(ABC):
