@@ -1,11 +1,12 @@
 """The gate: which approvals a run's proposal needs, and whether a decision can count.
 
-Pure functions over the run record and policy, requirements as data that return
-a reason (after Atlantis): the engine records the reason whatever the outcome.
+Pure functions over the run record and policy. The requirements themselves, and their
+reasons, are in bot.core.gates; this module reads a run record into their facts.
 """
 
 from __future__ import annotations
 
+from bot.core.gates import ApprovalFacts, ReviewTiming, approval, may_decide
 from bot.core.globs import match_any
 from bot.core.identity import Directory
 from bot.core.plan import GatePlan, Plan
@@ -31,11 +32,33 @@ def open_gates(rec: RunRecord) -> list[GatePlan]:
     ]
 
 
-def may_decide(
-    policy: Policy, gates: list[GatePlan], who: str, directory: Directory | None = None
-) -> bool:
-    d = directory or policy.directory()
-    return any(policy.matches(p, who, d) for g in gates for p in g.approvers.principals())
+def approval_facts(
+    rec: RunRecord,
+    approver: str,
+    reviewed_commit: str,
+    gates: list[GatePlan],
+    policy: Policy,
+    directory: Directory | None = None,
+    door: str = "cli",
+    reviewed_digest: str | None = None,
+    timing: ReviewTiming | None = None,
+    unsigned: str | None = None,
+) -> ApprovalFacts:
+    """The plain facts bot.core.gates.approval decides on, from a run record."""
+    return ApprovalFacts(
+        policy=policy,
+        directory=directory or policy.directory(),
+        approver=approver,
+        requester=rec.requester,
+        door=door,
+        gates=tuple(gates),
+        commit=rec.commit,
+        reviewed_commit=reviewed_commit,
+        proposal_digest=rec.proposal.digest if rec.proposal else "",
+        reviewed_digest=reviewed_digest if rec.proposal else None,
+        timing=timing,
+        unsigned=unsigned,
+    )
 
 
 def approval_problem(
@@ -52,21 +75,12 @@ def approval_problem(
 
     reviewed_digest is the proposal digest the evidence the approver saw showed, where the
     door knows it (the PR comment prints it): an approval binds to what was reviewed."""
-    d = directory or policy.directory()
-    if d.same(approver, rec.requester):
-        return "authors cannot approve their own run"
-    if door not in policy.approvals.doors:
-        return (
-            f"approvals from the {door} door do not count here "
-            f"({policy.rule('approvals.doors')}: {', '.join(policy.approvals.doors) or 'none'})"
+    check = approval(
+        approval_facts(
+            rec, approver, reviewed_commit, gates, policy, directory, door, reviewed_digest
         )
-    if reviewed_digest is not None and rec.proposal and reviewed_digest != rec.proposal.digest:
-        return (
-            f"the evidence reviewed showed proposal {reviewed_digest[:19]}, "
-            f"the run's proposal is {rec.proposal.digest[:19]}"
-        )
-    if reviewed_commit != rec.commit:
-        return f"stale: the review is on {reviewed_commit[:12]}, the evidence on {rec.commit[:12]}"
-    if not may_decide(policy, gates, approver, d):
-        return f"{approver} is not an approver for this gate"
-    return None
+    )
+    return None if check.ok else check.reason
+
+
+__all__ = ["approval_facts", "approval_problem", "may_decide", "open_gates"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.core.approvers import Requirement
-from bot.core.errors import RunError, ValidationFailed
+from bot.core.errors import ValidationFailed
 from bot.core.identity import Directory, IdentityError, Person, from_email, from_github
 from bot.core.policy import merge_policy
 from bot.demo.code import DEVELOPER, MAINTAINER
@@ -77,8 +77,9 @@ def test_author_cannot_approve_by_changing_the_case_of_her_email(demo_repo: Path
     upper = DEVELOPER[1].upper()
     e, rec = start(demo_repo, requester=upper)
     assert rec.requester == DEVELOPER[1].casefold()
-    with pytest.raises(RunError, match="authors cannot approve their own run"):
-        e.decide(rec.run_id, DEVELOPER[1].lower(), "approve")
+    outcome = e.decide(rec.run_id, DEVELOPER[1].lower(), "approve")
+    assert outcome.kind == "not_counted"
+    assert outcome.reason == "authors cannot approve their own run"
 
 
 def test_policy_can_say_which_doors_approvals_count(demo_repo: Path) -> None:
@@ -88,8 +89,10 @@ def test_policy_can_say_which_doors_approvals_count(demo_repo: Path) -> None:
     policy.write_text(policy.read_text() + "approvals: {doors: [pull_request]}\n")
     git(demo_repo, "commit", "-qam", "approvals on GitHub only")
     e, rec = start(demo_repo)
-    with pytest.raises(RunError, match="approvals from the cli door do not count"):
-        e.decide(rec.run_id, MAINTAINER[1], "approve")
+    outcome = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert outcome.kind == "not_counted"
+    assert outcome.reason.startswith("approvals from the cli door do not count")
+    assert outcome.rule == "policies/default.yaml#approvals.doors"
     assert e.load(rec.run_id).approvals[-1].counted is False
 
 
@@ -98,15 +101,16 @@ def test_terminal_approvals_can_require_a_key_policy_lists(demo_repo: Path) -> N
     policy.write_text(policy.read_text() + "approvals: {signed: [cli]}\n")
     git(demo_repo, "commit", "-qam", "terminal approvals must be signed")
     e, rec = start(demo_repo)
-    with pytest.raises(RunError, match="cli approvals must be signed by a key policy lists"):
-        e.decide(rec.run_id, MAINTAINER[1], "approve")
+    outcome = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert outcome.kind == "not_counted"
+    assert outcome.reason.startswith("cli approvals must be signed by a key policy lists")
     name, key = e.audit.own_key() or ("", "")
     policy.write_text(
         policy.read_text() + f"audit:\n  signers: [{{name: {name!r}, key: {key!r}}}]\n"
     )
     git(demo_repo, "commit", "-qam", "list this terminal's key")
     e, rec = start(demo_repo)
-    assert e.decide(rec.run_id, MAINTAINER[1], "approve").state == "applied"
+    assert e.decide(rec.run_id, MAINTAINER[1], "approve").kind == "applied"
 
 
 def test_a_bare_login_is_no_identity() -> None:

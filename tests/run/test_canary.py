@@ -116,7 +116,7 @@ def test_code_job_leaks_no_canary(
     assert CRED_PW in (rec.final_message or "")
     evidence = render_evidence(rec, e.patch(rec), e.evidence_sections(rec), e.redactor)
     assert leaks(evidence) == []
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve").record
     assert done.state == "applied", done.transitions[-1].reason
     message = git(demo_repo, "log", "-1", "--format=%B", done.applied_commit()[0])
     assert "Agentplane-Run:" in message and leaks(message) == []

@@ -11,7 +11,7 @@ import pytest
 from bot.adapters.audit.verify import verify
 from bot.adapters.git import GitRepo
 from bot.adapters.sandbox.bwrap import BwrapBackend
-from bot.core.errors import RunError
+from bot.core.errors import NotAwaitingApproval, RunError, StaleApproval
 from bot.demo.code import DEVELOPER, MAINTAINER
 from bot.run.engine import Engine
 from tests.conftest import Scripted, git
@@ -56,8 +56,10 @@ def test_working_tree_is_untouched_by_a_run(demo_repo: Path) -> None:
 
 def test_self_approval_is_refused_and_recorded(demo_repo: Path) -> None:
     e, rec = start(demo_repo)
-    with pytest.raises(RunError, match="authors cannot approve their own run"):
-        e.decide(rec.run_id, DEVELOPER[1], "approve")
+    outcome = e.decide(rec.run_id, DEVELOPER[1], "approve")
+    assert not outcome.counted and outcome.kind == "not_counted"
+    assert outcome.reason == "authors cannot approve their own run"
+    assert outcome.rule == "gate#not-the-author"
     again = e.load(rec.run_id)
     assert again.state == "awaiting_approval"
     assert [(a.approver, a.counted) for a in again.approvals] == [(DEVELOPER[1], False)]
@@ -65,28 +67,31 @@ def test_self_approval_is_refused_and_recorded(demo_repo: Path) -> None:
 
 def test_non_approver_is_refused(demo_repo: Path) -> None:
     e, rec = start(demo_repo)
-    with pytest.raises(RunError, match="not an approver"):
-        e.decide(rec.run_id, "mallory@example.com", "approve")
-    assert e.load(rec.run_id).state == "awaiting_approval"
+    outcome = e.decide(rec.run_id, "mallory@example.com", "approve")
+    assert outcome.kind == "not_counted" and "not an approver" in outcome.reason
+    assert outcome.record.state == e.load(rec.run_id).state == "awaiting_approval"
 
 
 def test_maintainer_approval_applies_exactly_the_proposal(demo_repo: Path) -> None:
     e, rec = start(demo_repo)
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    outcome = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert outcome.kind == "applied" and outcome.counted
+    done = outcome.record
     assert done.state == "applied"
     commit, branch = done.applied_commit()
     assert git(demo_repo, "rev-parse", branch).strip() == commit
     assert "return a + b" in git(demo_repo, "show", f"{branch}:src/calc.py")
     assert git(demo_repo, "diff", "--name-only", f"{rec.commit}..{branch}") == "src/calc.py\n"
     assert verify(e.audit).ok
-    with pytest.raises(RunError, match="not awaiting approval"):
+    with pytest.raises(NotAwaitingApproval, match="not awaiting approval"):
         e.decide(rec.run_id, MAINTAINER[1], "approve")
 
 
 def test_denial_rejects_and_applies_nothing(demo_repo: Path) -> None:
     e, rec = start(demo_repo)
-    done = e.decide(rec.run_id, MAINTAINER[1], "deny")
-    assert done.state == "rejected" and done.applied is None
+    outcome = e.decide(rec.run_id, MAINTAINER[1], "deny")
+    done = outcome.record
+    assert outcome.kind == "rejected" and done.state == "rejected" and done.applied is None
     assert "agentplane/run/" not in git(demo_repo, "branch", "--list", "agentplane/run/*")
 
 
@@ -97,7 +102,7 @@ def test_apply_never_calls_the_model(demo_repo: Path) -> None:
         raise AssertionError("apply must not call the model")
 
     done = engine(demo_repo, model_factory=no_model).decide(rec.run_id, MAINTAINER[1], "approve")
-    assert done.state == "applied"
+    assert done.record.state == "applied"
 
 
 def test_tampered_proposal_is_not_applied(demo_repo: Path) -> None:
@@ -227,15 +232,18 @@ def test_uncommitted_job_is_refused(demo_repo: Path) -> None:
 
 def test_review_on_another_commit_is_stale(demo_repo: Path) -> None:
     e, rec = start(demo_repo)
-    with pytest.raises(RunError, match="stale: the review is on"):
-        e.decide(rec.run_id, MAINTAINER[1], "approve", reviewed_commit="f" * 40)
+    outcome = e.decide(rec.run_id, MAINTAINER[1], "approve", reviewed_commit="f" * 40)
+    assert outcome.kind == "stale" and outcome.reason.startswith("stale: the review is on")
+    error = outcome.not_counted_error()
+    assert isinstance(error, StaleApproval) and error.reason == outcome.reason
     assert e.load(rec.run_id).state == "awaiting_approval"
 
 
 def test_head_moved_at_apply_time_cancels(demo_repo: Path) -> None:
     e, rec = start(demo_repo)
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve", live_head=lambda: "e" * 40)
-    assert done.state == "cancelled" and done.applied is None
+    outcome = e.decide(rec.run_id, MAINTAINER[1], "approve", live_head=lambda: "e" * 40)
+    done = outcome.record
+    assert outcome.kind == "cancelled" and done.state == "cancelled" and done.applied is None
     assert "head moved" in done.transitions[-1].reason
 
 
@@ -251,10 +259,13 @@ def test_withdrawn_approval_stops_counting(demo_repo: Path) -> None:
     )
     git(demo_repo, "commit", "-qam", "two approvers")
     e, rec = start(demo_repo)
-    assert e.decide(rec.run_id, MAINTAINER[1], "approve").state == "awaiting_approval"
+    first = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert first.kind == "pending" and first.record.state == "awaiting_approval"
+    assert {c.rule for c in first.pending} == {"policies/default.yaml#gates.code-changes"}
     e.withdraw(rec.run_id, MAINTAINER[1], "review dismissed")
     after = e.decide(rec.run_id, "omar@example.com", "approve")
-    assert after.state == "awaiting_approval"  # maya's withdrawn approval no longer counts
+    # maya's withdrawn approval no longer counts
+    assert after.kind == "pending" and after.record.state == "awaiting_approval"
     assert e.cancel(rec.run_id, "PR closed").state == "cancelled"
 
 
@@ -538,7 +549,7 @@ def test_apply_rechecks_every_path_against_scope_and_protected_paths(demo_repo: 
     part.digest = sha256_hex(patch)
     rec.proposal.digest = rec.proposal.expected_digest()
     e.audit.append(rec.run_id, rec.model_dump(mode="json"), {sha256_hex(patch): patch})
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve").record
     assert done.state == "failed"
     assert ".github/workflows/x.yml outside the write scope" in done.transitions[-1].reason
     assert not git(demo_repo, "branch", "--list", f"agentplane/run/{rec.run_id}").strip()
@@ -553,8 +564,7 @@ def test_protected_paths_stay_out_of_a_proposal_whatever_the_write_scope(
     write = {"name": "fs_write", "arguments": {"path": ".github/workflows/x.yml", "content": "a"}}
     fix = {"name": "fs_write", "arguments": {"path": "src/ok.py", "content": "x = 1\n"}}
     job = scripted_job(
-        "workflow",
-        [{"tool_calls": [write, fix]}, {"content": "done"}],
+        "workflow", [{"tool_calls": [write, fix]}, {"content": "done"}],
         scope={"filesystem": {"write": ["**"]}},
     )
     _, rec = start(demo_repo, job)
@@ -571,23 +581,16 @@ def test_recover_finishes_an_approved_apply_whose_process_died(demo_repo: Path) 
     e, rec = start(demo_repo)
     dead = subprocess.run(
         [sys.executable, "-c", "from bot.run.owner import this_process; print(this_process())"],
-        capture_output=True,
-        text=True,
-        check=True,
+        capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert dead != this_process()
     from bot.core.record import Approval
 
     rec.approvals.append(
         Approval(
-            approver=MAINTAINER[1],
-            decision="approve",
-            commit=rec.commit,
-            job_digest=rec.job_digest,
-            proposal_digest=rec.proposal.digest,
-            at="2026-12-01T00:00:00Z",
-            counted=True,
-            reason="counted",
+            approver=MAINTAINER[1], decision="approve", commit=rec.commit,
+            job_digest=rec.job_digest, proposal_digest=rec.proposal.digest,
+            at="2026-12-01T00:00:00Z", counted=True, reason="counted",
         )
     )
     rec.advance("approved", "2026-12-01T00:00:00Z", "approved by maya")

@@ -143,7 +143,13 @@ def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
 
 
 def _decide(engine: Any, run_id: str, verdict: str) -> None:
-    rec = engine.decide(run_id, engine.repo.identity(), verdict)
+    outcome = engine.decide(run_id, engine.repo.identity(), verdict)
+    # On a terminal the person deciding is the one who must act on a decision that does not
+    # count: it ends the command as an error (exit 2) with the reason.
+    error = outcome.not_counted_error()
+    if error is not None:
+        raise error
+    rec = outcome.record
     click.echo(render_summary(rec, engine.redactor))
     for line in render_applied(rec.applied or []):
         click.echo(f"Applied: {line}")

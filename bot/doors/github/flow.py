@@ -18,20 +18,28 @@ from typing import Any
 
 from bot.adapters.audit.log import artifact_path, entry_path
 from bot.adapters.sandbox import SandboxBackend
-from bot.core.errors import AgentplaneError, RunError, ValidationFailed
-from bot.core.gate import may_decide
+from bot.core.errors import AgentplaneError, ValidationFailed
+from bot.core.gates import (
+    CommandFacts,
+    PolicyReviewFacts,
+    ReviewTiming,
+    RunParty,
+    command,
+    policy_owner_approval,
+)
 from bot.core.identity import IdentityError, Resolver, from_github
 from bot.core.job import parse_job
 from bot.core.plan import Plan
 from bot.core.record import DoorRef, RunRecord
-from bot.core.render import record_names, render_plan, render_pr_comment, with_names
+from bot.core.render import fenced, record_names, render_plan, render_pr_comment, with_names
+from bot.core.request import RunRequest
 from bot.doors.github.checkout import AUDIT, Checkout
 from bot.doors.github.client import GitHubClient, Posted, PullInfo, unauthorized
 from bot.doors.github.commands import Command, Reply, parse_comment
 from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings
 from bot.doors.github.state import PullState
-from bot.doors.github.timing import stamp, timing_problem
+from bot.doors.github.timing import github_time, stamp
 from bot.run.agent import Model
 from bot.run.engine import Engine
 from bot.run.redact import Redactor, redact_logs
@@ -305,17 +313,21 @@ class PullRequestDoor:
         governing = [f for f, _ in pr.files if f.startswith(GOVERNING)]
         if governing:
             self._policy_gate(ctx, pr, governing)
-        jobs = [
-            f
-            for f, status in pr.files
-            if f.startswith(JOBS_PREFIX) and f.endswith((".yaml", ".yml")) and status != "removed"
-        ]
+        jobs = self._job_files(pr)
         if not jobs:
             return "ignored: no job files" if not governing else "gated: policy change"
         valid = self._validate(ctx, pr, jobs)
         for job in valid:
             self._run_job(ctx, pr, job)
         return f"ran {len(valid)} of {len(jobs)} job(s)"
+
+    @staticmethod
+    def _job_files(pr: PullInfo) -> list[str]:
+        return [
+            f
+            for f, status in pr.files
+            if f.startswith(JOBS_PREFIX) and f.endswith((".yaml", ".yml")) and status != "removed"
+        ]
 
     def _validate(self, ctx: Context, pr: PullInfo, jobs: list[str]) -> list[str]:
         errors, valid = [], []
@@ -355,10 +367,18 @@ class PullRequestDoor:
         for old_job, head, run_id in self.state.runs(ctx.full, pr.number):
             if old_job == job and head != pr.head_sha:
                 ctx.engine.cancel(run_id, f"superseded by a push ({pr.head_sha[:12]})")
-        engine = ctx.engine
-        parsed = parse_job(job, engine.repo.read_file(pr.head_sha, job) or "")
+        rec = ctx.engine.start(
+            self._request(ctx, pr, job), DoorRef(repo=ctx.full, number=pr.number)
+        )
+        self.state.remember(ctx.full, pr.number, job, pr.head_sha, rec.run_id)
+        self.publish(ctx, rec)
+
+    def _request(self, ctx: Context, pr: PullInfo, job: str) -> RunRequest:
+        """The PR's request for one job at its head: the author asks; a job without a
+        prompt takes the PR's description."""
+        parsed = parse_job(job, ctx.engine.repo.read_file(pr.head_sha, job) or "")
         self.state.saw(pr.author_key, pr.author)
-        req = engine.request(
+        return ctx.engine.request(
             job,
             door="pull_request",
             requester=pr.author_key,
@@ -366,9 +386,6 @@ class PullRequestDoor:
             commit=pr.head_sha,
             prompt=None if parsed.prompt else (pr.body or None),
         )
-        rec = engine.start(req, DoorRef(repo=ctx.full, number=pr.number))
-        self.state.remember(ctx.full, pr.number, job, pr.head_sha, rec.run_id)
-        self.publish(ctx, rec)
 
     def _policy_gate(self, ctx: Context, pr: PullInfo, files: list[str]) -> None:
         owners = ", ".join(ctx.engine.policy().owners) or "(no owners: nobody can approve)"
@@ -388,14 +405,19 @@ class PullRequestDoor:
         """A policy owner's approval on the head clears the policy check; no one else's does."""
         key, reviewer = who
         policy = ctx.engine.policy()
-        directory = ctx.engine.directory(policy)
-        if directory.same(key, pr.author_key):
-            why = "authors cannot approve their own policy change"
-        elif commit != pr.head_sha:
-            why = "stale: the review is not on the head"
-        elif not any(policy.matches(p, key, directory) for p in policy.owners):
-            why = f"{reviewer} is not a policy owner ({', '.join(policy.owners) or 'none'})"
-        else:
+        check = policy_owner_approval(
+            PolicyReviewFacts(
+                policy=policy,
+                directory=ctx.engine.directory(policy),
+                reviewer=key,
+                reviewer_name=reviewer,
+                author=pr.author_key,
+                reviewed_commit=commit,
+                head=pr.head_sha,
+            )
+        )
+        why = check.reason
+        if check.ok:
             ctx.client.check(
                 ctx.full,
                 CHECK_POLICY,
@@ -438,22 +460,19 @@ class PullRequestDoor:
         if state == "approved" and any(f.startswith(GOVERNING) for f, _ in pr.files):
             outcomes.append(self._policy_review(ctx, pr, (key, reviewer), review.get("commit_id")))
         for rec in self._open_runs(ctx, number):
-            early = self._too_early(ctx, rec, review) if state == "approved" else None
-            counted = True
-            try:
-                rec = ctx.engine.decide(
-                    rec.run_id,
-                    key,
-                    "approve" if state == "approved" else "deny",
-                    reviewed_commit=review.get("commit_id"),
-                    live_head=lambda: ctx.client.pull(ctx.full, number).head_sha,
-                    door="pull_request",
-                    name=reviewer,
-                    refused=early,
-                )
-            except RunError as exc:
-                counted = False
-                why = with_names(str(exc).split(": ", 1)[-1], {key: reviewer})
+            outcome = ctx.engine.decide(
+                rec.run_id,
+                key,
+                "approve" if state == "approved" else "deny",
+                reviewed_commit=review.get("commit_id"),
+                live_head=lambda: ctx.client.pull(ctx.full, number).head_sha,
+                door="pull_request",
+                name=reviewer,
+                timing=self._timing(ctx, rec, review) if state == "approved" else None,
+            )
+            counted = outcome.counted
+            if not counted:
+                why = with_names(outcome.reason, {key: reviewer})
                 log.info(
                     "%s#%s: %s's review not counted for %s: %s",
                     ctx.full,
@@ -468,15 +487,16 @@ class PullRequestDoor:
                     f"review:{review.get('id')}:{rec.run_id}",
                     f"@{reviewer}'s review does not count for `{rec.job_name}`: {why}",
                 )
-                rec = ctx.engine.load(rec.run_id)
+            rec = outcome.record
             if rec.state == "applied" and rec.applied_commit():
                 self._push_applied(ctx, pr, rec)  # a released browser request has no commit
             self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {rec.state}" + ("" if counted else NOT_COUNTED))
         return "; ".join(outcomes) or "ignored: no run awaiting approval"
 
-    def _too_early(self, ctx: Context, rec: RunRecord, review: dict[str, Any]) -> str | None:
-        """Why this approval predates the evidence it would approve, by GitHub's times."""
+    def _timing(self, ctx: Context, rec: RunRecord, review: dict[str, Any]) -> ReviewTiming:
+        """GitHub's times for this review and for the evidence it would approve (the gate
+        in bot.core.gates decides whether the one comes after the other)."""
         digest = rec.proposal.digest if rec.proposal else ""
         posted = self.state.evidence_at(ctx.full, rec.run_id, digest)
         if posted is None:
@@ -484,7 +504,7 @@ class PullRequestDoor:
             # now, so this review fails closed and the next one can count.
             self.publish(ctx, rec)
             posted = self.state.evidence_at(ctx.full, rec.run_id, digest)
-        return timing_problem(review.get("submitted_at"), posted)
+        return ReviewTiming(github_time(review.get("submitted_at")), github_time(posted))
 
     def _push_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
         """Onto the PR's branch; a fork's branch is out of the App's reach, so the applied
@@ -530,16 +550,84 @@ class PullRequestDoor:
             self._comment(ctx, number, f"reply:{comment['id']}", f"@{login}: {problem}")
             return f"refused: {problem}"
         ctx.client.react(ctx.full, comment["id"], "+1")
-        if parsed.verb in ("plan", "rerun") and "pull_request" in issue:
-            if parsed.verb == "rerun":
-                self._forget_head(ctx, number)
+        reply = f"reply:{comment['id']}"
+        if parsed.verb in ("plan", "rerun", "apply") and "pull_request" not in issue:
+            self._comment(ctx, number, reply, f"`{parsed.verb}` works on pull requests only.")
+            return f"ignored: {parsed.verb} outside a pull request"
+        if parsed.verb == "plan":
+            return self.on_plan(ctx, number, reply)
+        if parsed.verb == "rerun":
+            self._forget_head(ctx, number)
             return self.on_pull(ctx, number)
+        if parsed.verb == "apply":
+            return self.on_apply(ctx, number, reply)
         if parsed.verb == "answer":
             return self.on_answer(ctx, number, key, parsed.argument)
         if parsed.verb == "cancel":
             return self.on_closed(ctx, number, f"cancelled by @{login}")
-        self._comment(ctx, number, f"reply:{comment['id']}", _NOT_YET.get(parsed.verb, ""))
-        return f"acknowledged: {parsed.verb}"
+        raise AssertionError(f"parse_comment returned a verb with no handler: {parsed.verb}")
+
+    def on_plan(self, ctx: Context, number: int, key: str) -> str:
+        """`/agentplane plan`: the plan of each job in the PR, at its head, posted as a
+        reply; nothing is run, staged or recorded."""
+        pr = ctx.client.pull(ctx.full, number)
+        if pr.state != "open":
+            return "ignored: closed"
+        ctx.engine.repo = ctx.checkout.sync(ctx.engine.repo.default_branch(), [], [pr.number])
+        jobs = self._job_files(pr)
+        if not jobs:
+            self._comment(ctx, number, key, "This pull request has no job files to plan.")
+            return "planned 0 job(s)"
+        valid = self._validate(ctx, pr, jobs)
+        names = {pr.author_key: pr.author}  # the plan names its requester: show the login
+        parts = [
+            f"#### `{job}`\n\n"
+            + fenced(with_names(render_plan(ctx.engine.plan(self._request(ctx, pr, job))), names))
+            for job in valid
+        ]
+        invalid = len(jobs) - len(valid)
+        if invalid:
+            parts.append(
+                f"{invalid} job file(s) do not validate: see the `{CHECK_VALIDATE}` check."
+            )
+        self._comment(
+            ctx,
+            number,
+            key,
+            f"Plan at {pr.head_sha[:12]} (nothing was run):\n\n" + "\n\n".join(parts),
+        )
+        return f"planned {len(valid)} of {len(jobs)} job(s)"
+
+    def on_apply(self, ctx: Context, number: int, key: str) -> str:
+        """`/agentplane apply`: apply each run whose counted approvals already meet every
+        gate; a comment is never an approval, so otherwise say what is still pending."""
+        waiting = self._open_runs(ctx, number)
+        if not waiting:
+            self._comment(ctx, number, key, _NOT_YET["apply"])
+            return "ignored: nothing awaiting approval"
+        pr = ctx.client.pull(ctx.full, number)
+        outcomes, still = [], []
+        for rec in waiting:
+            outcome = ctx.engine.apply_approved(
+                rec.run_id, live_head=lambda: ctx.client.pull(ctx.full, number).head_sha
+            )
+            rec = outcome.record
+            if outcome.kind == "pending":
+                still.append(f"- `{rec.job_name}`: {with_names(outcome.reason, self._names(rec))}")
+            else:
+                if rec.state == "applied" and rec.applied_commit():
+                    self._push_applied(ctx, pr, rec)
+                self.publish(ctx, rec)
+            outcomes.append(f"{rec.job_name}: {outcome.kind}")
+        if still:
+            self._comment(
+                ctx,
+                number,
+                key,
+                "Nothing applied for these runs: approval is an approving review on this pull "
+                "request, and a comment does not approve. Still pending:\n" + "\n".join(still),
+            )
+        return "apply: " + "; ".join(outcomes)
 
     def on_answer(self, ctx: Context, number: int, key: str, text: str) -> str:
         """key: the answerer's identity key (bot.core.identity)."""
@@ -555,22 +643,19 @@ class PullRequestDoor:
         """By the commenter's role in policy, never by the mere ability to comment; key is
         the commenter's identity key, compared only through policy's directory."""
         policy = ctx.engine.policy()
-        directory = ctx.engine.directory(policy)
-        if cmd.verb in ("plan", "rerun"):
-            if not any(
-                policy.matches(p, key, directory)
-                for jt in policy.job_types.values()
-                for p in jt.run_by
-            ):
-                return f"`{cmd.verb}` needs a role that may run jobs; you have none"
-            return None
         runs = [ctx.engine.load(r) for _, _, r in self.state.runs(ctx.full, number)]
-        gates = [g for r in runs for g in Plan.model_validate(r.plan).gates]
-        if any(directory.same(key, r.requester) for r in runs) or may_decide(
-            policy, gates, key, directory
-        ):
-            return None
-        return f"`{cmd.verb}` is for the run's requester or its approvers"
+        check = command(
+            CommandFacts(
+                policy=policy,
+                directory=ctx.engine.directory(policy),
+                verb=cmd.verb,
+                commenter=key,
+                runs=tuple(
+                    RunParty(r.requester, tuple(Plan.model_validate(r.plan).gates)) for r in runs
+                ),
+            )
+        )
+        return None if check.ok else check.reason
 
     def _forget_head(self, ctx: Context, number: int) -> None:
         head = ctx.client.pull(ctx.full, number).head_sha
@@ -664,8 +749,8 @@ class PullRequestDoor:
 
 
 _NOT_YET = {
-    "apply": "Approval happens by an approving review; the bot applies as soon as every gate "
-    "passes. Nothing to apply now.",
+    "apply": "Nothing here is waiting for approval, so there is nothing to apply. Approval is "
+    "an approving review; the bot applies as soon as every gate passes.",
     "answer": "There is no open question for this pull request.",
 }
 

@@ -22,7 +22,7 @@ def test_a_v1_run_awaiting_approval_is_decided_after_the_upgrade(demo_repo: Path
 
     after = Engine(GitRepo(demo_repo), BwrapBackend())
     assert after.load(rec.run_id).state == "awaiting_approval"
-    done = after.decide(rec.run_id, MAINTAINER[1], "approve")
+    done = after.decide(rec.run_id, MAINTAINER[1], "approve").record
     assert done.state == "applied"
     report = verify(after.audit)
     assert report.ok, report.findings
@@ -42,7 +42,7 @@ def test_a_branch_written_by_the_old_code_is_read_and_decided(tmp_path: Path) ->
     assert written.ok and written.signed == 0 and written.unsigned == written.entries > 0
     (run_id,) = engine.audit.run_ids()
     assert engine.load(run_id).state == "awaiting_approval"
-    done = engine.decide(run_id, MAINTAINER[1], "approve")
+    done = engine.decide(run_id, MAINTAINER[1], "approve").record
     assert done.state == "applied"
     report = verify(engine.audit)
     assert report.ok, report.findings

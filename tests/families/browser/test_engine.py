@@ -78,7 +78,7 @@ def test_submit_is_held_with_evidence_then_applies_once(
     assert held_call.tool == "click" and held_call.rule.endswith("#default_approvers")
     (section,) = e.evidence_sections(rec)
     assert "playwright show-trace" in section and f"POST {site.url}/users/2" in section
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve").record
     assert done.state == "applied" and [a.details for a in done.applied or []] == [
         {"request": f"POST {site.url}/users/2", "status": "303"}
     ]
@@ -110,7 +110,7 @@ def test_a_denied_submit_never_reaches_the_server(
     held: tuple[Engine, RunRecord], site: AdminSite
 ) -> None:
     e, rec = held
-    assert e.decide(rec.run_id, MAINTAINER[1], "deny").state == "rejected"
+    assert e.decide(rec.run_id, MAINTAINER[1], "deny").record.state == "rejected"
     assert not site.state.writes and site.state.users[2].email == "bob@example.com"
 
 
@@ -119,7 +119,7 @@ def test_a_page_changed_after_approval_stops_the_apply(
 ) -> None:
     e, rec = held
     site.state.form_version = 2  # the form now posts elsewhere
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve").record
     assert done.state == "failed" and "differs" in done.transitions[-1].reason
     assert not site.state.applied and site.state.users[2].email == "bob@example.com"
 
@@ -130,7 +130,7 @@ def test_a_console_down_at_apply_fails_the_run_and_sends_nothing(
     e, rec = held
     site.server.shutdown()
     site.server.server_close()  # nothing listens on the port any more
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve").record
     reason = done.transitions[-1].reason
     assert done.state == "failed" and "nothing was sent" in reason
     assert f"step 1 (goto {site.url}/users/2/edit) answered HTTP 502; approved HTTP 200" in reason
@@ -147,7 +147,7 @@ def test_a_credential_gone_at_apply_fails_the_run_with_how_to_fix_it(
 ) -> None:
     e, rec = held
     monkeypatch.delenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE")
-    done = e.decide(rec.run_id, MAINTAINER[1], "approve")
+    done = e.decide(rec.run_id, MAINTAINER[1], "approve").record
     assert done.state == "failed"
     assert "$AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE is not set" in done.transitions[-1].reason
     assert not site.state.writes
