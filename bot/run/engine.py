@@ -32,11 +32,21 @@ from bot.adapters.sandbox.backends import get_backend
 from bot.adapters.sandbox.spec import UNREACHABLE, EgressEvent
 from bot.adapters.sandbox.workspace import writable_dirs
 from bot.core.canonical import canonical_json, sha256_hex
-from bot.core.errors import AgentplaneError, RunError, ValidationFailed
-from bot.core.gate import approval_problem, may_decide, open_gates
+from bot.core.errors import AgentplaneError, NotAwaitingApproval, RunError, ValidationFailed
+from bot.core.gate import approval_facts, open_gates
+from bot.core.gates import (
+    STALE_RULES,
+    Outcome,
+    OutcomeKind,
+    ReviewTiming,
+    RunParty,
+    approval,
+    may_answer,
+    pending,
+)
 from bot.core.identity import Directory, Resolver, normalise
 from bot.core.job import BUILTIN_TOOLS, Job, known_tools, parse_job
-from bot.core.plan import Plan, plan
+from bot.core.plan import GatePlan, Plan, plan
 from bot.core.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.core.record import (
     IN_FLIGHT,
@@ -358,7 +368,10 @@ class Engine:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
                 return self._advance(rec, "failed", str(exc))
         rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
-        artifacts = self._stage(rec, staged, outcome.messages)
+        try:
+            artifacts = self._stage(rec, staged, outcome.messages)
+        except AgentplaneError as exc:  # an artifact that cannot be checked for secrets
+            return self._advance(rec, "failed", str(exc))
         if outcome.status == "needs_clarification":
             rec.question = Question(
                 text=outcome.message, call_id=outcome.question_call or "", asked_at=self.now()
@@ -458,9 +471,7 @@ class Engine:
             raise RunError(f"run {run_id} is {rec.state}; it has no open question")
         policy = self.policy()
         directory = self.directory(policy)
-        if not directory.same(who, rec.requester) and not may_decide(
-            policy, open_gates(rec), who, directory
-        ):
+        if not may_answer(policy, directory, who, RunParty(rec.requester, tuple(open_gates(rec)))):
             raise RunError(f"{who} may not answer for run {run_id}: ask its requester")
         transcript = rec.artifact("transcript.json")
         messages = json.loads(self.audit.artifact(transcript.sha256)) if transcript else []
@@ -490,27 +501,26 @@ class Engine:
         door: str = "cli",
         name: str = "",
         reviewed_digest: str | None = None,
-        refused: str | None = None,
-    ) -> RunRecord:
+        timing: ReviewTiming | None = None,
+    ) -> Outcome:
         """Record one person's decision; apply once every gate on the proposal is satisfied.
 
+        A decision that does not count is a normal outcome (a PR review from someone who is
+        not an approver), returned, not raised; NotAwaitingApproval is the one error.
         reviewed_commit is the commit the reviewer saw (a PR review's commit_id); live_head
         re-reads the branch head at the moment of apply, so a push after approval wins.
         approver is an identity key (bot.core.identity); name is how the door shows that person.
-        refused is the door's own reason this decision cannot count (e.g. a review submitted
-        before its evidence was posted): recorded as not counted, like any other reason.
+        timing is when the door says the decision was made against when its evidence was
+        shown (a PR review): a decision that cannot be shown to come after does not count.
         """
         approver = normalise(approver)
-        rec = self.load(run_id)
-        if rec.state != "awaiting_approval" or rec.proposal is None:
-            raise RunError(f"run {run_id} is {rec.state}, not awaiting approval")
+        rec = self._awaiting(run_id)
         proposal = self._verified(rec)
         gates = open_gates(rec)
         policy = self.policy()
         directory = self.directory(policy)
-        problem = (
-            refused
-            or approval_problem(
+        check = approval(
+            approval_facts(
                 rec,
                 approver,
                 reviewed_commit or rec.commit,
@@ -519,9 +529,11 @@ class Engine:
                 directory,
                 door,
                 reviewed_digest,
+                timing,
+                self.signed_problem(policy, door),
             )
-            or self.signed_problem(policy, door)
         )
+        assert rec.proposal is not None  # _awaiting: a run waiting for approval has one
         rec.approvals.append(
             Approval(
                 approver=approver,
@@ -532,42 +544,64 @@ class Engine:
                 job_digest=rec.job_digest,
                 proposal_digest=rec.proposal.digest,
                 at=self.now(),
-                counted=problem is None,
-                reason=problem or _counted(directory),
+                counted=check.ok,
+                reason=_counted(directory) if check.ok else check.reason,
             )
         )
-        if problem is not None:
-            self._advance(
-                rec, "awaiting_approval", f"{decision} by {approver} not counted: {problem}"
+        if not check.ok:
+            rec = self._advance(
+                rec, "awaiting_approval", f"{decision} by {approver} not counted: {check.reason}"
             )
-            raise RunError(f"{approver} cannot decide run {run_id}: {problem}")
+            kind: OutcomeKind = "stale" if check.rule in STALE_RULES else "not_counted"
+            return Outcome(kind, rec, check.reason, check.rule)
         if decision == "deny":
-            return self._advance(rec, "rejected", f"denied by {approver}")
-        approvers = [
-            a.approver
-            for a in rec.approvals
-            if a.counted and a.decision == "approve" and a.proposal_digest == rec.proposal.digest
-        ]
-        pending = [
-            v.reason
-            for g in gates
-            if not (
-                v := g.approvers.evaluate(
-                    approvers,
-                    rec.requester,
-                    lambda pr, who: policy.matches(pr, who, directory),
-                    directory.person,
-                )
-            ).ok
-        ]
-        if pending:
-            return self._advance(rec, "awaiting_approval", "; ".join(pending))
-        if live_head is not None and (head := live_head()) != rec.commit:
-            return self._advance(
-                rec, "cancelled", f"stale: the head moved to {head[:12]} after approval"
+            return Outcome("rejected", self._advance(rec, "rejected", f"denied by {approver}"), "")
+        return self._settle(rec, proposal, gates, policy, directory, live_head)
+
+    def apply_approved(self, run_id: str, live_head: Callable[[], str] | None = None) -> Outcome:
+        """Apply a run whose counted approvals already meet every gate (a door's `apply`
+        command, e.g. after policy on the default branch lowered a gate); records nothing
+        when a gate is still open, and says which in the outcome (`pending`)."""
+        rec = self._awaiting(run_id)
+        proposal = self._verified(rec)
+        gates = open_gates(rec)
+        policy = self.policy()
+        directory = self.directory(policy)
+        open_now = pending(gates, _approvers(rec), rec.requester, policy, directory)
+        if open_now:
+            return Outcome("pending", rec, "; ".join(c.reason for c in open_now), "", open_now)
+        return self._settle(rec, proposal, gates, policy, directory, live_head)
+
+    def _awaiting(self, run_id: str) -> RunRecord:
+        rec = self.load(run_id)
+        if rec.state != "awaiting_approval" or rec.proposal is None:
+            raise NotAwaitingApproval(f"run {run_id} is {rec.state}, not awaiting approval")
+        return rec
+
+    def _settle(
+        self,
+        rec: RunRecord,
+        proposal: Proposal,
+        gates: list[GatePlan],
+        policy: Policy,
+        directory: Directory,
+        live_head: Callable[[], str] | None,
+    ) -> Outcome:
+        """After a counted approval: wait for the open gates, or apply on the live head."""
+        approvers = _approvers(rec)
+        open_now = pending(gates, approvers, rec.requester, policy, directory)
+        if open_now:
+            reason = "; ".join(c.reason for c in open_now)
+            return Outcome(
+                "pending", self._advance(rec, "awaiting_approval", reason), reason, "", open_now
             )
+        if live_head is not None and (head := live_head()) != rec.commit:
+            reason = f"stale: the head moved to {head[:12]} after approval"
+            return Outcome("cancelled", self._advance(rec, "cancelled", reason), reason)
         self._advance(rec, "approved", f"approved by {', '.join(approvers)}")
-        return self._apply(rec, proposal)
+        done = self._apply(rec, proposal)
+        kind: OutcomeKind = "applied" if done.state == "applied" else "failed"
+        return Outcome(kind, done, done.transitions[-1].reason)
 
     def _apply(self, rec: RunRecord, proposal: Proposal) -> RunRecord:
         """Deterministic: applies exactly what was approved, part by part, in the order of
@@ -742,6 +776,8 @@ class Engine:
     def _redacted(self, a: Artifact) -> bytes:
         """An artifact as it is stored: redacted before hashing, so the record names what
         is stored; binary media are never decoded (see Artifact.redaction)."""
+        if a.redaction != "none" and a.media_type == "application/zip":
+            return self.redactor.zip(a.data)
         if a.redaction == "none" or not _is_text(a.media_type):
             return a.data
         text = a.data.decode("utf-8", "replace")
@@ -814,6 +850,16 @@ def _egress(event: EgressEvent, p: Plan, **context: str) -> dict[str, Any]:
     else:  # denied by name, address or port: the proxy's reason says which
         entry["rule"] = "policy#network (not granted: default deny)"
     return entry
+
+
+def _approvers(rec: RunRecord) -> list[str]:
+    """Who approved the run's current proposal, of the decisions that counted."""
+    digest = rec.proposal.digest if rec.proposal else None
+    return [
+        a.approver
+        for a in rec.approvals
+        if a.counted and a.decision == "approve" and a.proposal_digest == digest
+    ]
 
 
 def _counted(directory: Directory) -> str:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import logging
 import re
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bot.core.errors import AgentplaneError
 
 if TYPE_CHECKING:
     from bot.core.policy import Policy
@@ -98,6 +102,14 @@ def token_patterns() -> tuple[TokenPattern, ...]:
     return tuple(out)
 
 
+MAX_ZIP_UNPACKED = 512 << 20
+"""Traces unpack to a few MB; one that claims more is refused, never unpacked."""
+
+
+class RedactionError(AgentplaneError):
+    pass
+
+
 class Redactor:
     """Masks known secret values, then token formats. Immutable: widen with `with_secrets`."""
 
@@ -135,6 +147,35 @@ class Redactor:
         """Only the known values masked: for text whose token-like parts must stay as they
         are (a browser run's recorded steps, which apply replays)."""
         return text if self._known is None else self._known.sub(MASK, text)
+
+    def zip(self, data: bytes) -> bytes:
+        """A zip (a Playwright trace) with the known secrets masked in every text member;
+        binary members (screenshots) and the archive's structure are kept, so it still opens.
+        A page that showed a secret, or a field the model typed it into, leaves it in the
+        trace's network and action logs."""
+        if self._known is None:
+            return data
+        try:
+            source = zipfile.ZipFile(io.BytesIO(data))
+            infos = source.infolist()
+            if sum(i.file_size for i in infos) > MAX_ZIP_UNPACKED:
+                raise RedactionError(
+                    f"a zip artifact unpacks to over {MAX_ZIP_UNPACKED} bytes: refused, as "
+                    "it cannot be checked for secrets"
+                )
+            members = [(info, source.read(info)) for info in infos]
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return data  # not a zip after all: stored as it came (binary, never decoded)
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as target:
+            for info, body in members:
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    target.writestr(info, body)
+                    continue
+                target.writestr(info, self.known(text).encode("utf-8"))
+        return out.getvalue()
 
     def knows(self, text: str) -> bool:
         """Does text hold a secret the control plane knows (not a mere token shape)?"""

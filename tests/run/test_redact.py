@@ -122,3 +122,32 @@ def test_redaction_is_fast_enough_for_every_record_append() -> None:
     started = time.perf_counter()
     r.json(record)
     assert time.perf_counter() - started < 0.25  # ~10 ms measured; a loose bound for CI
+
+
+def test_zip_artifacts_have_known_secrets_masked_in_text_members(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A Playwright trace is a zip: a page that showed a model key leaves it in the network
+    # log; the picture stays as it is and the archive still opens.
+    import io
+    import zipfile
+
+    from bot.run import redact
+    from bot.run.redact import RedactionError
+
+    key = "sk-model-key-0123456789"
+    raw = io.BytesIO()
+    with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("trace.network", f'{{"body": "{key}"}}\n')
+        z.writestr("resources/shot.png", b"\x89PNG\r\n\x1a\n\xff\xfe" + key.encode())
+    masked = Redactor([key]).zip(raw.getvalue())
+    with zipfile.ZipFile(io.BytesIO(masked)) as z:
+        assert key not in z.read("trace.network").decode()
+        assert MASK in z.read("trace.network").decode()
+        assert z.read("resources/shot.png").startswith(b"\x89PNG")  # binary: never decoded
+    monkeypatch.setattr(redact, "MAX_ZIP_UNPACKED", 4096)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a", b"\0" * 4097)
+    with pytest.raises(RedactionError, match="cannot be checked for secrets"):
+        Redactor([key]).zip(bomb.getvalue())
