@@ -222,6 +222,14 @@ class FamilySession(ABC):
         return None
 
 
+class NotGranted(FamilySession):
+    """The session of a family the plan did not grant: no tools at all, so the broker
+    answers "no tool named ..." and nothing (a connection, a browser) is opened."""
+
+    def tools(self) -> Sequence[ToolSpec]:
+        return []
+
+
 class ToolFamily(ABC):
     name: ClassVar[str]
     capabilities: ClassVar[tuple[str, ...]]

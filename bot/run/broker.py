@@ -27,42 +27,43 @@ ALWAYS = frozenset({"ask"})
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ToolVerdict:
     decision: Decision
     rule: str
     reason: str
 
 
-def decide(plan: Plan, spec: ToolSpec | None, name: str, args: dict[str, Any]) -> Verdict:
+def decide(plan: Plan, spec: ToolSpec | None, name: str, args: dict[str, Any]) -> ToolVerdict:
     """Pure: may this call run under plan?"""
     if spec is None:
-        return Verdict("deny", "broker#known-tools", f"there is no tool named {name!r}")
+        return ToolVerdict("deny", "broker#known-tools", f"there is no tool named {name!r}")
     if spec.capability in ALWAYS:
-        return Verdict("allow", f"broker#{spec.capability}", "asking a human is always allowed")
+        return ToolVerdict("allow", f"broker#{spec.capability}", "asking a human is always allowed")
     grant = next(
         (d for d in plan.decisions if d.kind == "tool" and d.subject == spec.capability), None
     )
     if grant is None or not grant.granted:
         rule = grant.rule if grant else plan.tools_rule or "policy#tools"
         why = grant.reason if grant else f"the job was not granted the {spec.capability} tool"
-        return Verdict("deny", rule, why)
+        return ToolVerdict("deny", rule, why)
     try:
         access = spec.access(args)
     except ToolFailure as exc:
-        return Verdict("deny", "broker#paths", str(exc))
+        return ToolVerdict("deny", "broker#paths", str(exc))
     if access is None:
-        return Verdict("allow", grant.rule, f"{spec.capability} granted")
+        return ToolVerdict("allow", grant.rule, f"{spec.capability} granted")
     kind, path = access
     globs = plan.granted(kind)
     if not match_any(path, globs):
         rule = next((d.rule for d in plan.decisions if d.kind == kind), grant.rule)
-        return Verdict("deny", rule, f"{path!r} is outside the {kind} scope {globs or '(none)'}")
+        outside = f"{path!r} is outside the {kind} scope {globs or '(none)'}"
+        return ToolVerdict("deny", rule, outside)
     if kind == "write" and any(g.action == "write" for g in plan.gates):
         gate = next(g for g in plan.gates if g.action == "write")
-        return Verdict(
+        return ToolVerdict(
             "needs_approval", gate.rule, "staged in the proposal; applied only after approval"
         )
-    return Verdict("allow", grant.rule, f"{path!r} is in the {kind} scope")
+    return ToolVerdict("allow", grant.rule, f"{path!r} is in the {kind} scope")
 
 
 class Broker:
@@ -90,7 +91,7 @@ class Broker:
         self,
         name: str,
         args: dict[str, Any],
-        verdict: Verdict,
+        verdict: ToolVerdict,
         ok: bool,
         output: str,
         started: float,
@@ -119,7 +120,7 @@ class Broker:
         except ValueError as exc:
             args, verdict = (
                 {"_raw": raw_arguments[:500]},
-                Verdict("deny", "broker#arguments", f"arguments are not a JSON object: {exc}"),
+                ToolVerdict("deny", "broker#arguments", f"arguments are not a JSON object: {exc}"),
             )
         else:
             verdict = decide(self.plan, self.tools.get(name), name, args)
@@ -132,7 +133,7 @@ class Broker:
                 output, ok = outcome.output, True
                 if outcome.held is not None:
                     gate = next((g for g in self.plan.gates if g.action == outcome.held), None)
-                    verdict = Verdict(
+                    verdict = ToolVerdict(
                         "needs_approval",
                         gate.rule if gate else "policy#gates",
                         f"{outcome.held} held for approval",
@@ -143,7 +144,7 @@ class Broker:
                 )
                 raise
             except ToolRefused as exc:
-                verdict = Verdict("deny", exc.rule, exc.reason)
+                verdict = ToolVerdict("deny", exc.rule, exc.reason)
                 output = f"DENIED by {exc.rule}: {exc.reason}"
             except ToolFailure as exc:
                 output = f"ERROR: {exc}"

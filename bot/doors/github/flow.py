@@ -721,7 +721,7 @@ class PullRequestDoor:
             render_plan(plan),
             ctx.engine.patch(rec),
             digest,
-            ctx.engine.evidence_sections(rec, links),
+            ctx.engine.evidence(rec, links),
             names=names,
         )
         if head is not None:

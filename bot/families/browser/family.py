@@ -27,6 +27,7 @@ from bot.families.interface import (
     Egress,
     EvidenceContext,
     FamilySession,
+    NotGranted,
     RunContext,
     Section,
     Staged,
@@ -89,11 +90,6 @@ class _Granted(FamilySession):
         self.browser.close()
 
 
-class _NotGranted(FamilySession):
-    def tools(self) -> Sequence[ToolSpec]:
-        return []
-
-
 class BrowserFamily(ToolFamily):
     name = "browser"
     capabilities = ("browser",)
@@ -101,7 +97,7 @@ class BrowserFamily(ToolFamily):
 
     def open(self, ctx: RunContext) -> FamilySession:
         if "browser" not in ctx.plan.granted("tool"):
-            return _NotGranted()
+            return NotGranted()
         return _Granted(ctx)
 
     def apply(self, part: ProposalPart, ctx: ApplyContext) -> AppliedPart:

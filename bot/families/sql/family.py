@@ -15,6 +15,7 @@ from bot.families.interface import (
     Artifact,
     EvidenceContext,
     FamilySession,
+    NotGranted,
     RunContext,
     Section,
     Staged,
@@ -72,20 +73,13 @@ class _Granted(FamilySession):
         self.sql.close()
 
 
-class _NotGranted(FamilySession):
-    """No tools at all: the broker answers "no tool named ..." for a job without SQL."""
-
-    def tools(self) -> Sequence[ToolSpec]:
-        return []
-
-
 class SqlFamily(ToolFamily):
     name = "sql"
     capabilities = ("sql",)
 
     def open(self, ctx: RunContext) -> FamilySession:
         if "sql" not in ctx.plan.granted("tool"):
-            return _NotGranted()
+            return NotGranted()
         return _Granted(ctx)
 
     def evidence(self, ctx: EvidenceContext) -> list[Section]:
