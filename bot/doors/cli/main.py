@@ -55,8 +55,18 @@ def cli() -> None:
 
 
 @cli.command()
-def schema() -> None:
-    """Print the JSON Schema of job files (for editor autocompletion)."""
+@click.option(
+    "--record",
+    is_flag=True,
+    help="The run record's schema instead: what each audit-branch entry's `record` holds.",
+)
+def schema(record: bool) -> None:
+    """Print the JSON Schema of job files (for editor autocompletion), or of run records."""
+    if record:
+        from bot.core.record import RunRecord
+
+        click.echo(json.dumps(RunRecord.model_json_schema(), indent=2))
+        return
     click.echo(json.dumps(job_schema(), indent=2))
 
 

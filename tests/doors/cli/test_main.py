@@ -198,3 +198,18 @@ def _audit_subjects(repo: Path) -> str:
         cwd=repo, capture_output=True, text=True, check=False,
     )
     return out.stdout
+
+
+def test_schema_record_describes_the_records_on_the_audit_branch(demo_repo: Path) -> None:
+    # Outside tools read an audit branch by this schema: a real run's records validate.
+    import jsonschema
+
+    printed = agentplane(demo_repo, "schema", "--record")
+    assert printed.returncode == 0, printed.stderr
+    schema = json.loads(printed.stdout)
+    assert "proposal" in schema["properties"] and "approvals" in schema["properties"]
+    agentplane(demo_repo, "run", "fix-failing-test", who=MAINTAINER)
+    shown = agentplane(demo_repo, "audit", "log").stdout
+    run_id = re.search(r"fix-failing-test-\d+-[0-9a-f]+", shown).group(0)  # type: ignore[union-attr]
+    record = json.loads(agentplane(demo_repo, "audit", "show", run_id).stdout)
+    jsonschema.validate(record, schema)
