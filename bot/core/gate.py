@@ -6,7 +6,7 @@ reasons, are in bot.core.gates; this module reads a run record into their facts.
 
 from __future__ import annotations
 
-from bot.core.gates import ApprovalFacts, ReviewTiming, approval, may_decide
+from bot.core.gates import ApprovalFacts, ReviewTiming, may_decide
 from bot.core.globs import match_any
 from bot.core.identity import Directory
 from bot.core.plan import GatePlan, Plan
@@ -61,26 +61,4 @@ def approval_facts(
     )
 
 
-def approval_problem(
-    rec: RunRecord,
-    approver: str,
-    reviewed_commit: str,
-    gates: list[GatePlan],
-    policy: Policy,
-    directory: Directory | None = None,
-    door: str = "cli",
-    reviewed_digest: str | None = None,
-) -> str | None:
-    """Why this person's decision cannot count for this run, or None when it can.
-
-    reviewed_digest is the proposal digest the evidence the approver saw showed, where the
-    door knows it (the PR comment prints it): an approval binds to what was reviewed."""
-    check = approval(
-        approval_facts(
-            rec, approver, reviewed_commit, gates, policy, directory, door, reviewed_digest
-        )
-    )
-    return None if check.ok else check.reason
-
-
-__all__ = ["approval_facts", "approval_problem", "may_decide", "open_gates"]
+__all__ = ["approval_facts", "may_decide", "open_gates"]

@@ -47,14 +47,21 @@ def test_no_proposal_opens_no_gate() -> None:
 
 
 def test_an_approval_binds_to_the_proposal_its_evidence_showed() -> None:
-    from bot.core.gate import approval_problem
+    from bot.core.gate import approval_facts
+    from bot.core.gates import approval
 
     rec = record(["src/a.py"])
     policy = merge_policy([("policies/p.yaml", SCOPED)])
     gates = open_gates(rec)
-    why = approval_problem(
-        rec, "maya@example.com", rec.commit, gates, policy, reviewed_digest="sha256:other"
-    )
+
+    def problem(digest: str) -> str | None:
+        facts = approval_facts(
+            rec, "maya@example.com", rec.commit, gates, policy, reviewed_digest=digest
+        )
+        check = approval(facts)
+        return None if check.ok else check.reason
+
+    why = problem("sha256:other")
     assert why is not None and "the evidence reviewed showed proposal sha256:other" in why
-    same = approval_problem(rec, "maya@example.com", rec.commit, gates, policy, reviewed_digest="d")
+    same = problem("d")
     assert same is None or "evidence reviewed" not in same
