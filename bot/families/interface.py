@@ -254,3 +254,11 @@ class ToolFamily(ABC):
 
     def evidence(self, ctx: EvidenceContext) -> list[Section]:
         return []
+
+
+def family_named(families: Sequence[ToolFamily], name: str) -> ToolFamily:
+    """The family a proposal part names; UnknownFamily when this engine does not run it."""
+    family = next((f for f in families if f.name == name), None)
+    if family is None:
+        raise UnknownFamily(name, [f.name for f in families])
+    return family

@@ -1,38 +1,31 @@
 """The one path every front door takes: plan -> propose -> evidence -> gate -> apply -> record.
 
-Doors build a RunRequest and collect approvals their own way; everything else
-is here, once. Each state change is appended to the audit branch, so a run
-interrupted anywhere resumes from its last record with nothing lost.
+This module is the lifecycle only: which step follows which, and the gates between
+them. The steps live beside it: inputs (policy, config, job, plan), propose (the
+agent in its sandbox), apply (what was approved, part by part) and storage (the
+audit branch). Doors build a RunRequest and collect approvals their own way. Each
+state change is appended to the audit branch, so a run interrupted anywhere resumes
+from its last record with nothing lost.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import ipaddress
 import json
 import os
 import secrets
-import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import ValidationError
 
 from bot.adapters.audit.log import AuditLog
-from bot.adapters.audit.trust import Trust
 from bot.adapters.git import GitRepo
-from bot.adapters.model.turn import ModelTurn, litellm_client, script_from_transcript
-from bot.adapters.sandbox import Limits, SandboxBackend, SandboxSpec
-from bot.adapters.sandbox.backends import get_backend
-from bot.adapters.sandbox.spec import UNREACHABLE, EgressEvent
-from bot.adapters.sandbox.workspace import writable_dirs
-from bot.core.canonical import canonical_json, sha256_hex
-from bot.core.errors import AgentplaneError, NotAwaitingApproval, RunError, ValidationFailed
+from bot.adapters.model.turn import litellm_client, script_from_transcript
+from bot.adapters.sandbox import SandboxBackend
+from bot.core.errors import NotAwaitingApproval, RunError
 from bot.core.gate import approval_facts, open_gates
 from bot.core.gates import (
     STALE_RULES,
@@ -45,65 +38,25 @@ from bot.core.gates import (
     pending,
 )
 from bot.core.identity import Directory, Resolver, normalise
-from bot.core.job import BUILTIN_TOOLS, Job, known_tools, parse_job
+from bot.core.job import BUILTIN_TOOLS, Job
 from bot.core.plan import GatePlan, Plan, plan
-from bot.core.policy import Policy, RepoConfig, merge_policy, parse_config
-from bot.core.record import (
-    IN_FLIGHT,
-    PATCH,
-    SECRET_SCAN,
-    AppliedPart,
-    Approval,
-    ArtifactRef,
-    Clarification,
-    DoorRef,
-    ModelCall,
-    Proposal,
-    ProposalPart,
-    Question,
-    RunRecord,
-    ToolCall,
-)
+from bot.core.policy import Policy, RepoConfig
+from bot.core.record import PATCH, Approval, Clarification, DoorRef, Proposal, RunRecord, State
 from bot.core.render import Section
 from bot.core.request import Door, RunRequest
 from bot.families.ask.tools import answer_text
-from bot.families.interface import (
-    ApplyContext,
-    ApplyRefused,
-    Artifact,
-    EvidenceContext,
-    Note,
-    RestoreContext,
-    RunContext,
-    Staged,
-    ToolFamily,
-    UnknownFamily,
-)
+from bot.families.interface import EvidenceContext, ToolFamily
 from bot.families.registry import default_families, tool_names
-from bot.run.agent import Model, Spent, opening, run_agent
-from bot.run.broker import Broker
-from bot.run.owner import is_dead, this_process
-from bot.run.proposal_checks import (
-    check_proposal,
-    tree_usage,
-    workspace_problem,
-)
-from bot.run.redact import Redactor, host_secrets
-from bot.run.toolbox import Toolbox
-
-JOBS_DIR = ".agentplane/jobs"
-CONFIG_PATH = ".agentplane/config.yaml"
-BOT_IDENTITY = ("agentplane", "agentplane@localhost")
+from bot.run.agent import Model
+from bot.run.apply import Applier
+from bot.run.inputs import Inputs, job_path
+from bot.run.propose import Proposer, Resume
+from bot.run.redact import Redactor
+from bot.run.storage import RunStore
 
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def job_path(name_or_path: str) -> str:
-    if name_or_path.endswith((".yaml", ".yml")):
-        return name_or_path
-    return f"{JOBS_DIR}/{name_or_path}.yaml"
 
 
 class Engine:
@@ -120,70 +73,48 @@ class Engine:
             default_families() if families is None else families
         )
         """Tool families, in order (bot.families.registry); a test may add its own."""
-        # `documents` stays a valid name ahead of its family, as it was before families.
-        self.tool_names = tuple(dict.fromkeys([*BUILTIN_TOOLS, *tool_names(self.families)]))
-        self.audit = AuditLog(repo.root)
-        self.backend = backend
-        self.model_factory = model_factory
         self.now = now
-        self.redactor = Redactor.for_host(os.environ)
+        self.audit = AuditLog(repo.root)
+        self.store = RunStore(self.audit, Redactor.for_host(os.environ), now)
+        # `documents` stays a valid name ahead of its family, as it was before families.
+        names = tuple(dict.fromkeys([*BUILTIN_TOOLS, *tool_names(self.families)]))
+        self.inputs = Inputs(repo, self.store, names)
+        self.proposer = Proposer(
+            repo, backend, model_factory, self.families, self.inputs, self.store
+        )
+        self.applier = Applier(repo, self.families, self.inputs, self.store)
+
+    @property
+    def redactor(self) -> Redactor:
         """The one redactor for records, evidence, commit messages; doors widen it with
         their own secrets (redactor.with_secrets), policy() with what routing names."""
-        self._trusted = False
-        self.resolve_login: Resolver | None = None
-        """Set by a door that knows GitHub: policy's logins become numeric ids through it."""
+        return self.store.redactor
 
-    def directory(self, policy: Policy) -> Directory:
-        return policy.directory(self.resolve_login)
+    @redactor.setter
+    def redactor(self, redactor: Redactor) -> None:
+        self.store.redactor = redactor
 
-    # -- inputs ---------------------------------------------------------------------------
+    @property
+    def resolve_login(self) -> Resolver | None:
+        return self.inputs.resolve_login
+
+    @resolve_login.setter
+    def resolve_login(self, resolve: Resolver | None) -> None:
+        self.inputs.resolve_login = resolve
+
+    # -- inputs (bot.run.inputs) -----------------------------------------------------------
 
     def policy(self) -> Policy:
-        """Policy from the default branch only: a feature branch cannot grant itself more."""
-        files = self.repo.read_dir(self.repo.policy_ref(), "policies", (".yaml", ".yml"))
-        with known_tools(self.tool_names):  # policy may grant any tool this engine serves
-            policy = merge_policy(files)
-        # Model keys routing names (os.environ/NAME), DSNs policy's connections name.
-        self.redactor = self.redactor.with_secrets(host_secrets(os.environ, policy))
-        # Records are read only through policy's signers (plus this host's own key).
-        audit = policy.audit
-        self.audit.trust(Trust.from_policy(audit.signers, audit.require_signatures_from))
-        self._trusted = True
-        return policy
+        return self.inputs.policy()
 
-    def signed_problem(self, policy: Policy, door: str) -> str | None:
-        """Why an approval from this door is not signed as policy asks, or None."""
-        if door not in policy.approvals.signed:
-            return None
-        own = self.audit.own_key()
-        listed = None if own is None else Trust.from_policy(policy.audit.signers).lookup(own[1])
-        if listed is None:
-            return (
-                f"{door} approvals must be signed by a key policy lists "
-                f"({policy.rule('approvals.signed')}); this host's key is not in audit.signers "
-                "(see `agentplane audit key`)"
-            )
-        if listed.revoked_at is not None and listed.revoked_at <= datetime.now(UTC):
-            return f"this host's signing key {listed.name!r} was revoked {listed.revoked_at}"
-        return None
+    def directory(self, policy: Policy) -> Directory:
+        return self.inputs.directory(policy)
 
     def config(self, commit: str) -> RepoConfig | None:
-        # Read at the run's own commit: a config can only narrow, so a branch may tighten it.
-        text = self.repo.read_file(commit, CONFIG_PATH)
-        if text is None:
-            return None
-        with known_tools(self.tool_names):
-            return parse_config(CONFIG_PATH, text)
+        return self.inputs.config(commit)
 
     def load_job(self, name_or_path: str, commit: str) -> tuple[str, Job]:
-        path = job_path(name_or_path)
-        text = self.repo.read_file(commit, path)
-        if text is None:
-            raise RunError(
-                f"{path} is not in commit {commit[:12]}: runs are bound to a commit, "
-                "so commit the job file first"
-            )
-        return path, parse_job(path, text, self.tool_names)
+        return self.inputs.load_job(name_or_path, commit)
 
     def request(
         self,
@@ -195,22 +126,17 @@ class Engine:
         requester_name: str = "",
         commit: str | None = None,
     ) -> RunRequest:
-        commit = commit or self.repo.head_commit()
-        path, parsed = self.load_job(job, commit)
-        return RunRequest(
-            job=parsed,
-            job_path=path,
+        return self.inputs.request(
+            job,
             prompt=prompt,
             door=door,
-            requester=normalise(requester or self.repo.identity()),
+            requester=requester,
             requester_name=requester_name,
-            repo=self.repo.root.name,
             commit=commit,
         )
 
     def plan(self, req: RunRequest) -> Plan:
-        policy = self.policy()
-        return plan(req, policy, self.config(req.commit), self.directory(policy))
+        return self.inputs.plan(req)
 
     # -- the path -------------------------------------------------------------------------
 
@@ -248,7 +174,7 @@ class Engine:
             return self._advance(rec, "needs_clarification", p.clarification)
         if model_override is not None:
             rec.model = {**(rec.model or {}), "override": model_override}
-        return self._propose(rec, p, policy, answers=answers)
+        return self.proposer.propose(rec, p, policy, answers=answers)
 
     def replay(self, run_id: str, script_dir: Path) -> RunRecord:
         """Re-run a recorded run against its recorded model turns (never a live model)."""
@@ -263,205 +189,6 @@ class Engine:
         override = {"model": f"scripted/{name}", "api_base": str(script_dir.resolve())}
         answers = [answer_text(c.by, c.answer) for c in old.clarifications]
         return self.start(req, model_override=override, answers=answers)
-
-    def _propose(
-        self,
-        rec: RunRecord,
-        p: Plan,
-        policy: Policy,
-        resume: Resume | None = None,
-        answers: Sequence[str] = (),
-    ) -> RunRecord:
-        """Run the agent in the sandbox and stage what it changed; resumable after a question."""
-        assert p.model is not None and p.prompt is not None  # runnable plans have both
-        why = f"model group {p.model.model_class} ({p.model.rule})"
-        self._advance(rec, "running", "resumed with an answer" if resume else why)
-        started = time.perf_counter()
-        writes = p.granted("write")
-        domains = tuple(p.granted("network"))
-        with tempfile.TemporaryDirectory(prefix="agentplane-ws-") as tmp:
-            # The mkdtemp dir itself: its parent (/tmp) is traversable by the sandbox uid.
-            ws = Path(tmp)
-            try:
-                self.repo.export(rec.commit, ws)
-                if resume is not None and resume.staged is not None:
-                    self._restore(resume.staged, ws)
-                # One byte over the quota, so a file cut by RLIMIT_FSIZE is still over it.
-                fsize = policy.quotas.largest_file_bytes + 1
-                limits = Limits(
-                    wall_seconds=min(120.0, (p.budget.minutes or 10) * 60), file_size_bytes=fsize
-                )
-                # No bytecode caches: they would pollute the proposal, and a .pyc written in
-                # the same second as a same-size edit is trusted over the new source.
-                spec = SandboxSpec(
-                    ws,
-                    tuple(writes),
-                    limits=limits,
-                    env=(("PYTHONDONTWRITEBYTECODE", "1"),),
-                    network="allowlist" if domains else "none",
-                    allow_domains=domains,
-                    egress_private_ok=p.private_networks if domains else (),
-                )
-                scope_dirs = writable_dirs(writes) if writes else ()
-                before = tree_usage(ws, scope_dirs)
-
-                def check_workspace() -> None:
-                    grown = workspace_problem(
-                        before, tree_usage(ws, scope_dirs), policy.quotas, policy.rule("quotas")
-                    )
-                    if grown:
-                        raise RunError(grown)
-
-                backend = get_backend(p.backend) if p.backend else self.backend
-                config = {
-                    **self.model_config(policy, p, rec),
-                    "metadata": {"agentplane_run": rec.run_id, "agentplane_root": str(ws)},
-                }
-                job = self.load_job(rec.job_path, rec.commit)[1]
-                kit: Toolbox | None = None
-                try:
-                    with backend.start(spec) as box:
-                        ctx = RunContext(
-                            plan=p,
-                            policy=policy,
-                            job=job,
-                            job_path=rec.job_path,
-                            commit=rec.commit,
-                            repo=self.repo,
-                            workspace=ws,
-                            sandbox=box,
-                            vet=self._vet(policy),
-                            check_workspace=check_workspace,
-                            environ=os.environ,
-                            answers=answers,
-                        )
-                        kit = Toolbox.open(self.families, ctx)
-                        broker = Broker(
-                            p,
-                            kit.tools,
-                            rec.tool_calls.append,
-                            kit.redact,
-                            already=len(rec.tool_calls),
-                        )
-                        outcome = run_agent(
-                            resume.messages if resume else opening(p.prompt, broker),
-                            broker,
-                            self.model_factory(config),
-                            p.budget,
-                            lambda t: self._model_call(rec, p, t),
-                            _spent(rec),
-                        )
-                    rec.egress += [_egress(e, p) for e in box.egress_log()]
-                    # After the sandbox is gone: the workspace is final when it is diffed.
-                    staged, problem = kit.finish()
-                finally:
-                    if kit is not None:
-                        kit.close()
-                rec.egress += [
-                    _egress(e.event, p, **({"by": e.by} if e.by else {}))
-                    for _, s in staged
-                    for e in s.egress
-                ]
-                if problem is not None:
-                    raise problem
-            except AgentplaneError as exc:
-                rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
-                return self._advance(rec, "failed", str(exc))
-        rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
-        try:
-            artifacts = self._stage(rec, staged, outcome.messages)
-        except AgentplaneError as exc:  # an artifact that cannot be checked for secrets
-            return self._advance(rec, "failed", str(exc))
-        if outcome.status == "needs_clarification":
-            rec.question = Question(
-                text=outcome.message, call_id=outcome.question_call or "", asked_at=self.now()
-            )
-            return self._advance(
-                rec, "needs_clarification", f"the agent asks: {outcome.message}", artifacts
-            )
-        rec.final_message = outcome.message
-        if outcome.status == "budget_exceeded":
-            return self._advance(rec, "budget_exceeded", outcome.message, artifacts)
-        if rec.proposal is None:
-            return self._advance(rec, "completed", "no changes proposed", artifacts)
-        gates = "; ".join(
-            f"{g.action}: {g.approvers.describe()} ({g.rule})" for g in open_gates(rec)
-        )
-        return self._advance(rec, "awaiting_approval", gates, artifacts)
-
-    def model_config(self, policy: Policy, p: Plan, rec: RunRecord) -> dict[str, Any]:
-        override = (rec.model or {}).get("override")
-        if isinstance(override, dict):
-            return dict(override)
-        assert p.model is not None
-        return policy.models.router_config(p.model.model_class)
-
-    def _vet(self, policy: Policy) -> Callable[[str], list[Note]]:
-        """The control plane's checks on a patch before it is stored: ProposalRefused for a
-        secret it holds or a quota; a note per line that only looks like a token."""
-
-        def vet(patch: str) -> list[Note]:
-            flags = check_proposal(patch, self.redactor, policy.quotas, policy.rule("quotas"))
-            return [
-                Note(
-                    tool=SECRET_SCAN,
-                    arguments={"path": f.path, "line": f.line},
-                    decision="allow",
-                    rule="agentplane#proposal_checks",
-                    reason=f.describe(),
-                    ok=True,
-                )
-                for f in flags
-            ]
-
-        return vet
-
-    def _restore(self, staged: Proposal, ws: Path) -> None:
-        """A paused run's staged parts, back in its fresh workspace (before the sandbox)."""
-        ctx = RestoreContext(repo=self.repo, workspace=ws, artifact=self.audit.artifact)
-        for part in staged.parts:
-            self._family(part.family).restore(part, ctx)
-
-    def _stage(
-        self, rec: RunRecord, staged: Sequence[tuple[ToolFamily, Staged]], messages: Any
-    ) -> dict[str, bytes]:
-        """This step's artifacts, the notes the families left, and the proposal."""
-        artifacts: dict[str, bytes] = {}
-
-        def put(a: Artifact) -> None:
-            data = self._redacted(a)
-            rec.artifacts = [x for x in rec.artifacts if x.name != a.name]
-            artifacts[self._artifact(rec, a.name, data, a.media_type)] = data
-
-        # A resumed run stages everything again: each note is recorded once.
-        seen = {(c.tool, json.dumps(c.arguments, sort_keys=True)) for c in rec.tool_calls}
-        for _, s in staged:
-            for note in s.notes:
-                key = (note.tool, json.dumps(note.arguments, sort_keys=True))
-                if key in seen:
-                    continue
-                seen.add(key)
-                rec.tool_calls.append(
-                    ToolCall(
-                        seq=len(rec.tool_calls) + 1,
-                        tool=note.tool,
-                        arguments=note.arguments,
-                        decision=note.decision,
-                        rule=note.rule,
-                        reason=note.reason,
-                        ok=note.ok,
-                        result="",
-                        duration_ms=0.0,
-                    )
-                )
-        for _, s in staged:
-            for a in s.artifacts:
-                put(a)
-        put(Artifact("transcript.json", canonical_json(messages), "application/json"))
-        parts = [part for _, s in staged for part in s.parts]
-        out_of_scope = [path for _, s in staged for path in s.out_of_scope]
-        rec.proposal = Proposal.of(parts, out_of_scope) if parts else None
-        return artifacts
 
     def answer(self, run_id: str, who: str, text: str) -> RunRecord:
         """Answer the run's open question and resume it where it stopped."""
@@ -488,7 +215,7 @@ class Engine:
         rec.question = None
         self._advance(rec, "planned", f"{who} answered")
         p = Plan.model_validate(rec.plan)
-        return self._propose(rec, p, policy, Resume(messages, rec.proposal))
+        return self.proposer.propose(rec, p, policy, Resume(messages, rec.proposal))
 
     def decide(
         self,
@@ -515,7 +242,7 @@ class Engine:
         """
         approver = normalise(approver)
         rec = self._awaiting(run_id)
-        proposal = self._verified(rec)
+        proposal = self.applier.verified(rec)
         gates = open_gates(rec)
         policy = self.policy()
         directory = self.directory(policy)
@@ -530,7 +257,7 @@ class Engine:
                 door,
                 reviewed_digest,
                 timing,
-                self.signed_problem(policy, door),
+                self.inputs.signed_problem(policy, door),
             )
         )
         assert rec.proposal is not None  # _awaiting: a run waiting for approval has one
@@ -563,7 +290,7 @@ class Engine:
         command, e.g. after policy on the default branch lowered a gate); records nothing
         when a gate is still open, and says which in the outcome (`pending`)."""
         rec = self._awaiting(run_id)
-        proposal = self._verified(rec)
+        proposal = self.applier.verified(rec)
         gates = open_gates(rec)
         policy = self.policy()
         directory = self.directory(policy)
@@ -599,65 +326,9 @@ class Engine:
             reason = f"stale: the head moved to {head[:12]} after approval"
             return Outcome("cancelled", self._advance(rec, "cancelled", reason), reason)
         self._advance(rec, "approved", f"approved by {', '.join(approvers)}")
-        done = self._apply(rec, proposal)
+        done = self.applier.apply(rec, proposal)
         kind: OutcomeKind = "applied" if done.state == "applied" else "failed"
         return Outcome(kind, done, done.transitions[-1].reason)
-
-    def _apply(self, rec: RunRecord, proposal: Proposal) -> RunRecord:
-        """Deterministic: applies exactly what was approved, part by part, in the order of
-        the engine's families; the model is never asked again."""
-        artifacts: dict[str, bytes] = {}
-        p = Plan.model_validate(rec.plan)
-        approvers = ", ".join(a.approver for a in rec.approvals if a.counted)
-        message = (
-            f"agentplane: {rec.job_name} ({rec.run_id})\n\n{rec.final_message or ''}\n\n"
-            f"Agentplane-Run: {rec.run_id}\n"
-            f"Agentplane-Proposal: {proposal.digest}\n"
-            f"Approved-by: {approvers}\n"
-        )
-
-        def keep(a: Artifact) -> None:
-            data = self._redacted(a)
-            artifacts[self._artifact(rec, a.name, data, a.media_type)] = data
-
-        ctx = ApplyContext(
-            record=rec,
-            plan=p,
-            policy=self.policy(),  # as it stands now: protections added since count
-            repo=self.repo,
-            environ=os.environ,
-            artifact=self.audit.artifact,
-            artifact_named=lambda name: self._named(rec, name),
-            message=self.redactor(message),  # the model's final message is hostile text
-            identity=BOT_IDENTITY,
-            at=rec.approvals[-1].at,
-            keep=keep,
-            log_egress=lambda e: rec.egress.append(
-                _egress(e.event, p, phase="apply", **({"by": e.by} if e.by else {}))
-            ),
-        )
-        done: list[AppliedPart] = []
-        for part in self._ordered(proposal):
-            try:
-                applied = self._family(part.family).apply(part, ctx)
-            except ApplyRefused as exc:
-                return self._advance(rec, "failed", str(exc), artifacts)
-            except AgentplaneError as exc:
-                return self._advance(rec, "failed", f"apply failed: {exc}", artifacts)
-            done.append(applied)
-            rec.applied = list(done)
-        return self._advance(rec, "applied", "; ".join(a.summary for a in done), artifacts)
-
-    def _family(self, name: str) -> ToolFamily:
-        family = next((f for f in self.families if f.name == name), None)
-        if family is None:
-            raise UnknownFamily(name, [f.name for f in self.families])
-        return family
-
-    def _ordered(self, proposal: Proposal) -> list[ProposalPart]:
-        """Parts in the engine's family order (bot.families.registry says why)."""
-        rank = {f.name: i for i, f in enumerate(self.families)}
-        return sorted(proposal.parts, key=lambda part: rank.get(part.family, len(rank)))
 
     def withdraw(self, run_id: str, approver: str, reason: str) -> RunRecord:
         """A dismissed review: that person's approvals stop counting."""
@@ -676,23 +347,6 @@ class Engine:
             return self._advance(rec, "cancelled", reason)
         return rec
 
-    def stale_runs(self) -> list[RunRecord]:
-        """Runs in flight whose process died (read only: `audit verify` reports them)."""
-        if not self._trusted:
-            self.policy()
-        stale = []
-        for run_id in self.audit.run_ids():
-            entry = self.audit.latest(run_id)
-            if entry is None or entry.record.get("state") not in IN_FLIGHT:
-                continue
-            if not is_dead(entry.record.get("owner")):
-                continue
-            try:
-                stale.append(RunRecord.model_validate(entry.record))
-            except ValidationError:
-                continue  # not a run this engine wrote: nothing it could resume
-        return stale
-
     def recover(self) -> list[RunRecord]:
         """Resolve the runs whose process died in flight (killed, crashed, host rebooted).
 
@@ -703,27 +357,28 @@ class Engine:
         resolved = []
         for rec in self.stale_runs():
             died = f"the process carrying it ({rec.owner or 'before owners were recorded'}) died"
-            if rec.state == "approved" and (unsafe := self._unsafe_to_repeat(rec)):
+            if rec.state == "approved" and (unsafe := self.applier.unsafe_to_repeat(rec)):
                 rec = self._advance(rec, "failed", f"outcome unknown: {died} {unsafe}")
             elif rec.state == "approved":
                 self._advance(rec, "approved", f"{died}; applying again (deterministic)")
-                rec = self._apply(rec, self._verified(rec))
+                rec = self.applier.apply(rec, self.applier.verified(rec))
             else:
                 rec = self._advance(rec, "failed", f"{died} while {rec.state}; run it again")
             resolved.append(rec)
         return resolved
 
-    # -- records --------------------------------------------------------------------------
+    # -- records (bot.run.storage) --------------------------------------------------------
+
+    def stale_runs(self) -> list[RunRecord]:
+        """Runs in flight whose process died (read only: `audit verify` reports them)."""
+        self._ensure_trusted()
+        return self.store.stale()
 
     def load(self, run_id: str) -> RunRecord:
         """The run's newest record, verified first: chain, signatures by policy's signers,
         and the local anchor (AuditError otherwise); nothing acts on an unverified record."""
-        if not self._trusted:
-            self.policy()
-        entry = self.audit.latest(run_id)
-        if entry is None:
-            raise RunError(f"no run {run_id!r} in the audit log (see `agentplane audit log`)")
-        return RunRecord.model_validate(entry.record)
+        self._ensure_trusted()
+        return self.store.load(run_id)
 
     def patch(self, rec: RunRecord) -> str:
         """The proposal's file patch (its parts of kind "patch"), or ""."""
@@ -735,7 +390,7 @@ class Engine:
         """Each family's evidence sections, in family order, from the record and artifacts."""
         ctx = EvidenceContext(
             record=rec,
-            artifact_named=lambda name: self._named(rec, name),
+            artifact_named=lambda name: self.store.named(rec, name),
             artifacts=[
                 (a.name, functools.partial(self.audit.artifact, a.sha256)) for a in rec.artifacts
             ],
@@ -749,107 +404,18 @@ class Engine:
         """The families' sections as terminal text (for renderers that take strings)."""
         return [s.body_text for s in self.evidence(rec, links)]
 
-    def _named(self, rec: RunRecord, name: str) -> bytes | None:
-        ref = rec.artifact(name)
-        return self.audit.artifact(ref.sha256) if ref else None
-
-    def _verified(self, rec: RunRecord) -> Proposal:
-        """The stored proposal, checked against its digest, every part's family known."""
-        assert rec.proposal is not None
-        proposal = rec.proposal
-        # The approval binds to this digest: whatever is applied must be what was reviewed.
-        if proposal.expected_digest() != proposal.digest:
-            raise RunError(f"run {rec.run_id}: the stored proposal does not match its digest")
-        for part in proposal.parts:
-            self._family(part.family)
-        return proposal
-
-    def _unsafe_to_repeat(self, rec: RunRecord) -> str | None:
-        for part in rec.proposal.parts if rec.proposal else []:
-            family = next((f for f in self.families if f.name == part.family), None)
-            if family is None:
-                return f"while applying a {part.family!r} part this engine does not know"
-            if why := family.unsafe_to_repeat(part):
-                return why
-        return None
-
-    def _redacted(self, a: Artifact) -> bytes:
-        """An artifact as it is stored: redacted before hashing, so the record names what
-        is stored; binary media are never decoded (see Artifact.redaction)."""
-        if a.redaction != "none" and a.media_type == "application/zip":
-            return self.redactor.zip(a.data)
-        if a.redaction == "none" or not _is_text(a.media_type):
-            return a.data
-        text = a.data.decode("utf-8", "replace")
-        return (
-            self.redactor.known(text) if a.redaction == "known" else self.redactor(text)
-        ).encode()
-
-    def _artifact(self, rec: RunRecord, name: str, data: bytes, media_type: str) -> str:
-        digest = sha256_hex(data)
-        rec.artifacts.append(
-            ArtifactRef(name=name, sha256=digest, size=len(data), media_type=media_type)
-        )
-        return digest
-
-    def _model_call(self, rec: RunRecord, p: Plan, turn: ModelTurn) -> None:
-        rec.cost_usd = round(rec.cost_usd + turn.cost_usd, 6)
-        rec.model_calls.append(
-            ModelCall(
-                seq=len(rec.model_calls) + 1,
-                model=turn.model,
-                model_class=p.model.model_class if p.model else "",
-                prompt_tokens=turn.prompt_tokens,
-                completion_tokens=turn.completion_tokens,
-                cost_usd=turn.cost_usd,
-                latency_ms=turn.latency_ms,
-                finish=turn.finish,
-                group=turn.group,
-                fallbacks=turn.fallbacks,
-            )
-        )
+    def _ensure_trusted(self) -> None:
+        if not self.store.trusted:
+            self.policy()
 
     def _advance(
-        self, rec: RunRecord, state: Any, reason: str, artifacts: Mapping[str, bytes] | None = None
+        self,
+        rec: RunRecord,
+        state: State,
+        reason: str,
+        artifacts: Mapping[str, bytes] | None = None,
     ) -> RunRecord:
-        rec.advance(state, self.now(), reason)
-        rec.owner = this_process() if state in IN_FLIGHT else None
-        # Strings only: digests and structure stay, so the record still verifies.
-        record = self.redactor.json(rec.model_dump(mode="json"))
-        self.audit.append(rec.run_id, record, artifacts or {})
-        return rec
-
-
-@dataclasses.dataclass(frozen=True)
-class Resume:
-    """Where a paused run picks up: the conversation so far and its staged changes."""
-
-    messages: list[dict[str, Any]]
-    staged: Proposal | None
-    """The proposal staged before the pause: each family restores its own part."""
-
-
-EGRESS_KINDS = ("network", "browser_domain")
-
-
-def _is_text(media_type: str) -> bool:
-    return media_type.startswith("text/") or media_type.endswith("json")
-
-
-def _egress(event: EgressEvent, p: Plan, **context: str) -> dict[str, Any]:
-    """The proxy's event, with the policy rule that granted (or withheld) the domain, and
-    context: who connected (`by`) and in which `phase`, where not the propose sandbox."""
-    entry = {**dataclasses.asdict(event), **context}
-    entry["proxy_rule"] = entry.pop("rule")
-    grants = [d for d in p.decisions if d.kind in EGRESS_KINDS and d.granted]
-    matched = next((d for d in grants if d.subject in event.rule), None)
-    if event.decision in ("allow", UNREACHABLE) and matched is not None:
-        entry["rule"] = matched.rule
-        if event.address and not ipaddress.ip_address(event.address).is_global:
-            entry["network_rule"] = p.private_networks_rule
-    else:  # denied by name, address or port: the proxy's reason says which
-        entry["rule"] = "policy#network (not granted: default deny)"
-    return entry
+        return self.store.advance(rec, state, reason, artifacts)
 
 
 def _approvers(rec: RunRecord) -> list[str]:
@@ -868,13 +434,4 @@ def _counted(directory: Directory) -> str:
     return f"counted (resolved {resolved})" if resolved else "counted"
 
 
-def _spent(rec: RunRecord) -> Spent:
-    tokens = sum(m.prompt_tokens + m.completion_tokens for m in rec.model_calls)
-    return Spent(usd=rec.cost_usd, tokens=tokens, tool_calls=len(rec.tool_calls))
-
-
-def _ms(started: float, before: float) -> float:
-    return round(before + (time.perf_counter() - started) * 1000, 1)
-
-
-__all__ = ["Engine", "ValidationFailed", "job_path"]
+__all__ = ["Engine", "job_path"]

@@ -28,8 +28,8 @@ from bot.doors.github.sansio import Delivery
 from bot.doors.github.server import Metrics, Worker, create_app
 from bot.doors.github.settings import Settings
 from bot.doors.github.state import PullState
-from bot.run import engine as runner
-from bot.run import owner
+from bot.run import owner, storage
+from bot.run.apply import Applier
 from bot.run.engine import Engine
 from tests.families.browser.conftest import needs_chromium
 from tests.support.github import GitHubDouble
@@ -731,8 +731,8 @@ def test_a_run_a_killed_bot_left_approved_is_applied_on_the_next_start(
         raise Killed
 
     with monkeypatch.context() as m:
-        m.setattr(runner, "this_process", lambda: dead)  # the records name the dead process
-        m.setattr(Engine, "_apply", killed)
+        m.setattr(storage, "this_process", lambda: dead)  # the records name the dead process
+        m.setattr(Applier, "apply", killed)
         _, review = github.submit_review(REPO, number, "maya", "approved")
         with pytest.raises(Killed):
             deliver(door, "pull_request_review", review)
