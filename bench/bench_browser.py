@@ -27,7 +27,7 @@ from bot.families.browser.driver import (
 )
 from bot.families.browser.tools import BrowserTools
 from bot.run.broker import Broker
-from tests.families.browser.conftest import browser_plan
+from tests.support.jobs import browser_plan
 
 ITERATIONS = 5
 BACKENDS = ("docker", "bwrap")

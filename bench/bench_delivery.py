@@ -20,8 +20,8 @@ from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.demo.code import PROJECT, build_repo
 from bot.doors.github.sansio import Delivery
 from bot.run.engine import Engine
-from tests.doors.github.test_flow import JOB, REPO, door_for
 from tests.support.github import GitHubDouble
+from tests.support.github.door import JOB, REPO, door_for
 
 ITERATIONS = 3
 

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 from bot.core.job import load_job
-from bot.core.plan import plan
 from bot.core.policy import merge_policy
 from bot.core.request import RunRequest
+from tests.support.planning import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 5000

@@ -18,7 +18,7 @@ from bot.families.sql.classify import classify
 from bot.families.sql.connections import SqlConnection
 from bot.families.sql.tools import SqlTools
 from bot.run.broker import Broker
-from tests.families.sql.test_replica import sql_plan
+from tests.support.jobs import sql_plan
 from tests.support.postgres import cluster
 
 N = 300

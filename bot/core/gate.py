@@ -9,7 +9,7 @@ from __future__ import annotations
 from bot.core.gates import ApprovalFacts, ReviewTiming, may_decide
 from bot.core.globs import match_any
 from bot.core.identity import Directory
-from bot.core.plan import GatePlan, Plan
+from bot.core.plan import GatePlan
 from bot.core.policy import Policy
 from bot.core.record import RunRecord
 
@@ -23,7 +23,7 @@ def open_gates(rec: RunRecord) -> list[GatePlan]:
         return []
     return [
         g
-        for g in Plan.model_validate(rec.plan).gates
+        for g in rec.plan.gates
         if any(
             g.action in part.actions
             and (not g.paths or any(match_any(path, g.paths) for path in part.paths))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -18,12 +18,6 @@ from bot.core.request import RunRequest
 from bot.core.routing import route
 
 CONFIG_RULE = ".agentplane/config.yaml"
-# Actions a capability can perform even if the job does not list them: policy gates them anyway.
-IMPLIED_ACTIONS: dict[str, tuple[str, ...]] = {
-    "filesystem": ("write",),
-    "shell": ("write",),
-    "browser": ("submit", "delete", "purchase"),
-}
 
 
 class Frozen(BaseModel):
@@ -196,11 +190,16 @@ def _scope_decisions(
 
 
 def _gates(
-    req: RunRequest, policy: Policy, config: RepoConfig | None, tools: list[str], job_type: str
+    req: RunRequest,
+    policy: Policy,
+    config: RepoConfig | None,
+    tools: list[str],
+    job_type: str,
+    implied: Mapping[str, tuple[str, ...]],
 ) -> list[GatePlan]:
     actions: list[str] = list(req.job.approval_required_for)
     actions += config.approval_required_for if config else []
-    actions += [a for t in tools for a in IMPLIED_ACTIONS.get(t, ())]
+    actions += [a for t in tools for a in implied.get(t, ())]
     gates: list[GatePlan] = []
     for action in dict.fromkeys(actions):
         matching = [
@@ -301,8 +300,13 @@ def plan(
     policy: Policy,
     config: RepoConfig | None = None,
     directory: Directory | None = None,
+    *,
+    implied: Mapping[str, tuple[str, ...]],
 ) -> Plan:
-    """directory: who is who (a door that knows GitHub resolves policy's logins with it)."""
+    """directory: who is who (a door that knows GitHub resolves policy's logins with it).
+    implied: capability -> the actions its tools perform whatever the job lists (the tool
+    families say; bot.families.interface.implied_actions): their gates are planned too.
+    Required, so no caller can forget it and plan a write without its gate."""
     prompt = req.prompt or req.job.prompt
     confidence: float | None = None
     job_type: str
@@ -336,7 +340,7 @@ def plan(
             req, jt, lambda k: policy.rule(f"job_types.{job_type}.{k}"), config
         )
     tools = [d.subject for d in decisions if d.kind == "tool" and d.granted]
-    gates = _gates(req, policy, config, tools, job_type)
+    gates = _gates(req, policy, config, tools, job_type, implied)
     budget = _budget(req, policy, config)
     mutating = bool(gates)
     chosen = _route(req, policy, job_type, mutating, budget)

@@ -11,6 +11,12 @@ from pydantic import BaseModel, Field, computed_field, field_validator, model_va
 
 from bot.core.canonical import digest_of
 from bot.core.errors import RunError
+from bot.core.plan import ModelRoute, Plan
+
+SCHEMA_VERSION: Literal[2] = 2
+"""Records without `schema_version` are v1 (`v: 1`): read, they are upgraded to v2 (a
+proposal of parts, typed `applied`, `model_override` out of `model`), and written again
+as v2. The audit entry that carries a record has its own version (bot.adapters.audit)."""
 
 State = Literal[
     "planned",
@@ -305,8 +311,41 @@ class Transition(BaseModel):
     reason: str
 
 
+class EgressEntry(BaseModel):
+    """One request the egress proxy judged (bot.adapters.sandbox.spec.EgressEvent), with
+    the policy rule that granted or withheld its destination."""
+
+    host: str
+    port: int
+    decision: str
+    """`allow`, `deny`, or `unreachable` (allowed, but the connection failed)."""
+    rule: str
+    """The policy rule: the grant that matched, or `policy#network (not granted ...)`."""
+    proxy_rule: str = ""
+    """The proxy's own rule: the allow_domains entry that matched, or why it refused."""
+    network_rule: str = ""
+    """For an allowed private address: the rule that let the job reach private networks."""
+    address: str = ""
+    bytes_up: int = 0
+    bytes_down: int = 0
+    duration_ms: float = 0.0
+    method: str = ""
+    url: str = ""
+    reason: str = ""
+    by: str = ""
+    """Who connected, where not the sandbox itself (e.g. `browser`)."""
+    phase: Literal["propose", "apply"] = "propose"
+
+
+class ReplayModel(BaseModel):
+    """The model a replay runs against instead of the routed one: recorded turns only."""
+
+    model: str
+    api_base: str
+
+
 class RunRecord(BaseModel):
-    v: int = 1
+    schema_version: Literal[2] = SCHEMA_VERSION
     run_id: str
     job_name: str
     job_path: str
@@ -318,9 +357,10 @@ class RunRecord(BaseModel):
     requester: str
     requester_name: str = ""
     prompt: str | None
-    plan: dict[str, Any]
+    plan: Plan
     tools_granted: list[str]
-    model: dict[str, Any] | None
+    model: ModelRoute | None
+    model_override: ReplayModel | None = None
     state: State = "planned"
     transitions: list[Transition] = Field(default_factory=list)
     tool_calls: list[ToolCall] = Field(default_factory=list)
@@ -332,7 +372,7 @@ class RunRecord(BaseModel):
     """What apply did, part by part; None until something was applied."""
     question: Question | None = None
     clarifications: list[Clarification] = Field(default_factory=list)
-    egress: list[dict[str, Any]] = Field(default_factory=list)
+    egress: list[EgressEntry] = Field(default_factory=list)
     """Every connection the sandbox tried through the egress proxy, allowed or denied."""
     final_message: str | None = None
     owner: str | None = None
@@ -353,6 +393,19 @@ class RunRecord(BaseModel):
     @classmethod
     def _applied_v1(cls, v: Any) -> Any:
         return upgrade_applied(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _record_v1(cls, data: Any) -> Any:
+        """v1 kept a replay's model in `model.override`; v2 has a field of its own."""
+        if not isinstance(data, dict) or "schema_version" in data:
+            return data
+        data = {k: v for k, v in data.items() if k != "v"}
+        model = data.get("model")
+        if isinstance(model, dict) and "override" in model:
+            data["model"] = {k: v for k, v in model.items() if k != "override"}
+            data["model_override"] = model["override"]
+        return data
 
     def applied_commit(self) -> tuple[str, str] | None:
         """(commit, branch) of the commit apply made, for a door that pushes it; or None."""

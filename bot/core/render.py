@@ -18,6 +18,7 @@ from bot.core.record import (
     PATCH,
     SECRET_SCAN,
     AppliedPart,
+    EgressEntry,
     Proposal,
     RunRecord,
     upgrade_applied,
@@ -178,16 +179,15 @@ def fenced(text: str, lang: str = "text") -> str:
     return f"{fence}{lang}\n{text}\n{fence}"
 
 
-def render_egress(egress: Sequence[Mapping[str, Any]]) -> list[str]:
+def render_egress(egress: Sequence[EgressEntry]) -> list[str]:
     """The sandbox's connections through the egress proxy, by destination and decision;
     the browser's own are marked, since Chromium makes some of its own accord (updates)."""
     return [f"Network {label}: {', '.join(dests)}" for label, dests in _egress(egress)]
 
 
-def _egress(egress: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+def _egress(egress: Sequence[EgressEntry]) -> list[tuple[str, list[str]]]:
     counts = Counter(
-        (e["decision"], f"{e['host']}:{e['port']}" + (f" [{e['by']}]" if e.get("by") else ""))
-        for e in egress
+        (e.decision, f"{e.host}:{e.port}" + (f" [{e.by}]" if e.by else "")) for e in egress
     )
     found = []
     for decision, label in (

@@ -236,6 +236,9 @@ class ToolFamily(ABC):
     """The job-file tool names this family serves (`tools: [...]` in a job)."""
     gate_actions: ClassVar[tuple[str, ...]] = ()
     """The actions its proposal parts can raise (gates are written against them)."""
+    implied_actions: ClassVar[tuple[str, ...]] = ()
+    """Actions its tools perform whatever the job lists: policy's gates on them are
+    planned for every job granted one of its capabilities."""
 
     @abstractmethod
     def open(self, ctx: RunContext) -> FamilySession: ...
@@ -262,3 +265,8 @@ def family_named(families: Sequence[ToolFamily], name: str) -> ToolFamily:
     if family is None:
         raise UnknownFamily(name, [f.name for f in families])
     return family
+
+
+def implied_actions(families: Sequence[ToolFamily]) -> dict[str, tuple[str, ...]]:
+    """Capability -> the actions its family's tools perform, for the plan's gates."""
+    return {c: f.implied_actions for f in families for c in f.capabilities if f.implied_actions}

@@ -11,7 +11,6 @@ import os
 
 from bot.adapters.git import GitRepo
 from bot.core.errors import AgentplaneError, RunError
-from bot.core.plan import Plan
 from bot.core.record import AppliedPart, Proposal, ProposalPart, RunRecord
 from bot.families.interface import (
     ApplyContext,
@@ -50,7 +49,7 @@ class Applier:
     def apply(self, rec: RunRecord, proposal: Proposal) -> RunRecord:
         """Apply each part; the first refusal ends the run as failed with its reason."""
         artifacts: dict[str, bytes] = {}
-        p = Plan.model_validate(rec.plan)
+        p = rec.plan
         approvers = ", ".join(a.approver for a in rec.approvals if a.counted)
         message = (
             f"agentplane: {rec.job_name} ({rec.run_id})\n\n{rec.final_message or ''}\n\n"
@@ -75,7 +74,7 @@ class Applier:
             at=rec.approvals[-1].at,
             keep=keep,
             log_egress=lambda e: rec.egress.append(
-                egress_entry(e.event, p, phase="apply", **({"by": e.by} if e.by else {}))
+                egress_entry(e.event, p, by=e.by or "", phase="apply")
             ),
         )
         done: list[AppliedPart] = []

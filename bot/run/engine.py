@@ -39,13 +39,22 @@ from bot.core.gates import (
 )
 from bot.core.identity import Directory, Resolver, normalise
 from bot.core.job import BUILTIN_TOOLS, Job
-from bot.core.plan import GatePlan, Plan, plan
+from bot.core.plan import GatePlan, Plan
 from bot.core.policy import Policy, RepoConfig
-from bot.core.record import PATCH, Approval, Clarification, DoorRef, Proposal, RunRecord, State
+from bot.core.record import (
+    PATCH,
+    Approval,
+    Clarification,
+    DoorRef,
+    Proposal,
+    ReplayModel,
+    RunRecord,
+    State,
+)
 from bot.core.render import Section
 from bot.core.request import Door, RunRequest
 from bot.families.ask.tools import answer_text
-from bot.families.interface import EvidenceContext, ToolFamily
+from bot.families.interface import EvidenceContext, ToolFamily, implied_actions
 from bot.families.registry import default_families, tool_names
 from bot.run.agent import Model
 from bot.run.apply import Applier
@@ -78,7 +87,7 @@ class Engine:
         self.store = RunStore(self.audit, Redactor.for_host(os.environ), now)
         # `documents` stays a valid name ahead of its family, as it was before families.
         names = tuple(dict.fromkeys([*BUILTIN_TOOLS, *tool_names(self.families)]))
-        self.inputs = Inputs(repo, self.store, names)
+        self.inputs = Inputs(repo, self.store, names, implied_actions(self.families))
         self.proposer = Proposer(
             repo, backend, model_factory, self.families, self.inputs, self.store
         )
@@ -150,7 +159,7 @@ class Engine:
         """Plan and propose. model_override replaces the routed model and answers are the
         ask tool's recorded answers (replays only)."""
         policy = self.policy()  # read from git once per run step, not per use
-        p = plan(req, policy, self.config(req.commit), self.directory(policy))
+        p = self.inputs.plan(req, policy)
         rec = RunRecord(
             door_ref=door_ref,
             run_id=f"{req.job.name}-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)}",
@@ -163,9 +172,9 @@ class Engine:
             requester=req.requester,
             requester_name=req.requester_name,
             prompt=p.prompt,
-            plan=p.model_dump(mode="json"),
+            plan=p,
             tools_granted=p.granted("tool"),
-            model=p.model.model_dump(mode="json") if p.model else None,
+            model=p.model,
         )
         self._advance(rec, "planned", f"planned with policy from {self.repo.default_branch()}")
         if not p.allowed.granted:
@@ -173,7 +182,7 @@ class Engine:
         if p.clarification is not None:
             return self._advance(rec, "needs_clarification", p.clarification)
         if model_override is not None:
-            rec.model = {**(rec.model or {}), "override": model_override}
+            rec.model_override = ReplayModel.model_validate(model_override)
         return self.proposer.propose(rec, p, policy, answers=answers)
 
     def replay(self, run_id: str, script_dir: Path) -> RunRecord:
@@ -214,7 +223,7 @@ class Engine:
         )
         rec.question = None
         self._advance(rec, "planned", f"{who} answered")
-        p = Plan.model_validate(rec.plan)
+        p = rec.plan
         return self.proposer.propose(rec, p, policy, Resume(messages, rec.proposal))
 
     def decide(

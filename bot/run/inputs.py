@@ -4,6 +4,7 @@ config and the job (at the run's commit), and the plan made from them."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from bot.adapters.audit.trust import Trust
@@ -28,11 +29,19 @@ def job_path(name_or_path: str) -> str:
 
 
 class Inputs:
-    def __init__(self, repo: GitRepo, store: RunStore, tool_names: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        repo: GitRepo,
+        store: RunStore,
+        tool_names: tuple[str, ...],
+        implied: Mapping[str, tuple[str, ...]],
+    ) -> None:
         self.repo = repo
         self.store = store
         self.tool_names = tool_names
         """Every tool name this engine serves: what policy and job files may name."""
+        self.implied = implied
+        """Capability -> actions its tools perform (the families'), gated by the plan."""
         self.resolve_login: Resolver | None = None
         """Set by a door that knows GitHub: policy's logins become numeric ids through it."""
 
@@ -110,4 +119,6 @@ class Inputs:
 
     def plan(self, req: RunRequest, policy: Policy | None = None) -> Plan:
         policy = policy or self.policy()
-        return plan(req, policy, self.config(req.commit), self.directory(policy))
+        return plan(
+            req, policy, self.config(req.commit), self.directory(policy), implied=self.implied
+        )

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bot.adapters.git import GitRepo
 from bot.adapters.model.turn import ModelTurn
@@ -28,7 +28,15 @@ from bot.core.errors import AgentplaneError, RunError
 from bot.core.gate import open_gates
 from bot.core.plan import Plan
 from bot.core.policy import Policy
-from bot.core.record import SECRET_SCAN, ModelCall, Proposal, Question, RunRecord, ToolCall
+from bot.core.record import (
+    SECRET_SCAN,
+    EgressEntry,
+    ModelCall,
+    Proposal,
+    Question,
+    RunRecord,
+    ToolCall,
+)
 from bot.families.interface import (
     Artifact,
     Note,
@@ -198,11 +206,7 @@ class Proposer:
         finally:
             if kit is not None:
                 kit.close()
-        rec.egress += [
-            egress_entry(e.event, p, **({"by": e.by} if e.by else {}))
-            for _, s in staged
-            for e in s.egress
-        ]
+        rec.egress += [egress_entry(e.event, p, by=e.by or "") for _, s in staged for e in s.egress]
         if problem is not None:
             raise problem
         return outcome, staged
@@ -272,9 +276,8 @@ class Proposer:
 
 def model_config(policy: Policy, p: Plan, rec: RunRecord) -> dict[str, Any]:
     """litellm's router config for the run: the routed group's, or a replay's override."""
-    override = (rec.model or {}).get("override")
-    if isinstance(override, dict):
-        return dict(override)
+    if rec.model_override is not None:
+        return rec.model_override.model_dump()
     assert p.model is not None
     return policy.models.router_config(p.model.model_class)
 
@@ -282,20 +285,24 @@ def model_config(policy: Policy, p: Plan, rec: RunRecord) -> dict[str, Any]:
 EGRESS_KINDS = ("network", "browser_domain")
 
 
-def egress_entry(event: EgressEvent, p: Plan, **context: str) -> dict[str, Any]:
+def egress_entry(
+    event: EgressEvent, p: Plan, by: str = "", phase: Literal["propose", "apply"] = "propose"
+) -> EgressEntry:
     """The proxy's event, with the policy rule that granted (or withheld) the domain, and
-    context: who connected (`by`) and in which `phase`, where not the propose sandbox."""
-    entry = {**dataclasses.asdict(event), **context}
-    entry["proxy_rule"] = entry.pop("rule")
+    who connected (`by`) and in which `phase`, where not the propose sandbox."""
+    fields = dataclasses.asdict(event)
+    proxy_rule = fields.pop("rule")
     grants = [d for d in p.decisions if d.kind in EGRESS_KINDS and d.granted]
     matched = next((d for d in grants if d.subject in event.rule), None)
+    rule, network_rule = "policy#network (not granted: default deny)", ""
     if event.decision in ("allow", UNREACHABLE) and matched is not None:
-        entry["rule"] = matched.rule
+        rule = matched.rule
         if event.address and not ipaddress.ip_address(event.address).is_global:
-            entry["network_rule"] = p.private_networks_rule
-    else:  # denied by name, address or port: the proxy's reason says which
-        entry["rule"] = "policy#network (not granted: default deny)"
-    return entry
+            network_rule = p.private_networks_rule
+    # else denied by name, address or port: the proxy's reason says which
+    return EgressEntry(
+        **fields, rule=rule, proxy_rule=proxy_rule, network_rule=network_rule, by=by, phase=phase
+    )
 
 
 def _model_call(rec: RunRecord, p: Plan, turn: ModelTurn) -> None:

@@ -1,10 +1,10 @@
 """Which gates a proposal opens: by action, and by path for path-scoped gates."""
 
 from bot.core.gate import open_gates
-from bot.core.plan import plan
 from bot.core.policy import merge_policy
 from bot.core.record import Proposal, RunRecord
 from tests.core.test_plan import CODE_JOB, POLICY, req
+from tests.support.planning import plan
 
 SCOPED = POLICY.replace(
     "  - {id: writes, actions: [write], approvers: {any_of: [role:maintainer]}}\n",

@@ -24,9 +24,10 @@ from bot.core.gates import (
 )
 from bot.core.globs import covers, match
 from bot.core.job import Budget
-from bot.core.plan import GatePlan, plan
+from bot.core.plan import GatePlan
 from bot.core.policy import RepoConfig, Scope, merge_policy
 from tests.core.test_plan import POLICY, req
+from tests.support.planning import plan
 
 POLICY_OBJ = merge_policy([("policies/p.yaml", POLICY + "owners: [role:maintainer]\n")])
 DIRECTORY = POLICY_OBJ.directory()

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from bot.core.job import parse_job
-from bot.core.plan import plan
 from bot.core.policy import merge_policy, parse_config
 from bot.core.request import RunRequest
+from tests.support.planning import plan
 
 POLICY = """
 groups: {platform: [maya@example.com]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.core.record import RunRecord
+from bot.core.record import EgressEntry, RunRecord
 from bot.core.render import (
     LONG_SECTION,
     Section,
@@ -15,21 +15,23 @@ from bot.core.render import (
     render_pr_comment,
     render_tool_calls,
 )
+from tests.core.test_plan import CODE_JOB, POLICY_OBJ, req
+from tests.support.planning import plan
 
 
 def test_egress_is_summed_by_destination_and_decision() -> None:
     egress = [
-        {"host": "pypi.org", "port": 443, "decision": "allow"},
-        {"host": "evil.example.net", "port": 443, "decision": "deny"},
-        {"host": "pypi.org", "port": 443, "decision": "allow"},
-        {"host": "10.0.0.7", "port": 80, "decision": "deny"},
-        {"host": "update.googleapis.com", "port": 443, "decision": "deny", "by": "chromium"},
-        {"host": "pypi.org", "port": 80, "decision": "unreachable"},
+        {"host": "pypi.org", "port": 443, "decision": "allow", "rule": "r"},
+        {"host": "evil.example.net", "port": 443, "decision": "deny", "rule": "r"},
+        {"host": "pypi.org", "port": 443, "decision": "allow", "rule": "r"},
+        {"host": "10.0.0.7", "port": 80, "decision": "deny", "rule": "r"},
+        {"host": "update.googleapis.com", "port": 443, "decision": "deny", "rule": "r", "by": "x"},
+        {"host": "pypi.org", "port": 80, "decision": "unreachable", "rule": "r"},
     ]
-    assert render_egress(egress) == [
+    assert render_egress([EgressEntry.model_validate(e) for e in egress]) == [
         "Network allowed: pypi.org:443 (2x)",
         "Network unreachable: pypi.org:80",
-        "Network denied: 10.0.0.7:80, evil.example.net:443, update.googleapis.com:443 [chromium]",
+        "Network denied: 10.0.0.7:80, evil.example.net:443, update.googleapis.com:443 [x]",
     ]
     assert render_egress([]) == []
 
@@ -54,7 +56,7 @@ def record(**fields: Any) -> RunRecord:
         "door": "github",
         "requester": "github:7",
         "prompt": "p",
-        "plan": {},
+        "plan": plan(req(CODE_JOB), POLICY_OBJ),
         "tools_granted": ["fs_read", "fs_write", "shell"],
         "model": None,
         "state": "completed",
@@ -137,8 +139,8 @@ def test_verification_results_get_their_own_heading_when_there_are_any() -> None
 
 def test_network_is_a_list_by_decision_in_markdown() -> None:
     egress = [
-        {"host": "pypi.org", "port": 443, "decision": "allow"},
-        {"host": "evil.example.net", "port": 443, "decision": "deny"},
+        {"host": "pypi.org", "port": 443, "decision": "allow", "rule": "r"},
+        {"host": "evil.example.net", "port": 443, "decision": "deny", "rule": "r"},
     ]
     body = comment(record(egress=egress))
     assert "#### Network\n\n- allowed: `pypi.org:443`\n- denied: `evil.example.net:443`" in body

@@ -42,7 +42,7 @@ def test_demo_job_proposes_a_fix_and_waits_for_approval(demo_repo: Path) -> None
     assert "OK" in rec.tool_calls[-1].result  # tests pass in the sandbox after the fix
     assert [t.state for t in rec.transitions] == ["planned", "running", "awaiting_approval"]
     assert rec.model_calls and rec.model_calls[0].model == "scripted/fix-failing-test"
-    assert rec.model["rule"] == "policies/routing.yaml#models.routes.code"
+    assert rec.model is not None and rec.model.rule == "policies/routing.yaml#models.routes.code"
 
 
 def test_working_tree_is_untouched_by_a_run(demo_repo: Path) -> None:
@@ -361,7 +361,10 @@ def test_replay_reproduces_the_proposal_bit_for_bit(demo_repo: Path, tmp_path: P
     assert [(c.tool, c.arguments, c.decision) for c in again.tool_calls] == [
         (c.tool, c.arguments, c.decision) for c in rec.tool_calls
     ]
-    assert again.model["override"]["model"] == f"scripted/replay-{rec.run_id}"
+    assert (
+        again.model_override is not None
+        and again.model_override.model == f"scripted/replay-{rec.run_id}"
+    )
 
 
 def test_token_budget_stops_the_run(demo_repo: Path, scripted_job: Scripted) -> None:
@@ -472,10 +475,10 @@ def test_egress_attempts_are_recorded_with_their_rule(
     )
     _, rec = start(demo_repo, job)
     assert rec.state == "completed", rec.transitions
-    (event,) = [e for e in rec.egress if e["host"] == "evil.example.net"]
-    assert event["decision"] == "deny" and event["port"] == 80
-    assert event["rule"] == "policy#network (not granted: default deny)"
-    assert [d["subject"] for d in rec.plan["decisions"] if d["kind"] == "network"] == ["pypi.org"]
+    (event,) = [e for e in rec.egress if e.host == "evil.example.net"]
+    assert event.decision == "deny" and event.port == 80
+    assert event.rule == "policy#network (not granted: default deny)"
+    assert [d.subject for d in rec.plan.decisions if d.kind == "network"] == ["pypi.org"]
 
 
 def test_private_networks_open_only_what_policy_names(
@@ -515,11 +518,11 @@ def test_private_networks_open_only_what_policy_names(
         server.server_close()
     closed, opened_rec = records
     (denied,) = closed.egress
-    assert denied["decision"] == "deny" and "non-public-address=127.0.0.1" in denied["proxy_rule"]
+    assert denied.decision == "deny" and "non-public-address=127.0.0.1" in denied.proxy_rule
     (allowed,) = opened_rec.egress
-    assert allowed["decision"] == "allow" and allowed["address"] == "127.0.0.1"
-    assert allowed["rule"].endswith("#job_types.code.scope.network.allow")
-    assert allowed["network_rule"] == "policies/default.yaml#job_types.code.private_networks"
+    assert allowed.decision == "allow" and allowed.address == "127.0.0.1"
+    assert allowed.rule.endswith("#job_types.code.scope.network.allow")
+    assert allowed.network_rule == "policies/default.yaml#job_types.code.private_networks"
 
 
 WORKFLOW = """\
@@ -564,7 +567,8 @@ def test_protected_paths_stay_out_of_a_proposal_whatever_the_write_scope(
     write = {"name": "fs_write", "arguments": {"path": ".github/workflows/x.yml", "content": "a"}}
     fix = {"name": "fs_write", "arguments": {"path": "src/ok.py", "content": "x = 1\n"}}
     job = scripted_job(
-        "workflow", [{"tool_calls": [write, fix]}, {"content": "done"}],
+        "workflow",
+        [{"tool_calls": [write, fix]}, {"content": "done"}],
         scope={"filesystem": {"write": ["**"]}},
     )
     _, rec = start(demo_repo, job)
@@ -581,16 +585,23 @@ def test_recover_finishes_an_approved_apply_whose_process_died(demo_repo: Path) 
     e, rec = start(demo_repo)
     dead = subprocess.run(
         [sys.executable, "-c", "from bot.run.owner import this_process; print(this_process())"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert dead != this_process()
     from bot.core.record import Approval
 
     rec.approvals.append(
         Approval(
-            approver=MAINTAINER[1], decision="approve", commit=rec.commit,
-            job_digest=rec.job_digest, proposal_digest=rec.proposal.digest,
-            at="2026-12-01T00:00:00Z", counted=True, reason="counted",
+            approver=MAINTAINER[1],
+            decision="approve",
+            commit=rec.commit,
+            job_digest=rec.job_digest,
+            proposal_digest=rec.proposal.digest,
+            at="2026-12-01T00:00:00Z",
+            counted=True,
+            reason="counted",
         )
     )
     rec.advance("approved", "2026-12-01T00:00:00Z", "approved by maya")

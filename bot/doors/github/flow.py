@@ -29,7 +29,6 @@ from bot.core.gates import (
 )
 from bot.core.identity import IdentityError, Resolver, from_github
 from bot.core.job import parse_job
-from bot.core.plan import Plan
 from bot.core.record import DoorRef, RunRecord
 from bot.core.render import fenced, record_names, render_plan, render_pr_comment, with_names
 from bot.core.request import RunRequest
@@ -651,7 +650,7 @@ class PullRequestDoor:
                 verb=cmd.verb,
                 commenter=key,
                 runs=tuple(
-                    RunParty(r.requester, tuple(Plan.model_validate(r.plan).gates)) for r in runs
+                    RunParty(r.requester, tuple(r.plan.gates)) for r in runs
                 ),
             )
         )
@@ -713,7 +712,7 @@ class PullRequestDoor:
         ctx.touched.add(rec.commit)
         head = ctx.engine.audit.head()
         digest = head.digest if head else None
-        plan = Plan.model_validate(rec.plan)
+        plan = rec.plan
         links = {a.name: ctx.on_audit_branch(artifact_path(a.sha256)) for a in rec.artifacts}
         names = self._names(rec)
         body = render_pr_comment(

@@ -94,6 +94,7 @@ class BrowserFamily(ToolFamily):
     name = "browser"
     capabilities = ("browser",)
     gate_actions = ("submit", "delete", "purchase")
+    implied_actions = gate_actions
 
     def open(self, ctx: RunContext) -> FamilySession:
         if "browser" not in ctx.plan.granted("tool"):

@@ -101,6 +101,7 @@ class FilesystemFamily(ToolFamily):
     name = "filesystem"
     capabilities = ("filesystem",)
     gate_actions = APPLY_ACTIONS
+    implied_actions = ("write",)
 
     def open(self, ctx: RunContext) -> FamilySession:
         return FilesystemSession(ctx)

@@ -22,6 +22,7 @@ class ShellFamily(ToolFamily):
     name = "shell"
     capabilities = ("shell",)
     gate_actions = ("write",)
+    implied_actions = ("write",)
 
     def open(self, ctx: RunContext) -> FamilySession:
         return _Session(ctx)

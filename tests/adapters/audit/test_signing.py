@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
 
+import pygit2
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bot.adapters.audit.log import AuditLog
+from bot.adapters.audit.log import AuditLog, entry_path
 from bot.adapters.audit.signing import Signer, load_signer, parse_public_key, signature_valid
 from bot.core.errors import AuditError
 
@@ -111,3 +113,20 @@ def test_signatures_check_content_and_key() -> None:
         parse_public_key("ssh-ed25519 AAAA")
     with pytest.raises(AuditError, match="signer name"):
         Signer.generate("bad\nname")
+
+
+def test_an_outside_verifier_checks_a_signature_without_re_serializing(log: AuditLog) -> None:
+    """The signed bytes are the stored blob with its `"sig"` member cut out, so a verifier
+    in another language needs no JSON serializer that writes numbers as Python does."""
+    log.append("run-1", {"state": "running", "cost_usd": 1.5e-05, "ms": 0.0, "who": "Zoë"})
+    repo = log.repo
+    tree = repo[repo.references[AuditLog.BRANCH].target].peel(pygit2.Tree)
+    (entry,) = list(log.entries())
+    blob = tree[entry_path(entry.seq)].data
+    doc = json.loads(blob)
+    member = f'"sig":{json.dumps(doc["sig"])},'.encode()
+    assert blob.count(member) == 1
+    signed = blob.replace(member, b"")
+    assert signature_valid(doc["signer"]["key"], signed, doc["sig"])
+    as_jcs = signed.replace(b"1.5e-05", b"0.000015")  # RFC 8785 writes the number so
+    assert not signature_valid(doc["signer"]["key"], as_jcs, doc["sig"])

@@ -19,7 +19,7 @@ from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.demo.browser import JOB as BROWSER_JOB
 from bot.demo.browser import POLICY, point_at_console
 from bot.demo.browser import SCRIPT as BROWSER_SCRIPT
-from bot.demo.code import CALC, PROJECT, SHIPPED, TESTS
+from bot.demo.code import PROJECT
 from bot.demo.console import PASSWORD, USERNAME, AdminSite
 from bot.doors.cli.main import cli
 from bot.doors.github.flow import PullRequestDoor, reconcile
@@ -33,40 +33,7 @@ from bot.run.apply import Applier
 from bot.run.engine import Engine
 from tests.families.browser.conftest import needs_chromium
 from tests.support.github import GitHubDouble
-
-REPO = "octo/demo"
-JOB = ".agentplane/jobs/fix-failing-test.yaml"
-
-
-def repo_files() -> dict[str, str]:
-    files = {rel: (PROJECT / rel).read_text() for rel in SHIPPED if rel != JOB}
-    # On GitHub, people are logins.
-    policy = files["policies/default.yaml"]
-    for who in ("maya", "omar", "lee", "dana"):
-        policy = policy.replace(f"{who}@example.com", who)
-    files["policies/default.yaml"] = policy
-    files["policies/routing.yaml"] = files["policies/routing.yaml"].replace(
-        "  model_list:\n",
-        "  classes: {asker: {model: scripted/asker, api_base: .agentplane/scripts}}\n"
-        "  model_list:\n",
-    )
-    files.update({"src/calc.py": CALC, "tests/test_calc.py": TESTS, ".gitignore": "__pycache__/\n"})
-    return files
-
-
-def door_for(github: GitHubDouble, root: Path, **settings_kw: Any) -> PullRequestDoor:
-    """A door on the double's octo/demo repo, as an installed App (also used by bench/)."""
-    github.create_repo(REPO, repo_files())
-    settings = Settings(
-        webhook_secrets=("s",),
-        app_id=github.app_id,
-        app_private_key=github.app_private_key_pem,
-        api_url=github.api_url,
-        data_dir=root / "bot",
-        github_throttle=False,
-        **settings_kw,
-    )
-    return PullRequestDoor(settings, BwrapBackend(), PullState(root / "bot" / "state.db"))
+from tests.support.github.door import JOB, REPO, door_for, repo_files
 
 
 @pytest.fixture

@@ -11,47 +11,14 @@ from typing import Any
 
 import pytest
 
-from bot.core.job import BrowserScope, GatedElement, parse_job
-from bot.core.plan import Plan, plan
-from bot.core.policy import merge_policy
+from bot.core.job import BrowserScope, GatedElement
 from bot.core.record import ToolCall
-from bot.core.request import RunRequest
 from bot.demo.console import PASSWORD, USERNAME, AdminSite
 from bot.families.browser.driver import DEBIAN_CHROMIUM, ENV_CHROMIUM, BrowserCredential, Chromium
 from bot.families.browser.tools import BrowserTools, chromium_for
 from bot.run.broker import Broker
 from tests.adapters.sandbox.conftest import backend_or_skip
-
-POLICY = """
-groups: {platform: [maya@example.com]}
-roles: {maintainer: [group:platform], developer: ["*"]}
-job_types:
-  browser:
-    run_by: [role:developer]
-    tools: [browser]
-    scope:
-      browser: {domains: ["127.0.0.1", "admin.internal.example.com"]}
-    credentials: [admin-console]
-    private_networks: [127.0.0.0/8]  # the console stand-in listens on loopback
-gates:
-  - {id: browser-submit, actions: [submit], approvers: {any_of: [role:maintainer]}}
-  - {id: irreversible, actions: [delete, purchase], approvers: {count: 2, of: [role:maintainer]}}
-models:
-  classes: {recorded: {model: scripted/admin-edit, api_base: .agentplane/scripts}}
-  default: recorded
-"""
-JOB = """
-job_type: browser
-prompt: Change bob's email to bob@new.example.com in the admin console.
-tools: [browser]
-scope:
-  browser:
-    domains: ["127.0.0.1"]
-    gated:
-      - {role: button, name: Delete, action: delete}
-credentials: [admin-console]
-approval_required_for: [submit, delete]
-"""
+from tests.support.jobs import browser_plan
 
 
 def have_chromium() -> bool:
@@ -62,18 +29,6 @@ def have_chromium() -> bool:
 needs_chromium = pytest.mark.skipif(
     not have_chromium(), reason="no Chromium: apt-get install chromium (scripts/host-deps)"
 )
-
-
-def browser_plan(job_text: str = JOB) -> Plan:
-    job = parse_job(".agentplane/jobs/admin-edit.yaml", job_text)
-    req = RunRequest(
-        job=job,
-        job_path=".agentplane/jobs/admin-edit.yaml",
-        requester="dana@example.com",
-        repo="demo",
-        commit="0" * 40,
-    )
-    return plan(req, merge_policy([("policies/default.yaml", POLICY)]))
 
 
 @dataclass

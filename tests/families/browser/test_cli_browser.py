@@ -12,6 +12,7 @@ from bot.core.canonical import canonical_json, sha256_hex
 from bot.core.record import ArtifactRef, RunRecord
 from bot.doors.cli.browser import browser
 from bot.families.browser.model import BrowserRun, Step
+from tests.support.jobs import browser_plan
 
 
 def test_export_and_trace_from_the_audit_branch(tmp_path: Path) -> None:
@@ -33,7 +34,7 @@ def test_export_and_trace_from_the_audit_branch(tmp_path: Path) -> None:
         door="cli",
         requester="dana",
         prompt=None,
-        plan={},
+        plan=browser_plan(),
         tools_granted=[],
         model=None,
         artifacts=[

@@ -98,12 +98,12 @@ def test_submit_is_held_with_evidence_then_applies_once(
     # Chromium's connections, in both phases, are in the record with the rules that let
     # them through: the domain from the plan, the private address from policy.
     port = int(site.url.rsplit(":", 1)[1])
-    to_site = [x for x in done.egress if (x["host"], x["port"]) == ("127.0.0.1", port)]
-    assert {x.get("phase", "propose") for x in to_site} == {"propose", "apply"}
+    to_site = [x for x in done.egress if (x.host, x.port) == ("127.0.0.1", port)]
+    assert {x.phase for x in to_site} == {"propose", "apply"}
     for x in to_site:
-        assert x["decision"] == "allow" and x["address"] == "127.0.0.1"
-        assert x["rule"] == "policies/default.yaml#job_types.browser.scope.browser.domains"
-        assert x["network_rule"] == "policies/default.yaml#job_types.browser.private_networks"
+        assert x.decision == "allow" and x.address == "127.0.0.1"
+        assert x.rule == "policies/default.yaml#job_types.browser.scope.browser.domains"
+        assert x.network_rule == "policies/default.yaml#job_types.browser.private_networks"
 
 
 def test_a_denied_submit_never_reaches_the_server(
@@ -134,9 +134,9 @@ def test_a_console_down_at_apply_fails_the_run_and_sends_nothing(
     reason = done.transitions[-1].reason
     assert done.state == "failed" and "nothing was sent" in reason
     assert f"step 1 (goto {site.url}/users/2/edit) answered HTTP 502; approved HTTP 200" in reason
-    down = [x for x in done.egress if x.get("phase") == "apply" and x["port"] == site.port]
-    assert down and {x["decision"] for x in down} == {"unreachable"}
-    assert {x["rule"] for x in down} == {
+    down = [x for x in done.egress if x.phase == "apply" and x.port == site.port]
+    assert down and {x.decision for x in down} == {"unreachable"}
+    assert {x.rule for x in down} == {
         "policies/default.yaml#job_types.browser.scope.browser.domains"
     }
     assert not site.state.writes and done.applied is None

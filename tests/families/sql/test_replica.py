@@ -10,36 +10,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from bot.core.job import parse_job
-from bot.core.plan import Plan, plan
-from bot.core.policy import merge_policy
+from bot.core.plan import Plan
 from bot.core.record import ToolCall
-from bot.core.request import RunRequest
 from bot.families.sql.classify import SqlVerdict
 from bot.families.sql.evidence import render_sql_evidence
 from bot.families.sql.execute import SqlSession
 from bot.families.sql.tools import SqlTools
 from bot.run.broker import Broker
 from tests.families.sql.conftest import Make
-from tests.support.postgres import PASSWORD, PROJECT, Cluster
-
-JOB = """
-job_type: sql
-prompt: why is the database slow?
-tools: [sql]
-scope: {sql: {connection: replica}}
-"""
-
-
-def sql_plan(job: str = JOB) -> Plan:
-    policy = merge_policy(
-        [("policies/default.yaml", (PROJECT / "policies/default.yaml").read_text())]
-    )
-    req = RunRequest(
-        job=parse_job("j.yaml", job), job_path="j.yaml", requester="dana@example.com",
-        repo="r", commit="0" * 40,
-    )  # fmt: skip
-    return plan(req, policy)
+from tests.support.jobs import SQL_JOB as JOB
+from tests.support.jobs import sql_plan
+from tests.support.postgres import PASSWORD, Cluster
 
 
 def brokered(tools: SqlTools, p: Plan | None = None) -> tuple[Broker, list[ToolCall]]:

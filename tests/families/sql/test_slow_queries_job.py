@@ -50,7 +50,7 @@ def test_slow_queries_job_explains_the_top_queries(
     evidence = sql_evidence(rec, engine.audit.artifact)
 
     assert rec.state == "completed", rec.transitions
-    assert rec.model is not None and rec.model["rule"] == "policies/routing.yaml#models.routes.sql"
+    assert rec.model is not None and rec.model.rule == "policies/routing.yaml#models.routes.sql"
     calls: list[ToolCall] = rec.tool_calls
     assert [c.tool for c in calls] == ["top_queries", *["sql_query"] * 4]
     assert [c.decision for c in calls] == ["allow", "allow", "allow", "deny", "allow"]
