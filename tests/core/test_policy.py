@@ -72,7 +72,8 @@ def test_unknown_model_class_in_route() -> None:
     bad = "models:\n  classes: {a: {model: x/y}}\n  routes: [{id: r, use: b}]\n"
     with pytest.raises(ValidationFailed) as info:
         merge_policy([("policies/a.yaml", bad)])
-    assert "routes[0].use: unknown model group 'b'" in info.value.errors[0].message
+    # Located at the route's `use`, not at `models:`.
+    assert str(info.value) == "policies/a.yaml:3:20: models.routes[0].use: unknown model group 'b'"
 
 
 def test_no_policy_files_fails_closed() -> None:

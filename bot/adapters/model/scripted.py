@@ -1,7 +1,9 @@
 """The scripted provider: a litellm CustomLLM that plays recorded model turns.
 
 It is registered with litellm like any other provider (`scripted/<script>`), so
-the control plane calls it exactly as it would call a real model. The turn to
+the control plane calls it exactly as it would call a real model. A turn may carry a
+`finish` (`length`, say) and a tool call `raw_arguments`, so a replay of a run that a
+model cut short ends the same way. The turn to
 play is the number of assistant messages already in the conversation, which
 makes it stateless: a resumed or replayed run gets the same turn.
 """
@@ -68,6 +70,13 @@ def load_script(model: str, api_base: str | None, root: str | None = None) -> li
     raise _error(404, f"no model script {name!r} in {Path(shown).absolute()}")
 
 
+def _arguments(call: dict[str, Any]) -> str:
+    """A recorded call's arguments as the model sent them: `raw_arguments` replays bytes
+    that were not JSON (a cut tool call) exactly."""
+    raw = call.get("raw_arguments")
+    return raw if isinstance(raw, str) else json.dumps(call.get("arguments", {}))
+
+
 class ScriptedLLM(CustomLLM):
     def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
         model: str = kwargs["model"]
@@ -80,19 +89,18 @@ class ScriptedLLM(CustomLLM):
             {
                 "id": f"call_{index}_{i}",
                 "type": "function",
-                "function": {"name": c["name"], "arguments": json.dumps(c.get("arguments", {}))},
+                "function": {"name": c["name"], "arguments": _arguments(c)},
             }
             for i, c in enumerate(turn.get("tool_calls") or [])
         ]
+        finish = turn.get("finish") or ("tool_calls" if calls else "stop")
         prompt_tokens = sum(len(str(m.get("content") or "")) // 4 for m in messages)
         message: dict[str, Any] = {"role": "assistant", "content": turn.get("content")}
         if calls:
             message["tool_calls"] = calls
         return ModelResponse(
             model=model,
-            choices=[
-                {"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}
-            ],
+            choices=[{"index": 0, "message": message, "finish_reason": finish}],
             usage={
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": 20,

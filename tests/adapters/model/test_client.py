@@ -40,7 +40,7 @@ def test_fallback_serves_when_the_primary_fails(tmp_path: Path) -> None:
 
 
 def test_no_fallback_is_a_model_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="model primary failed"):
+    with pytest.raises(ModelError, match="model group primary failed"):
         LiteLLMClient(config(tmp_path, fallbacks=False)).complete(
             [{"role": "user", "content": "hi"}], []
         )
