@@ -21,6 +21,32 @@ from bot.core.errors import GitError
 from bot.core.globs import match_any
 
 
+def run_git(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    ok: tuple[int, ...] = (0,),
+    redact: Callable[[str], str] = str,
+) -> subprocess.CompletedProcess[str]:
+    """The one place git runs as a program (plumbing GitPython adds nothing to: private
+    indexes, stdin, clone/fetch/push with a token). Never prompts; an exit status outside
+    `ok` is a GitError with git's own message, passed through redact (it may hold a URL
+    with a token)."""
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
+        check=False,
+    )
+    if proc.returncode not in ok:
+        raise GitError(redact(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}"))
+    return proc
+
+
 @dataclass(frozen=True)
 class WorkspaceDiff:
     patch: str
@@ -40,20 +66,7 @@ class GitRepo:
         self.git_dir = Path(self.repo.git_dir)
 
     def _git(self, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
-        # Plain subprocess for plumbing that needs a private index or stdin; GitPython's
-        # wrapper adds nothing there. Errors carry git's own message.
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=self.root,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            check=False,
-        )
-        if proc.returncode:
-            raise GitError(f"git {' '.join(args[:2])} failed: {proc.stderr.strip()}")
-        return proc.stdout
+        return run_git(*args, cwd=self.root, env=env, stdin=stdin).stdout
 
     def head_commit(self) -> str:
         try:

@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bot.adapters.git import run_git
+
 PROJECT = Path(__file__).resolve().parents[2]
 DEVELOPER = ("Dana Developer", "dana@example.com")
 MAINTAINER = ("Maya Maintainer", "maya@example.com")
@@ -75,15 +77,15 @@ def build_repo(dest: Path) -> None:
     for rel in SHIPPED:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(PROJECT / rel, dest / rel)
-    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=dest, check=True)
+    run_git("init", "-q", "-b", "main", cwd=dest)
     commit_all(dest, "calculator with a failing test")
 
 
 def commit_all(dest: Path, message: str) -> None:
     """Commit everything in dest as the developer."""
     env = git_env(DEVELOPER)
-    subprocess.run(["git", "add", "-A"], cwd=dest, env=env, check=True)
-    subprocess.run(["git", "commit", "-q", "-m", message], cwd=dest, env=env, check=True)
+    run_git("add", "-A", cwd=dest, env=env)
+    run_git("commit", "-q", "-m", message, cwd=dest, env=env)
 
 
 def step(title: str, args: list[str], cwd: Path, who: tuple[str, str], check: bool = True) -> str:
@@ -142,11 +144,7 @@ def main(dest: Path) -> None:
         MAINTAINER,
     )
     print(f"\n$ git log --stat -1 agentplane/run/{run_id}", flush=True)
-    subprocess.run(
-        ["git", "--no-pager", "log", "--stat", "-1", f"agentplane/run/{run_id}"],
-        cwd=dest,
-        check=True,
-    )
+    print(run_git("--no-pager", "log", "--stat", "-1", f"agentplane/run/{run_id}", cwd=dest).stdout)
     step("The audit trail", ["audit", "log"], dest, DEVELOPER)
     step("Prove the audit chain and every artifact", ["audit", "verify"], dest, DEVELOPER)
     print(f"\nDone. Explore {dest}: `git log agentplane/audit`, `agentplane audit show {run_id}`.")

@@ -14,14 +14,12 @@ failed push stops the delivery at hand, or any later one.
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from bot.adapters.git import GitRepo
+from bot.adapters.git import GitRepo, run_git
 from bot.core.errors import GitError
 from bot.run.redact import Redactor
 
@@ -85,18 +83,7 @@ class Checkout:
         self.replica = Replica("unknown", "not fetched yet")
 
     def git(self, *args: str, cwd: Path | None = None) -> str:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=cwd or self.path,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        if proc.returncode:
-            raise GitError(self.redact(f"git {args[0]} failed: {proc.stderr.strip()}"))
-        return proc.stdout
+        return run_git(*args, cwd=cwd or self.path, redact=self.redact).stdout
 
     def sync(self, default_branch: str, branches: list[str], pulls: Sequence[int] = ()) -> GitRepo:
         """Clone once, then fetch the default branch, the given branches, the given pull
@@ -156,15 +143,15 @@ class Checkout:
         return out or None
 
     def _is_ancestor(self, older: str, newer: str) -> bool:
-        proc = subprocess.run(
-            ["git", "merge-base", "--is-ancestor", older, newer],
+        proc = run_git(
+            "merge-base",
+            "--is-ancestor",
+            older,
+            newer,
             cwd=self.path,
-            capture_output=True,
-            text=True,
-            check=False,
+            ok=(0, 1),
+            redact=self.redact,
         )
-        if proc.returncode not in (0, 1):
-            raise GitError(self.redact(f"git merge-base failed: {proc.stderr.strip()}"))
         return proc.returncode == 0
 
     def _delete_ref(self, ref: str) -> None:
