@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from bot.families.ask.family import AskFamily
 from bot.families.browser.family import BrowserFamily
+from bot.families.documents.family import DocumentsFamily
 from bot.families.filesystem.family import FilesystemFamily
 from bot.families.interface import ToolFamily
 from bot.families.shell.family import ShellFamily
@@ -19,7 +20,16 @@ from bot.families.sql.family import SqlFamily
 
 
 def default_families() -> tuple[ToolFamily, ...]:
-    return (FilesystemFamily(), ShellFamily(), AskFamily(), SqlFamily(), BrowserFamily())
+    # Documents stage no part of their own (their edits ride in the filesystem patch), so
+    # their place only orders the tools the model is offered.
+    return (
+        FilesystemFamily(),
+        ShellFamily(),
+        AskFamily(),
+        DocumentsFamily(),
+        SqlFamily(),
+        BrowserFamily(),
+    )
 
 
 def tool_names(families: Iterable[ToolFamily]) -> tuple[str, ...]:
