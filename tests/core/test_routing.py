@@ -1,3 +1,5 @@
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -253,3 +255,14 @@ def test_half_a_price_is_an_error() -> None:
 def test_unknown_groups_and_bad_entries_are_errors(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Routing.model_validate(bad)
+
+
+def test_the_documented_models_section_is_valid_policy() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "models.md"
+    block = re.search(r"```yaml\n(.*?)```", docs.read_text(), re.S)
+    assert block is not None
+    policy = merge_policy([("policies/routing.yaml", block.group(1))])
+    models = policy.models
+    assert models.router_config("self-hosted", sensitivity="customer")["timeout"] == 60
+    assert [link.used for link in models.fallback_chain("self-hosted", "customer")] == [False]
+    assert models.cost_notes() == []  # every route's cost can be known

@@ -2,7 +2,7 @@
 
 Every call goes through litellm's Router (retries, load balancing, the fallbacks policy
 allows this job), as a task on one event loop so that its deadline cancels it in flight.
-Each call has a timeout per attempt (policy's, never more than the run's minutes left),
+Each call has a timeout per attempt (policy's), a deadline (the run's minutes left),
 a max_tokens the budget can pay for, a price that is known or said to be unknown, and
 tokens from `usage` or, failing that, from litellm's tokenizer.
 """
@@ -99,9 +99,8 @@ class LiteLLMClient:
         first = self._primary()
         prompt_estimate = count_prompt(_model(first), messages, tools)
         max_tokens = self._max_tokens(prompt_estimate, limits)
-        attempt = self.timeout
-        if limits.seconds_left is not None:
-            attempt = max(0.001, min(attempt, limits.seconds_left))
+        # Each attempt's timeout is litellm's (the deployment's own, else the Router's);
+        # what holds the run's minutes, retries and Retry-After waits included, is this.
         bound = self._attempts_bound()
         by_budget = limits.seconds_left is not None and limits.seconds_left <= bound
         deadline = limits.seconds_left if by_budget else bound
@@ -110,7 +109,6 @@ class LiteLLMClient:
             "model": self.group,
             "messages": messages,
             "metadata": metadata,
-            "timeout": attempt,
         }
         if tools:
             kw["tools"] = tools
@@ -120,7 +118,7 @@ class LiteLLMClient:
         try:
             response = loop.run(self.router.acompletion(**kw), deadline)
         except loop.Deadline:
-            raise self._timed_out(time.perf_counter() - started, by_budget, attempt) from None
+            raise self._timed_out(time.perf_counter() - started, by_budget) from None
         except Exception as exc:  # litellm's exception types are many and change: all of them
             attempts = len(metadata.get("previous_models") or []) or 1
             text = describe(exc, f"model group {self.group}", attempts) + self._refused_text()
@@ -221,16 +219,20 @@ class LiteLLMClient:
             caps += affordable
         return min(caps) if caps else None
 
+    def _longest_attempt(self) -> float:
+        own = [e["litellm_params"].get("timeout") for e in self.deployments.values()]
+        return max([self.timeout, *(t for t in own if isinstance(t, int | float))])
+
     def _attempts_bound(self) -> float:
         groups = 1 + sum(len(targets) for fb in self.fallbacks for targets in fb.values())
-        return self.timeout * (self.num_retries + 1) * groups + DEADLINE_SLACK_S
+        return self._longest_attempt() * (self.num_retries + 1) * groups + DEADLINE_SLACK_S
 
-    def _timed_out(self, elapsed: float, by_budget: bool, attempt: float) -> ModelTimedOut:
+    def _timed_out(self, elapsed: float, by_budget: bool) -> ModelTimedOut:
         if by_budget:
             why = "the run's minutes budget ran out while it was in flight"
         else:
             why = (
-                f"{self.num_retries + 1} attempts of at most {attempt:g} s each "
+                f"{self.num_retries + 1} attempts of at most {self._longest_attempt():g} s each "
                 "(router_settings.timeout, num_retries) and the fallbacks did not answer"
             )
         return ModelTimedOut(

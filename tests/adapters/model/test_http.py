@@ -88,6 +88,14 @@ def test_each_attempt_times_out_by_policy_and_is_retried(server: ModelServer) ->
     assert (turn.content, turn.retries, len(server.requests)) == ("done", 1, 2)
 
 
+def test_a_deployments_own_timeout_is_its_attempts_timeout(server: ModelServer) -> None:
+    server.inject(hang(30))
+    started = time.monotonic()
+    c = one(server, params={"timeout": 0.5}, router_settings={"timeout": 20, "num_retries": 1})
+    assert c.complete(USER, []).retries == 1
+    assert time.monotonic() - started < 3
+
+
 def test_429_and_500_are_retried_and_the_turn_counts_them(server: ModelServer) -> None:
     server.inject(status(429, retry_after=0.1), status(500))
     turn = one(server, router_settings={"num_retries": 2}).complete(USER, [])
