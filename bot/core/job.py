@@ -51,7 +51,8 @@ def _known_tool(name: str) -> str:
 Tool = Annotated[str, AfterValidator(_known_tool)]
 """A job-file tool name: one a known family serves (see known_tools)."""
 Action = Literal["write", "submit", "delete", "purchase", "merge", "schedule", "deploy", "commit"]
-Contract = Literal["diff", "diff_plus_trace", "query_evidence", "document", "report"]
+ContractName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+"""An artifact contract's name: a built-in (bot.core.contracts) or one policy defines."""
 
 # Names people already use (the vision document's example among them) map onto ours.
 JOB_TYPE_ALIASES = {
@@ -161,7 +162,12 @@ class Job(Strict):
     scope: Scope = Field(default_factory=Scope)
     credentials: list[str] = Field(default_factory=list, description="Names of broker credentials")
     approval_required_for: list[Action] = Field(default_factory=list)
-    artifact_contract: Contract = "diff"
+    artifact_contract: list[ContractName] = Field(
+        default_factory=list,
+        description="What the run must leave for review (`diff`, `trace`, `screenshots`, "
+        "`query_evidence`, `document`, `diff_plus_trace`, `report`, or one policy defines), "
+        "checked when the agent stops: without it the run ends contract_unmet",
+    )
     budget: Budget = Field(default_factory=Budget)
     schedule: str | None = Field(None, description="Five-field cron expression")
     model: str = Field("auto", description="`auto` (routed by policy) or a model group from policy")
@@ -169,6 +175,11 @@ class Job(Strict):
         "internal", description="Routing may keep customer or restricted data on some models"
     )
     latency: Literal["interactive", "batch"] = "batch"
+
+    @field_validator("artifact_contract", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
 
     @field_validator("name")
     @classmethod

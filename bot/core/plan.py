@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.core.approvers import Requirement
 from bot.core.canonical import digest_of
+from bot.core.contracts import Clause, UnknownContract, resolve, vocabulary
 from bot.core.globs import covers, domain_covers
 from bot.core.identity import Directory
 from bot.core.job import Budget
@@ -72,6 +73,8 @@ class Plan(Frozen):
     private_networks_rule: str = ""
     tools_rule: str = ""
     """Where the job type's tools are granted: the rule for a tool the job never asked for."""
+    contract: list[Clause] = []
+    """What the run must leave for review (the job's artifact_contract, resolved)."""
 
     def granted(self, kind: str) -> list[str]:
         return [d.subject for d in self.decisions if d.kind == kind and d.granted]
@@ -339,6 +342,18 @@ def plan(
         decisions = _scope_decisions(
             req, jt, lambda k: policy.rule(f"job_types.{job_type}.{k}"), config
         )
+    try:
+        contract = resolve(req.job.artifact_contract, vocabulary(policy.artifact_contracts))
+    except UnknownContract as exc:
+        contract = []
+        if allowed.granted:
+            allowed = Decision(
+                kind="run",
+                subject=job_type,
+                granted=False,
+                rule=f"{req.job_path}#artifact_contract",
+                reason=str(exc),
+            )
     tools = [d.subject for d in decisions if d.kind == "tool" and d.granted]
     gates = _gates(req, policy, config, tools, job_type, implied)
     budget = _budget(req, policy, config)
@@ -364,6 +379,7 @@ def plan(
         private_networks=tuple(jt.private_networks) if jt is not None else (),
         private_networks_rule=policy.rule(f"job_types.{job_type}.private_networks"),
         tools_rule=policy.rule(f"job_types.{job_type}.tools"),
+        contract=contract,
         clarification=clarification
         if chosen is not None
         else (clarification or f"model group {req.job.model!r} is not defined in policy"),

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from bot.core.approvers import Requirement
+from bot.core.contracts import BUILTIN, ContractItem
 from bot.core.errors import SourceError, ValidationFailed
 from bot.core.identity import Directory, Person, Resolver
 from bot.core.job import Action, Budget, JobType, Scope, Strict, Tool
@@ -232,6 +233,11 @@ class PolicyFile(Strict):
     models: Routing | None = None
     clarify: Clarify | None = None
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    artifact_contracts: dict[str, list[ContractItem]] = Field(
+        default_factory=dict,
+        description="Contracts jobs may name in artifact_contract, over the built-ins "
+        f"({', '.join(BUILTIN)}); a built-in defined here is replaced",
+    )
     audit: AuditPolicy | None = None
     quotas: Quotas | None = None
 
@@ -253,6 +259,7 @@ class Policy(BaseModel):
     models: Routing = Field(default_factory=Routing)
     clarify: Clarify = Field(default_factory=Clarify)
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    artifact_contracts: dict[str, list[ContractItem]] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
     origins: dict[str, str] = Field(default_factory=dict)
@@ -299,6 +306,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
         "job_types": {},
         "gates": [],
         "sql_connections": {},
+        "artifact_contracts": {},
     }
     origins: dict[str, str] = {}
     errors: list[SourceError] = []
@@ -309,7 +317,14 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
         except ValidationFailed as exc:
             errors.extend(exc.errors)
             continue
-        for section in ("groups", "roles", "people", "job_types", "sql_connections"):
+        for section in (
+            "groups",
+            "roles",
+            "people",
+            "job_types",
+            "sql_connections",
+            "artifact_contracts",
+        ):
             for key, value in getattr(part, section).items():
                 if key in merged[section]:
                     errors.append(

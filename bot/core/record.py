@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, computed_field, field_validator, model_validator
 
 from bot.core.canonical import digest_of
+from bot.core.contracts import ContractCheck
 from bot.core.errors import RunError
 from bot.core.plan import ModelRoute, Plan
 
@@ -31,18 +32,35 @@ State = Literal[
     "failed",
     "budget_exceeded",
     "cancelled",
+    "contract_unmet",
 ]
 IN_FLIGHT: frozenset[str] = frozenset({"planned", "running", "approved"})
 """States a live process is carrying forward: nobody else waits on them."""
 FINAL: frozenset[str] = frozenset(
-    {"denied", "rejected", "applied", "completed", "failed", "budget_exceeded", "cancelled"}
+    {
+        "denied",
+        "rejected",
+        "applied",
+        "completed",
+        "failed",
+        "budget_exceeded",
+        "cancelled",
+        "contract_unmet",
+    }
 )
 # The only legal moves; anything else is a bug or a tampered record.
 TRANSITIONS: dict[str, frozenset[str]] = {
     "planned": frozenset({"needs_clarification", "denied", "running", "failed"}),
     "needs_clarification": frozenset({"planned", "failed", "cancelled"}),
     "running": frozenset(
-        {"awaiting_approval", "completed", "failed", "budget_exceeded", "needs_clarification"}
+        {
+            "awaiting_approval",
+            "completed",
+            "failed",
+            "budget_exceeded",
+            "needs_clarification",
+            "contract_unmet",
+        }
     ),
     "awaiting_approval": frozenset(
         {"awaiting_approval", "approved", "rejected", "failed", "cancelled"}
@@ -372,6 +390,8 @@ class RunRecord(BaseModel):
     """What apply did, part by part; None until something was applied."""
     question: Question | None = None
     clarifications: list[Clarification] = Field(default_factory=list)
+    contract: list[ContractCheck] = Field(default_factory=list)
+    """The plan's contract, item by item, as checked when the agent stopped."""
     egress: list[EgressEntry] = Field(default_factory=list)
     """Every connection the sandbox tried through the egress proxy, allowed or denied."""
     final_message: str | None = None

@@ -219,6 +219,28 @@ def network_section(rec: RunRecord) -> Section | None:
     )
 
 
+def contract_section(rec: RunRecord) -> Section | None:
+    """The job's artifact contract, item by item, met or not; None without a contract."""
+    if not rec.contract:
+        return None
+    rows = [(_mark(c.met), c.contract, c.item, c.detail) for c in rec.contract]
+    return Section(
+        title="Contract",
+        body_text="\n".join(
+            ["Contract:"]
+            + [f"  {m} {contract}: {item} ({detail})" for m, contract, item, detail in rows]
+        ),
+        body_markdown="\n".join(
+            ["| | contract | item | found |", "|---|---|---|---|"]
+            + [
+                f"| {'✅' if c.met else '❌'} | {_cell_code(c.contract)} | {c.item} | "
+                f"{_cell_code(c.detail) if c.detail else ''} |"
+                for c in rec.contract
+            ]
+        ),
+    )
+
+
 def summary_section(rec: RunRecord) -> Section | None:
     """The agent's closing words, or None when it left none. Model output: fenced."""
     if not rec.final_message or not rec.final_message.strip():
@@ -297,7 +319,8 @@ def _evidence(
 ) -> str:
     network = network_section(rec)
     lines = [_tool_calls(rec), *([network.body_text] if network else []), ""]
-    for section in [*sections, *verification]:
+    contract = contract_section(rec)
+    for section in [*sections, *verification, *([contract] if contract else [])]:
         lines += [section_text(as_section(section)), ""]
     models = {m.model for m in rec.model_calls}
     lines.append(
@@ -364,6 +387,7 @@ STATE_HEADLINE = {
     "failed": "failed",
     "budget_exceeded": "stopped: budget exceeded",
     "cancelled": "cancelled",
+    "contract_unmet": "stopped: the artifact contract is not met",
 }
 
 
@@ -424,6 +448,8 @@ def _pr_comment(
         lines += ["#### Verification", ""]
         for check in verification:
             lines += [section_markdown(as_section(check), heading="#####"), ""]
+    if (contract := contract_section(rec)) is not None:
+        lines += [section_markdown(contract), ""]
     if rec.state == "needs_clarification" and rec.question is not None:
         lines += [
             f"**The agent asks:** {rec.question.text}",

@@ -24,6 +24,7 @@ from bot.adapters.sandbox.backends import get_backend
 from bot.adapters.sandbox.spec import UNREACHABLE, EgressEvent
 from bot.adapters.sandbox.workspace import writable_dirs
 from bot.core.canonical import canonical_json
+from bot.core.contracts import check as check_contract
 from bot.core.errors import AgentplaneError, RunError
 from bot.core.gate import open_gates
 from bot.core.plan import Plan
@@ -119,6 +120,15 @@ class Proposer:
         rec.final_message = outcome.message
         if outcome.status == "budget_exceeded":
             return self.store.advance(rec, "budget_exceeded", outcome.message, artifacts)
+        rec.contract = check_contract(
+            p.contract,
+            [a.name for a in rec.artifacts],
+            [part.kind for part in rec.proposal.parts] if rec.proposal else [],
+            rec.final_message,
+        )
+        if unmet := [c for c in rec.contract if not c.met]:
+            reason = "; ".join(f"{c.contract}: {c.item} missing ({c.detail})" for c in unmet)
+            return self.store.advance(rec, "contract_unmet", reason, artifacts)
         if rec.proposal is None:
             return self.store.advance(rec, "completed", "no changes proposed", artifacts)
         gates = "; ".join(

@@ -12,6 +12,7 @@ from bot.adapters.audit.verify import verify
 from bot.adapters.git import GitRepo
 from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.core.errors import NotAwaitingApproval, RunError, StaleApproval
+from bot.core.render import render_evidence, render_pr_comment
 from bot.demo.code import DEVELOPER, MAINTAINER
 from bot.run.engine import Engine
 from tests.conftest import Scripted, git
@@ -610,3 +611,30 @@ def test_recover_finishes_an_approved_apply_whose_process_died(demo_repo: Path) 
     assert e.recover()[0].state == "applied"
     assert e.load(rec.run_id).transitions[-2].reason.endswith("applying again (deterministic)")
     assert e.recover() == []  # nothing left in flight: a second start does nothing
+
+
+def test_a_run_that_claims_success_without_its_contract_ends_contract_unmet(
+    demo_repo: Path, scripted_job: Scripted
+) -> None:
+    job = scripted_job(
+        "claimer",
+        [{"content": "All tests pass now."}],
+        artifact_contract=["diff", "report"],
+    )
+    e, rec = start(demo_repo, job)
+    assert rec.state == "contract_unmet", rec.transitions
+    assert rec.transitions[-1].reason == "diff: a proposed change missing (no proposal)"
+    assert [(c.contract, c.met) for c in rec.contract] == [("diff", False), ("report", True)]
+    assert e.load(rec.run_id).contract == rec.contract  # recorded, not only returned
+    comment = render_pr_comment(rec, "plan", "", None)
+    assert "the artifact contract is not met" in comment
+    assert "| ❌ | `diff` | a proposed change | `no proposal` |" in comment
+    assert "x diff: a proposed change (no proposal)" in render_evidence(rec, "")
+
+
+def test_the_shipped_code_job_meets_its_contract(demo_repo: Path) -> None:
+    _, rec = start(demo_repo)
+    assert rec.state == "awaiting_approval"
+    assert [(c.contract, c.item, c.met) for c in rec.contract] == [
+        ("diff", "a proposed change", True)
+    ]
