@@ -168,12 +168,24 @@ def patch_blobs(patch: str) -> dict[str, str]:
     blobs: dict[str, str] = {}
     path = ""
     for line in patch.splitlines():
-        if m := _DIFF_GIT.match(line):
-            path = _git_path(m.group(2))[2:]
+        if line.startswith("diff --git "):
+            path = _new_path(line.removeprefix("diff --git "))
         elif path and (m := _INDEX.match(line)):
             blobs[path] = m.group(2)
             path = ""
     return blobs
+
+
+def _new_path(names: str) -> str:
+    """The b/ path of `a/<path> b/<path>`. Unquoted names may hold spaces, so the line is
+    cut where both halves name the same path (a changed file: it has no rename)."""
+    if (m := _DIFF_GIT.match("diff --git " + names)) and m.group(2).startswith('"'):
+        return _git_path(m.group(2))[2:]
+    half = (len(names) - 1) // 2
+    a, b = names[:half], names[half + 1 :]
+    if a.startswith("a/") and b.startswith("b/") and a[2:] == b[2:]:
+        return b[2:]
+    return ""
 
 
 def _git_path(raw: str) -> str:

@@ -9,7 +9,7 @@ says whether the patch writes exactly that object.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bot.adapters.sandbox.spec import SandboxBackend
 from bot.families.base import ToolSpec
@@ -46,7 +46,7 @@ class DocumentsSession(FamilySession):
 
     def finish(self) -> Staged:
         # The run's own sandbox is gone by now; the pictures get one of their own.
-        launcher = self.family.soffice
+        launcher = self.family.launcher()
         backend = self.family.backend() if launcher else None
         return stage(self.ctx, launcher, backend)
 
@@ -57,10 +57,10 @@ class DocumentsFamily(ToolFamily):
     implied_actions = ("write",)
     """Its edit tools write files, whatever the job lists: gates on writes apply."""
 
-    def __init__(self, soffice: str | None = None, draw: bool = True) -> None:
-        """soffice: LibreOffice's launcher (default: found on PATH); draw=False leaves
-        pictures out (the evidence says they are missing)."""
-        self.soffice = (soffice or pictures.soffice()) if draw else None
+    def __init__(self, launcher: Callable[[], str | None] = pictures.soffice) -> None:
+        """launcher finds LibreOffice (None where it is absent: the evidence then says the
+        pictures are missing)."""
+        self.launcher = launcher
 
     def backend(self) -> SandboxBackend | None:
         return _bwrap()

@@ -82,14 +82,14 @@ class Job:
 
 
 def soffice(environ: Mapping[str, str] = os.environ) -> str | None:
-    """LibreOffice's launcher: $AGENTPLANE_SOFFICE, else soffice on PATH."""
-    return environ.get("AGENTPLANE_SOFFICE") or shutil.which("soffice")
+    """LibreOffice's launcher: $AGENTPLANE_SOFFICE, else soffice on PATH; None if absent."""
+    found = environ.get("AGENTPLANE_SOFFICE") or shutil.which("soffice")
+    return found if found and os.access(found, os.X_OK) else None
 
 
 def pictures_unavailable(environ: Mapping[str, str] = os.environ) -> str | None:
     """Why this host cannot draw document pictures, or None: for `agentplane doctor`."""
-    launcher = soffice(environ)
-    if launcher is None or not os.access(launcher, os.X_OK):
+    if soffice(environ) is None:
         return f"LibreOffice is not installed (no soffice on PATH): {INSTALL_HINT}"
     from bot.adapters.sandbox.bwrap import BwrapBackend
 

@@ -48,24 +48,32 @@ def _cell(label: str) -> tuple[int, int] | None:
 
 
 def _marks(sheet: SheetDiff, new: bool) -> list[tuple[int, int]]:
-    """Cells to highlight on one side: changed cells, and whole inserted/deleted rows and
-    columns (as their first cells, so the box reaches them)."""
+    """Cells to highlight on one side: changed cells, and inserted or deleted rows and
+    columns up to their last non-empty cell."""
     t = sheet.table
     cells = [_cell(c.at if new else c.was_at or c.at) for c in t.cells]
     rows = t.rows_inserted if new else t.rows_deleted
     cols = t.cols_inserted if new else t.cols_deleted
-    cells += [(int(r.at), 1) for r in rows if r.at.isdigit()]
-    cells += [(1, column_index_from_string(c.at)) for c in cols if c.at.isalpha()]
+    cells += [(int(r.at), c) for r in rows if r.at.isdigit() for c in range(1, len(r.cells) + 1)]
+    cells += [
+        (r, column_index_from_string(c.at))
+        for c in cols
+        if c.at.isalpha()
+        for r in range(1, len(c.cells) + 1)
+    ]
     return [c for c in cells if c is not None]
 
 
 def _box(marks: list[tuple[int, int]], rows: int, cols: int) -> Box:
     if not marks:
         return 1, 1, min(cols, MAX_COLS), min(rows, MAX_ROWS)
-    r1 = max(1, min(r for r, _ in marks) - 1)
-    c1 = max(1, min(c for _, c in marks) - 1)
-    r2 = min(max(rows, 1), max(r for r, _ in marks) + 1, r1 + MAX_ROWS - 1)
-    c2 = min(max(cols, 1), max(c for _, c in marks) + 1, c1 + MAX_COLS - 1)
+    # From the top-left corner when the changes fit with it: headers give cells meaning.
+    low_r, high_r = min(r for r, _ in marks), max(r for r, _ in marks)
+    low_c, high_c = min(c for _, c in marks), max(c for _, c in marks)
+    r1 = 1 if high_r < MAX_ROWS else max(1, low_r - 1)
+    c1 = 1 if high_c < MAX_COLS else max(1, low_c - 1)
+    r2 = min(max(rows, 1), high_r + 1, r1 + MAX_ROWS - 1)
+    c2 = min(max(cols, 1), high_c + 1, c1 + MAX_COLS - 1)
     return c1, r1, max(c1, c2), max(r1, r2)
 
 

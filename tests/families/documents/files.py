@@ -97,4 +97,9 @@ TARGETS_Q3 = (
 
 
 def last_quarter() -> bytes:
-    return workbook(LAST_QUARTER, merged={"Summary": ["A1:F1"]})
+    wb = openpyxl.load_workbook(io.BytesIO(workbook(LAST_QUARTER, merged={"Summary": ["A1:F1"]})))
+    for col, width in zip("ABCDEF", (10, 12, 14, 12, 11, 16), strict=True):
+        wb["Summary"].column_dimensions[col].width = width
+    out = io.BytesIO()
+    wb.save(out)
+    return deterministic(out.getvalue(), NEW_FILE_STAMP)
