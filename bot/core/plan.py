@@ -16,7 +16,7 @@ from bot.core.job import Budget
 from bot.core.job_type import classify
 from bot.core.policy import JobTypePolicy, Policy, RepoConfig
 from bot.core.request import RunRequest
-from bot.core.routing import route
+from bot.core.routing import FallbackLink, route, why_no_route
 
 CONFIG_RULE = ".agentplane/config.yaml"
 
@@ -46,6 +46,11 @@ class ModelRoute(Frozen):
     params: dict[str, Any]
     """The group's first deployment, shown in the plan."""
     fallbacks: list[str] = []
+    """The fallback groups this job may take (cleared for its data), in order."""
+    chain: list[FallbackLink] = []
+    """Every fallback link of the group, taken or not, each with its rule."""
+    cost_note: str = ""
+    """Why the group's cost cannot be known before a call, or ""."""
     rule: str
     reason: str
 
@@ -73,6 +78,8 @@ class Plan(Frozen):
     private_networks_rule: str = ""
     tools_rule: str = ""
     """Where the job type's tools are granted: the rule for a tool the job never asked for."""
+    data_sensitivity: str = "internal"
+    """The job's data sensitivity: which model groups and fallbacks may receive it."""
     contract: list[Clause] = []
     """What the run must leave for review (the job's artifact_contract, resolved)."""
 
@@ -252,28 +259,34 @@ def _budget(req: RunRequest, policy: Policy, config: RepoConfig | None) -> Budge
 
 def _route(
     req: RunRequest, policy: Policy, job_type: str, mutating: bool, budget: Budget
-) -> ModelRoute | None:
+) -> tuple[ModelRoute | None, str]:
+    """The model route, or None and why there is none (what the plan asks instead)."""
     models = policy.models
     groups = models.groups()
+    sensitivity = req.job.data_sensitivity
     if req.job.model != "auto":
         if req.job.model not in groups:
-            return None
+            return None, f"model group {req.job.model!r} is not defined in policy"
+        if (refusal := models.refusal(req.job.model, sensitivity, budget.usd)) is not None:
+            return None, f"model group {req.job.model!r}: {refusal[1]} ({policy.rule(refusal[0])})"
         chosen = (req.job.model, "models", "the job names this model group")
     else:
-        found = route(
-            models, job_type, req.job.data_sensitivity, mutating, req.job.latency, budget.usd
-        )
+        found = route(models, job_type, sensitivity, mutating, req.job.latency, budget.usd)
         if found is None:
-            return None
+            why = why_no_route(models, job_type, sensitivity, mutating, req.job.latency, budget.usd)
+            return None, f"no model may serve this job: {why}"
         chosen = found
     group, key, reason = chosen
+    chain = models.fallback_chain(group, sensitivity, budget.usd)
     return ModelRoute(
         model_class=group,
         params=groups[group][0],
-        fallbacks=models.fallbacks_of(group),
+        fallbacks=[link.group for link in chain if link.used],
+        chain=[link.model_copy(update={"rule": policy.rule(link.rule)}) for link in chain],
+        cost_note=models.cost_unknown(group) or "",
         rule=policy.rule(key),
         reason=reason,
-    )
+    ), ""
 
 
 def _clarification(
@@ -358,7 +371,7 @@ def plan(
     gates = _gates(req, policy, config, tools, job_type, implied)
     budget = _budget(req, policy, config)
     mutating = bool(gates)
-    chosen = _route(req, policy, job_type, mutating, budget)
+    chosen, no_route = _route(req, policy, job_type, mutating, budget)
     clarification = _clarification(req, policy, prompt, confidence, mutating)
     return Plan(
         job_name=req.job.name,
@@ -380,7 +393,6 @@ def plan(
         private_networks_rule=policy.rule(f"job_types.{job_type}.private_networks"),
         tools_rule=policy.rule(f"job_types.{job_type}.tools"),
         contract=contract,
-        clarification=clarification
-        if chosen is not None
-        else (clarification or f"model group {req.job.model!r} is not defined in policy"),
+        data_sensitivity=req.job.data_sensitivity,
+        clarification=clarification if chosen is not None else (clarification or no_route),
     )

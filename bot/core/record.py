@@ -97,7 +97,18 @@ class ModelCall(BaseModel):
     fallbacks: int = 0
     prompt_tokens: int
     completion_tokens: int
-    cost_usd: float
+    cost_usd: float | None
+    """None: the cost cannot be known (a self-hosted model policy gives no price for)."""
+    cost_source: Literal["litellm", "policy", "unknown"] = "litellm"
+    tokens_estimated: bool = False
+    """The server sent no usage: the tokens are litellm's tokenizer count."""
+    deployment: str = ""
+    """The deployment that answered (its model_info.id)."""
+    api_base: str = ""
+    retries: int = 0
+    """Attempts beyond the first (retries and fallbacks together)."""
+    max_tokens: int | None = None
+    """The cap sent with the call."""
     latency_ms: float
     finish: str
 
@@ -395,6 +406,10 @@ class RunRecord(BaseModel):
     egress: list[EgressEntry] = Field(default_factory=list)
     """Every connection the sandbox tried through the egress proxy, allowed or denied."""
     final_message: str | None = None
+    """What the model itself last said (never agentplane's reason for stopping it)."""
+    failure: Literal["", "model"] = ""
+    """"model": the model failed the run (unreachable, or a cut, empty or malformed answer).
+    A door does not retry such a run by itself: it would fail again, and pay again."""
     owner: str | None = None
     """While IN_FLIGHT: the process carrying the run (bot.run.owner), so a dead one is found."""
     cost_usd: float = 0.0

@@ -99,6 +99,16 @@ def _plan(p: Plan) -> str:
             f"  * model      {p.model.params.get('model')} (class {p.model.model_class}: "
             f"{p.model.reason})  [{p.model.rule}]"
         )
+        for link in p.model.chain:
+            lines.append(
+                f"  {_mark(link.used)} fallback   {link.source} -> {link.group}: "
+                f"{'used' if link.used else 'not used'} ({link.reason})  [{link.rule}]"
+            )
+        if p.model.cost_note:
+            lines.append(f"  ! cost       {p.model.cost_note}")
+    if p.contract:
+        items = ", ".join(f"{c.contract}: {c.item.name}" for c in p.contract)
+        lines.append(f"  = contract   {items}")
     if p.clarification:
         lines.append(f"  ! clarify    {p.clarification}")
     return "\n".join(lines)
@@ -219,6 +229,23 @@ def network_section(rec: RunRecord) -> Section | None:
     )
 
 
+def model_line(rec: RunRecord) -> str:
+    """Which models answered and what they cost, saying what is not known: a cost policy
+    gives no price for, tokens the server did not report, and answers from a fallback."""
+    calls = rec.model_calls
+    models = ", ".join(sorted({m.model for m in calls})) or "(none)"
+    line = f"Model: {models}; {len(calls)} calls; cost ${rec.cost_usd:.4f}"
+    if unpriced := sum(m.cost_usd is None for m in calls):
+        line += f" (cost unknown for {unpriced} call{'s' if unpriced > 1 else ''})"
+    if estimated := sum(m.tokens_estimated for m in calls):
+        line += f"; tokens estimated for {estimated} call{'s' if estimated > 1 else ''}"
+    for m in calls:
+        if (m.group and m.group != m.model_class) or m.retries:
+            by = f"fallback {m.group}" if m.group and m.group != m.model_class else m.model_class
+            line += f"; call {m.seq} answered by {by} after {m.retries} retries"
+    return line
+
+
 def contract_section(rec: RunRecord) -> Section | None:
     """The job's artifact contract, item by item, met or not; None without a contract."""
     if not rec.contract:
@@ -322,11 +349,7 @@ def _evidence(
     contract = contract_section(rec)
     for section in [*sections, *verification, *([contract] if contract else [])]:
         lines += [section_text(as_section(section)), ""]
-    models = {m.model for m in rec.model_calls}
-    lines.append(
-        f"Model: {', '.join(sorted(models)) or '(none)'}; {len(rec.model_calls)} calls; "
-        f"cost ${rec.cost_usd:.4f}"
-    )
+    lines.append(model_line(rec))
     if (said := summary_section(rec)) is not None:
         lines.append(said.body_text)
     if rec.proposal is None:
@@ -478,10 +501,9 @@ def _pr_comment(
         ]
     if rec.applied:
         lines.append("Applied: " + "; ".join(render_applied(rec.applied)) + ".")
-    models = ", ".join(sorted({m.model for m in rec.model_calls})) or "(none)"
     lines += [
         "",
-        f"Model: {models}; cost ${rec.cost_usd:.4f}. "
+        f"{model_line(rec)}. "
         f"Audit head: `{audit_head or '(none)'}` (verify with `agentplane audit verify "
         f"--expect-head {audit_head or ''}`).",
     ]

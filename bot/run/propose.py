@@ -47,7 +47,7 @@ from bot.families.interface import (
     ToolFamily,
     family_named,
 )
-from bot.run.agent import Model, Spent, opening, run_agent
+from bot.run.agent import AgentFailed, Model, Spent, opening, run_agent
 from bot.run.broker import Broker
 from bot.run.inputs import Inputs
 from bot.run.proposal_checks import check_proposal, tree_usage, workspace_problem
@@ -102,6 +102,13 @@ class Proposer:
                 if resume is not None and resume.staged is not None:
                     self._restore(resume.staged, ws)
                 outcome, staged = self._run_agent(rec, p, policy, ws, resume, answers)
+            except AgentFailed as exc:
+                # The model failed the run: keep what it said, replayable and inspectable.
+                rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
+                rec.failure = "model"
+                return self.store.advance(
+                    rec, "failed", exc.reason, self._stage(rec, [], exc.messages)
+                )
             except AgentplaneError as exc:
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
                 return self.store.advance(rec, "failed", str(exc))
@@ -117,7 +124,7 @@ class Proposer:
             return self.store.advance(
                 rec, "needs_clarification", f"the agent asks: {outcome.message}", artifacts
             )
-        rec.final_message = outcome.message
+        rec.final_message = outcome.said
         if outcome.status == "budget_exceeded":
             return self.store.advance(rec, "budget_exceeded", outcome.message, artifacts)
         rec.contract = check_contract(
@@ -289,7 +296,9 @@ def model_config(policy: Policy, p: Plan, rec: RunRecord) -> dict[str, Any]:
     if rec.model_override is not None:
         return rec.model_override.model_dump()
     assert p.model is not None
-    return policy.models.router_config(p.model.model_class)
+    return policy.models.router_config(
+        p.model.model_class, sensitivity=p.data_sensitivity, budget_usd=p.budget.usd
+    )
 
 
 EGRESS_KINDS = ("network", "browser_domain")
@@ -316,7 +325,7 @@ def egress_entry(
 
 
 def _model_call(rec: RunRecord, p: Plan, turn: ModelTurn) -> None:
-    rec.cost_usd = round(rec.cost_usd + turn.cost_usd, 6)
+    rec.cost_usd = round(rec.cost_usd + turn.cost_usd, 6)  # known costs only (0.0 else)
     rec.model_calls.append(
         ModelCall(
             seq=len(rec.model_calls) + 1,
@@ -324,7 +333,13 @@ def _model_call(rec: RunRecord, p: Plan, turn: ModelTurn) -> None:
             model_class=p.model.model_class if p.model else "",
             prompt_tokens=turn.prompt_tokens,
             completion_tokens=turn.completion_tokens,
-            cost_usd=turn.cost_usd,
+            cost_usd=turn.cost,
+            cost_source=turn.cost_source,
+            tokens_estimated=turn.tokens_estimated,
+            deployment=turn.deployment,
+            api_base=turn.api_base,
+            retries=turn.retries,
+            max_tokens=turn.max_tokens,
             latency_ms=turn.latency_ms,
             finish=turn.finish,
             group=turn.group,
@@ -334,8 +349,14 @@ def _model_call(rec: RunRecord, p: Plan, turn: ModelTurn) -> None:
 
 
 def _spent(rec: RunRecord) -> Spent:
-    tokens = sum(m.prompt_tokens + m.completion_tokens for m in rec.model_calls)
-    return Spent(usd=rec.cost_usd, tokens=tokens, tool_calls=len(rec.tool_calls))
+    calls = rec.model_calls
+    return Spent(
+        usd=rec.cost_usd,
+        tokens=sum(m.prompt_tokens + m.completion_tokens for m in calls),
+        tool_calls=len(rec.tool_calls),
+        unpriced_calls=sum(m.cost_usd is None for m in calls),
+        estimated_calls=sum(m.tokens_estimated for m in calls),
+    )
 
 
 def _ms(started: float, before: float) -> float:

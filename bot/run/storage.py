@@ -69,7 +69,7 @@ class RunStore:
         artifacts: Mapping[str, bytes] | None = None,
     ) -> RunRecord:
         """Move the run to state and append its record, with this step's artifacts."""
-        rec.advance(state, self.now(), reason)
+        rec.advance(state, self.now(), self.redactor(reason))  # doors print this record too
         rec.owner = this_process() if state in IN_FLIGHT else None
         # Strings only: digests and structure stay, so the record still verifies.
         record = self.redactor.json(rec.model_dump(mode="json"))
