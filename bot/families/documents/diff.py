@@ -32,6 +32,8 @@ def diff_document(
         _fill(out, path, fmt, before, after)
     except DocumentError as exc:
         out.error, out.rule = exc.reason, exc.rule
+    except Exception as exc:  # a parsed hostile file can still make a library raise anything
+        out.error, out.rule = f"cannot be diffed: {type(exc).__name__}: {exc}", DocumentError.rule
     return out
 
 

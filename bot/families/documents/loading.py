@@ -50,7 +50,7 @@ def save(
         raise DocumentError(
             path, f"cannot be saved as {fmt}: {type(exc).__name__}: {exc}"
         ) from None
-    data = deterministic(out.getvalue(), modified_stamp(before))
+    data = deterministic(out.getvalue(), modified_stamp(before), new_file=before is None)
     if before is not None:
         lost = _lost(_kinds(before) - _kinds(data))
         if lost:

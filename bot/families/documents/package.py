@@ -18,6 +18,7 @@ NEW_FILE_STAMP = "1980-01-01T00:00:00Z"
 """The modified stamp of a file the run created: any clock reading would differ per run."""
 CORE = "docProps/core.xml"
 _MODIFIED = re.compile(rb"(<dcterms:modified\b[^>]*>)([^<]*)(</dcterms:modified>)")
+_CREATED = re.compile(rb"(<dcterms:created\b[^>]*>)([^<]*)(</dcterms:created>)")
 
 
 def modified_stamp(data: bytes | None) -> str:
@@ -33,14 +34,17 @@ def modified_stamp(data: bytes | None) -> str:
     return m.group(2).decode("ascii", "replace") if m else NEW_FILE_STAMP
 
 
-def deterministic(data: bytes, stamp: str) -> bytes:
-    """data re-zipped: same parts in the same order, fixed times, the given modified stamp."""
+def deterministic(data: bytes, stamp: str, new_file: bool = False) -> bytes:
+    """data re-zipped: same parts in the same order, fixed times, the given modified stamp
+    (and, for a file the run created, the same created stamp: openpyxl reads the clock)."""
     out = io.BytesIO()
     with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
             body = src.read(info)
             if info.filename == CORE:
                 body = _MODIFIED.sub(lambda m: m.group(1) + stamp.encode() + m.group(3), body)
+                if new_file:
+                    body = _CREATED.sub(lambda m: m.group(1) + stamp.encode() + m.group(3), body)
             entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
             entry.compress_type = zipfile.ZIP_DEFLATED
             entry.external_attr = 0o644 << 16

@@ -68,10 +68,14 @@ def _committed(ctx: RunContext, dirs: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
-def changed_documents(ctx: RunContext) -> Iterator[tuple[str, Format, bytes | None, bytes | None]]:
+Changed = tuple[str, Format, bytes | None, bytes | None]
+
+
+def changed_documents(ctx: RunContext, cut: list[str]) -> Iterator[Changed]:
     """(path, format, before, after) of documents the proposal's patch changes: the same
     filter as the patch (the write scope, less protected paths), over the only directories
-    the sandbox and the tools could write, compared by git's object ids."""
+    the sandbox and the tools could write, compared by git's object ids. Directories whose
+    listing was cut (safefs bounds it) are added to cut."""
     writes = ctx.plan.granted("write")
     if not writes:
         return
@@ -81,9 +85,11 @@ def changed_documents(ctx: RunContext) -> Iterator[tuple[str, Format, bytes | No
     with safefs.root(ctx.workspace) as fd:
         for rel in dirs:
             try:
-                entries, _cut = safefs.walk(fd, rel)
+                entries, was_cut = safefs.walk(fd, rel)
             except (OSError, safefs.UnsafePath):
                 continue
+            if was_cut:
+                cut.append(rel)
             for entry in entries:
                 fmt = format_of(entry.rel)
                 if entry.kind != "file" or fmt not in EVIDENCED or not _proposed(ctx, entry.rel):
@@ -124,10 +130,12 @@ def _secret_notes(
     """The control plane's checks on the text a package adds, as a patch of that text:
     a known secret refuses the proposal; a token-shaped value is flagged by its cell,
     paragraph or slide."""
-    old = {text for _, text in texts(d.path, d.format, before)} if before is not None else set()
-    added = [
-        (where, text) for where, text in texts(d.path, d.format, after) if text and text not in old
-    ]
+    try:
+        old = {t for _, t in texts(d.path, d.format, before)} if before is not None else set()
+        every = list(texts(d.path, d.format, after))
+    except Exception as exc:  # it was just diffed; should it fail now, nothing is stored
+        raise FamilyError(f"{d.path}: its text cannot be checked for secrets: {exc}") from None
+    added = [(where, text) for where, text in every if text and text not in old]
     if not added:
         return []
     lines: list[str] = []
@@ -168,7 +176,8 @@ def stage(ctx: RunContext, launcher: str | None, backend: SandboxBackend | None)
     notes: list[Note] = []
     diffs: list[DocumentDiff] = []
     jobs: list[pictures.Job] = []
-    for n, (path, fmt, before, after) in enumerate(changed_documents(ctx), 1):
+    cut: list[str] = []
+    for n, (path, fmt, before, after) in enumerate(changed_documents(ctx, cut), 1):
         d = diff_document(path, fmt, before, after)
         ext = PurePosixPath(path).suffix.lower()
         for side, data in (("before", before), ("after", after)):
@@ -186,8 +195,11 @@ def stage(ctx: RunContext, launcher: str | None, backend: SandboxBackend | None)
                 notes += _secret_notes(ctx, d, before, after)
         try:
             shots = regions.shots(d, before, after)
-        except DocumentError as exc:
-            d.pictures_missing = f"the copies to draw could not be made: {exc.reason}"
+        except Exception as exc:  # as in diff_document: whatever a library raises
+            reason = (
+                exc.reason if isinstance(exc, DocumentError) else f"{type(exc).__name__}: {exc}"
+            )
+            d.pictures_missing = f"the copies to draw could not be made: {reason}"
             shots = []
         for k, shot in enumerate(shots, 1):
             picture = Picture(label=shot.label)
@@ -198,8 +210,20 @@ def stage(ctx: RunContext, launcher: str | None, backend: SandboxBackend | None)
                     setattr(picture, side, f"{job.name}.png")
             d.pictures.append(picture)
         diffs.append(d)
+    notes += [
+        Note(
+            tool="documents",
+            arguments={"path": rel},
+            decision="allow",
+            rule="documents#listing",
+            reason=f"{rel}: more than {safefs.MAX_WALK_ENTRIES} entries; documents past the "
+            "listing's cut are in the patch but have no semantic diff",
+            ok=False,
+        )
+        for rel in cut
+    ]
     if not diffs:
-        return Staged()
+        return Staged(notes=tuple(notes))
     renderer = _draw(diffs, jobs, launcher, backend, artifacts)
     evidence = DocumentsEvidence(documents=diffs, renderer=renderer)
     artifacts.append(

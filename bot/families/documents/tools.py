@@ -13,14 +13,15 @@ the model can correct.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bot.adapters import safefs
 from bot.families.base import ToolFailure, ToolOutcome, ToolRefused, ToolSpec
 from bot.families.documents import docx_file, pptx_file, text_files, xlsx_file
-from bot.families.documents.errors import DocumentError, UnsafeDocument
+from bot.families.documents.errors import DocumentError, LossyEdit, UnsafeDocument
 from bot.families.documents.formats import Format, format_of
 from bot.families.documents.safety import MAX_FILE_BYTES
 from bot.families.filesystem.tools import relpath
@@ -98,6 +99,25 @@ def _plain(value: Any) -> str:
     return value
 
 
+@contextmanager
+def _as_tool_errors(rel: str) -> Iterator[None]:
+    """Document errors as the broker records them: hostile content and lossy edits are
+    refusals under their rule; anything else a library raises on a file it parsed (a
+    hostile file can make it raise anything) is a failure the model is told about."""
+    try:
+        yield
+    except (ToolFailure, OSError, safefs.UnsafePath):
+        raise
+    except UnsafeDocument as exc:
+        raise ToolRefused(exc.rule, str(exc)) from None
+    except LossyEdit as exc:
+        raise ToolRefused(exc.rule, str(exc)) from None
+    except DocumentError as exc:
+        raise ToolFailure(str(exc)) from None
+    except Exception as exc:
+        raise ToolFailure(f"{rel}: cannot be handled: {type(exc).__name__}: {exc}") from None
+
+
 class DocumentTools:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -137,14 +157,8 @@ class DocumentTools:
     ) -> ToolOutcome:
         rel, _ = self._target(args, fmt)
         before = self._read(rel)
-        try:
+        with _as_tool_errors(rel):
             data, said = change(rel, before)
-        except UnsafeDocument as exc:
-            raise ToolRefused(exc.rule, str(exc)) from None
-        except DocumentError as exc:
-            if exc.rule == "documents#lossy":
-                raise ToolRefused(exc.rule, str(exc)) from None
-            raise ToolFailure(str(exc)) from None
         self._write(rel, data)
         made = "created" if before is None else "saved"
         return ToolOutcome(f"{said}; {made} {rel} (staged for approval)", mutates=True)
@@ -156,7 +170,7 @@ class DocumentTools:
         data = self._read(rel)
         if data is None:
             raise ToolFailure(f"{rel!r} does not exist")
-        try:
+        with _as_tool_errors(rel):
             if fmt == "xlsx":
                 sheet, ref = _text(args, "sheet", True), _text(args, "range", True)
                 text = xlsx_file.describe(rel, xlsx_file.load(rel, data), sheet, ref)
@@ -168,10 +182,6 @@ class DocumentTools:
                 text = text_files.describe_csv(rel, text_files.read_csv(rel, data))
             else:
                 text = text_files.describe_markdown(rel, text_files.read_markdown(rel, data))
-        except UnsafeDocument as exc:
-            raise ToolRefused(exc.rule, str(exc)) from None
-        except DocumentError as exc:
-            raise ToolFailure(str(exc)) from None
         return ToolOutcome(text)
 
     # -- spreadsheets ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ def workbook(sheets: dict[str, Rows], merged: dict[str, list[str]] | None = None
             ws.merge_cells(ref)
     out = io.BytesIO()
     wb.save(out)
-    return deterministic(out.getvalue(), NEW_FILE_STAMP)
+    return deterministic(out.getvalue(), NEW_FILE_STAMP, new_file=True)
 
 
 def document(paragraphs: Sequence[str | tuple[str, str]], tables: Sequence[Rows] = ()) -> bytes:
@@ -102,4 +102,4 @@ def last_quarter() -> bytes:
         wb["Summary"].column_dimensions[col].width = width
     out = io.BytesIO()
     wb.save(out)
-    return deterministic(out.getvalue(), NEW_FILE_STAMP)
+    return deterministic(out.getvalue(), NEW_FILE_STAMP, new_file=True)
