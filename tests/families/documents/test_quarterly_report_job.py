@@ -62,6 +62,8 @@ def test_the_quarterly_report_is_reviewed_cell_by_cell_and_applied_once_approved
         assert region in rec.tool_calls[2].result and str(revenue) in rec.tool_calls[2].result
         assert str(orders) in rec.tool_calls[2].result
     assert rec.proposal is not None and rec.proposal.paths == [REPORT]
+    # Its artifact contract (`document`) is the semantic diff this family keeps.
+    assert [(c.contract, c.met) for c in rec.contract] == [("document", True)]
 
     # The evidence: the cell-level diff against last quarter's file, bound to the patch.
     (section,) = [s for s in engine.evidence(rec) if s.title.startswith("Document ")]
