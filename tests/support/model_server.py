@@ -153,8 +153,13 @@ class ModelServer:
                 return _error(fault, rec.key, anthropic)
             elif fault.kind == "empty_choices" and not anthropic:
                 return 200, {}, json.dumps(_openai_shell(body, n, choices=[])).encode()
-            elif fault.kind == "empty_choices":
-                reply = {**_anthropic_shell(body, n), "content": []}
+            elif fault.kind == "empty_choices":  # Anthropic has no choices: empty content
+                reply = {
+                    **_anthropic_shell(body, n),
+                    "content": [],
+                    "stop_reason": "end_turn",
+                    "usage": {"input_tokens": 10, "output_tokens": 0},
+                }
                 return 200, {}, json.dumps(reply).encode()
         messages = body.get("messages") or []
         index = sum(1 for m in messages if m.get("role") == "assistant")

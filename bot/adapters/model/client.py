@@ -27,7 +27,7 @@ from bot.adapters.model.errors import (
     ModelTimedOut,
     ModelUnavailable,
 )
-from bot.adapters.model.failures import describe, known_keys, mask
+from bot.adapters.model.failures import describe, known_keys, mask, missing_field
 from bot.adapters.model.logs import route_litellm_logs
 from bot.adapters.model.prices import (
     Price,
@@ -120,8 +120,14 @@ class LiteLLMClient:
         except loop.Deadline:
             raise self._timed_out(time.perf_counter() - started, by_budget) from None
         except Exception as exc:  # litellm's exception types are many and change: all of them
-            attempts = len(metadata.get("previous_models") or []) or 1
-            text = describe(exc, f"model group {self.group}", attempts) + self._refused_text()
+            attempts = _int(metadata.get("attempted_retries")) + 1
+            where = f"model group {self.group}"
+            if (field := missing_field(exc)) is not None:
+                raise ModelResponseError(
+                    f"{where} answered without `{field}`, which litellm needs to read the "
+                    "answer: check that the server speaks the provider's wire format"
+                ) from None
+            text = describe(exc, where, attempts) + self._refused_text()
             raise ModelUnavailable(self._mask(text)) from None
         latency_ms = (time.perf_counter() - started) * 1000
         try:

@@ -69,6 +69,13 @@ def first_line(exc: BaseException) -> str:
     return text[:MAX_TEXT] + ("..." if len(text) > MAX_TEXT else "")
 
 
+def missing_field(exc: BaseException) -> str | None:
+    """The response field litellm could not find, when that is the error: litellm reports
+    a KeyError while parsing a provider's answer as an APIConnectionError `'usage'`."""
+    found = re.fullmatch(r"'(\w+)'", first_line(exc))
+    return found.group(1) if found and _is(exc, "APIConnectionError") else None
+
+
 def describe(exc: BaseException, where: str, attempts: int) -> str:
     kind = type(exc).__name__
     tried = f" after {attempts} attempts" if attempts > 1 else ""

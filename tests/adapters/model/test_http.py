@@ -222,6 +222,18 @@ def test_empty_choices_is_a_typed_model_error(server: ModelServer) -> None:
         one(server).complete(USER, [])
 
 
+def test_anthropic_empty_content_is_not_an_answer(server: ModelServer) -> None:
+    server.inject(EMPTY_CHOICES)
+    turn = anthropic(server).complete(USER, [])
+    assert "no content and no tool call" in (ending_problem(turn) or "")
+
+
+def test_an_anthropic_answer_without_usage_is_a_typed_error(server: ModelServer) -> None:
+    server.turns = [Turn(usage=None)]
+    with pytest.raises(ModelResponseError, match="answered without `usage`"):
+        anthropic(server).complete(USER, [])
+
+
 def test_a_401_that_echoes_the_key_never_shows_it(server: ModelServer) -> None:
     server.inject(status(401, echo_key=True))
     with pytest.raises(ModelUnavailable) as err:
