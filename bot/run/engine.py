@@ -372,7 +372,10 @@ class Engine:
                 self._advance(rec, "approved", f"{died}; applying again (deterministic)")
                 rec = self.applier.apply(rec, self.applier.verified(rec))
             else:
-                rec = self._advance(rec, "failed", f"{died} while {rec.state}; run it again")
+                models, tools = self.store.fold_journal(rec)
+                kept = f" (kept from its journal: {models} model calls, {tools} tool calls)"
+                reason = f"{died} while {rec.state}; run it again"
+                rec = self._advance(rec, "failed", reason + (kept if models or tools else ""))
             resolved.append(rec)
         return resolved
 

@@ -188,6 +188,13 @@ class Proposer:
             "metadata": {"agentplane_run": rec.run_id, "agentplane_root": str(ws)},
         }
         job = self.inputs.load_job(rec.job_path, rec.commit)[1]
+        # Each call is on disk before the next begins: a process that dies loses none.
+        journal = self.store.journal(rec.run_id)
+
+        def journaled_tool(call: ToolCall) -> None:
+            journal.append("tool", call.model_dump(mode="json"))
+            rec.tool_calls.append(call)
+
         kit: Toolbox | None = None
         try:
             with backend.start(spec) as box:
@@ -207,14 +214,16 @@ class Proposer:
                 )
                 kit = Toolbox.open(self.families, ctx)
                 broker = Broker(
-                    p, kit.tools, rec.tool_calls.append, kit.redact, already=len(rec.tool_calls)
+                    p, kit.tools, journaled_tool, kit.redact, already=len(rec.tool_calls)
                 )
                 outcome = run_agent(
                     resume.messages if resume else opening(p.prompt, broker),
                     broker,
                     self.model_factory(config),
                     p.budget,
-                    lambda t: _model_call(rec, p, t),
+                    lambda t: journal.append(
+                        "model", _model_call(rec, p, t).model_dump(mode="json")
+                    ),
                     _spent(rec),
                 )
             rec.egress += [egress_entry(e, p) for e in box.egress_log()]
@@ -324,28 +333,28 @@ def egress_entry(
     )
 
 
-def _model_call(rec: RunRecord, p: Plan, turn: ModelTurn) -> None:
+def _model_call(rec: RunRecord, p: Plan, turn: ModelTurn) -> ModelCall:
     rec.cost_usd = round(rec.cost_usd + turn.cost_usd, 6)  # known costs only (0.0 else)
-    rec.model_calls.append(
-        ModelCall(
-            seq=len(rec.model_calls) + 1,
-            model=turn.model,
-            model_class=p.model.model_class if p.model else "",
-            prompt_tokens=turn.prompt_tokens,
-            completion_tokens=turn.completion_tokens,
-            cost_usd=turn.cost,
-            cost_source=turn.cost_source,
-            tokens_estimated=turn.tokens_estimated,
-            deployment=turn.deployment,
-            api_base=turn.api_base,
-            retries=turn.retries,
-            max_tokens=turn.max_tokens,
-            latency_ms=turn.latency_ms,
-            finish=turn.finish,
-            group=turn.group,
-            fallbacks=turn.fallbacks,
-        )
+    call = ModelCall(
+        seq=len(rec.model_calls) + 1,
+        model=turn.model,
+        model_class=p.model.model_class if p.model else "",
+        prompt_tokens=turn.prompt_tokens,
+        completion_tokens=turn.completion_tokens,
+        cost_usd=turn.cost,
+        cost_source=turn.cost_source,
+        tokens_estimated=turn.tokens_estimated,
+        deployment=turn.deployment,
+        api_base=turn.api_base,
+        retries=turn.retries,
+        max_tokens=turn.max_tokens,
+        latency_ms=turn.latency_ms,
+        finish=turn.finish,
+        group=turn.group,
+        fallbacks=turn.fallbacks,
     )
+    rec.model_calls.append(call)
+    return call
 
 
 def _spent(rec: RunRecord) -> Spent:

@@ -16,8 +16,9 @@ from bot.adapters.audit.trust import Trust
 from bot.core.canonical import sha256_hex
 from bot.core.errors import RunError
 from bot.core.policy import Policy
-from bot.core.record import IN_FLIGHT, ArtifactRef, RunRecord, State
+from bot.core.record import IN_FLIGHT, ArtifactRef, ModelCall, RunRecord, State, ToolCall
 from bot.families.interface import Artifact
+from bot.run.journal import Journal
 from bot.run.owner import is_dead, this_process
 from bot.run.redact import Redactor
 
@@ -74,7 +75,39 @@ class RunStore:
         # Strings only: digests and structure stay, so the record still verifies.
         record = self.redactor.json(rec.model_dump(mode="json"))
         self.audit.append(rec.run_id, record, artifacts or {})
+        self.journal(rec.run_id).clear()  # all it held is in the record just appended
         return rec
+
+    def journal(self, run_id: str) -> Journal:
+        """The run's calls between two records (bot.run.journal)."""
+        return Journal(self.audit.key_dir / "journal", run_id, self.redactor.json)
+
+    def fold_journal(self, rec: RunRecord) -> tuple[int, int]:
+        """Put the calls a dead process journaled, but never recorded, into its record;
+        returns how many model calls and tool calls were added."""
+        models = {m.seq for m in rec.model_calls}
+        tools = {t.seq for t in rec.tool_calls}
+        added = [0, 0]
+        for kind, entry in self.journal(rec.run_id).entries():
+            try:
+                if kind == "model":
+                    call = ModelCall.model_validate(entry)
+                    if call.seq not in models:
+                        models.add(call.seq)
+                        rec.model_calls.append(call)
+                        rec.cost_usd = round(rec.cost_usd + (call.cost_usd or 0.0), 6)
+                        added[0] += 1
+                else:
+                    tool = ToolCall.model_validate(entry)
+                    if tool.seq not in tools:
+                        tools.add(tool.seq)
+                        rec.tool_calls.append(tool)
+                        added[1] += 1
+            except ValidationError:
+                continue  # not a call this engine wrote
+        rec.model_calls.sort(key=lambda m: m.seq)
+        rec.tool_calls.sort(key=lambda t: t.seq)
+        return added[0], added[1]
 
     def keep(self, rec: RunRecord, a: Artifact, into: dict[str, bytes]) -> None:
         """Name the artifact on the record (replacing one of the same name) and add its

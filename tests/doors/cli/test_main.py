@@ -160,9 +160,14 @@ def test_a_run_killed_mid_flight_is_resolved_by_the_next_command(
 ) -> None:
     # The process carrying a run dies with SIGKILL while its sandbox runs a command: the run
     # must not stay `running` for good; the next command that moves runs forward fails it
-    # with the reason, and the audit chain still verifies.
+    # with the reason, and the audit chain still verifies. The calls it made before dying
+    # were journaled one by one, and are in the record it is failed with.
+    read = {"name": "fs_read", "arguments": {"path": "src/calc.py"}}
     slow = {"name": "shell", "arguments": {"command": "sleep 30"}}
-    job = scripted_job("slow", [{"tool_calls": [slow]}, {"content": "done"}])
+    job = scripted_job(
+        "slow", [{"tool_calls": [read]}, {"tool_calls": [slow]}, {"content": "done"}]
+    )
+    journal = demo_repo / ".git/agentplane/journal"
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "run", job, "--deny"],
         cwd=demo_repo,
@@ -172,7 +177,7 @@ def test_a_run_killed_mid_flight_is_resolved_by_the_next_command(
     )
     try:
         deadline = time.monotonic() + 120
-        while " running" not in _audit_subjects(demo_repo):
+        while _journaled(journal, "model") != 2:  # asked to sleep: in the sandbox now
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.2)
     finally:
@@ -188,14 +193,27 @@ def test_a_run_killed_mid_flight_is_resolved_by_the_next_command(
     done = agentplane(demo_repo, "deny", run_id)
     assert f"recovered {run_id}: failed: the process carrying it" in done.stderr
     assert "died while running; run it again" in done.stderr
+    assert "(kept from its journal: 2 model calls, 1 tool calls)" in done.stderr
     assert f"run {run_id} is failed" in done.stderr  # resolved before the command looked
     assert agentplane(demo_repo, "audit", "verify").returncode == 0
+    shown = json.loads(agentplane(demo_repo, "audit", "show", run_id).stdout)
+    assert [c["tool"] for c in shown["tool_calls"]] == ["fs_read"]
+    assert [m["seq"] for m in shown["model_calls"]] == [1, 2]
+    assert not list(journal.glob("*.jsonl"))  # folded into the record, then emptied
+
+
+def _journaled(directory: Path, kind: str) -> int:
+    lines = [p.read_text().splitlines() for p in directory.glob("*.jsonl")]
+    return sum(f'"kind":"{kind}"' in line for file in lines for line in file)
 
 
 def _audit_subjects(repo: Path) -> str:
     out = subprocess.run(
         ["git", "log", "--format=%s", "agentplane/audit"],
-        cwd=repo, capture_output=True, text=True, check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return out.stdout
 
