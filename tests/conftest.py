@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bot.demo.code import DEVELOPER, MAINTAINER, build_repo
+from tests.support.postgres import Cluster, ClusterUnavailable, cluster
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -83,3 +84,14 @@ def scripted_job(demo_repo: Path) -> Scripted:
 
 
 __all__ = ["MAINTAINER", "PROJECT", "git"]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """The real primary and hot standby, built once per session for every test that needs
+    one (SQL, documents, the three-kinds pull request)."""
+    try:
+        with cluster() as c:
+            yield c
+    except ClusterUnavailable as exc:
+        pytest.skip(str(exc))

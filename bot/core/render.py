@@ -367,8 +367,29 @@ def _evidence(
     if pr.out_of_scope:
         lines.append("Left out (outside the write scope): " + ", ".join(pr.out_of_scope))
     lines += render_flags(rec)
-    lines += ["", patch.rstrip()]
+    lines += ["", shown_patch(patch)]
     return "\n".join(lines)
+
+
+BINARY_SHOWN = "(binary: a reviewer reads it in its family's evidence, e.g. Documents)"
+
+
+def shown_patch(patch: str) -> str:
+    """The patch as a reviewer reads it: a binary hunk (`GIT binary patch`, base85 that no
+    one can review) is one line pointing at the evidence that shows the change; the stored
+    patch, which apply uses, is left byte for byte as it is."""
+    out: list[str] = []
+    skipping = False
+    for line in patch.rstrip().split("\n"):
+        if line.startswith("diff --git "):
+            skipping = False
+        elif line == "GIT binary patch":
+            skipping = True
+            out.append(BINARY_SHOWN)
+            continue
+        if not skipping:
+            out.append(line)
+    return "\n".join(out)
 
 
 def _files(pr: Proposal) -> list[str]:
@@ -494,8 +515,8 @@ def _pr_comment(
             section_markdown(
                 Section(
                     title="Diff",
-                    body_text=patch.rstrip(),
-                    body_markdown=fenced(patch.rstrip(), "diff"),
+                    body_text=shown_patch(patch),
+                    body_markdown=fenced(shown_patch(patch), "diff"),
                 )
             ),
         ]

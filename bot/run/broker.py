@@ -20,6 +20,7 @@ from bot.core.plan import Plan
 from bot.core.record import Decision, ToolCall
 from bot.families.ask.tools import NeedsAnswer
 from bot.families.base import ToolFailure, ToolRefused, ToolSpec
+from bot.families.interface import FamilyError
 
 MAX_RESULT_IN_RECORD = 4000
 ALWAYS = frozenset({"ask"})
@@ -152,6 +153,10 @@ class Broker:
                 # The host said no (a race with the sandbox, a name too long, a full disk):
                 # the call failed and is recorded as such; the run goes on, never crashes.
                 output = f"ERROR: {name} failed on the host: {exc}"
+            except FamilyError as exc:
+                # A family could not do it (a hostile document it refused to open): the
+                # model reads why; what must end the run (a quota) is not a FamilyError.
+                output = f"ERROR: {exc}"
         output = self.redact(output)
         self._record(name, args, verdict, ok, output, started)
         return output

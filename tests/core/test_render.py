@@ -6,6 +6,7 @@ from typing import Any
 
 from bot.core.record import EgressEntry, RunRecord
 from bot.core.render import (
+    BINARY_SHOWN,
     LONG_SECTION,
     Section,
     fenced,
@@ -14,6 +15,7 @@ from bot.core.render import (
     render_evidence,
     render_pr_comment,
     render_tool_calls,
+    shown_patch,
 )
 from tests.core.test_plan import CODE_JOB, POLICY_OBJ, req
 from tests.support.planning import plan
@@ -151,3 +153,17 @@ def test_network_is_a_list_by_decision_in_markdown() -> None:
 def test_a_section_cannot_close_its_own_fence() -> None:
     assert fenced("a\n```\nb") == "````text\na\n```\nb\n````"
     assert fenced("plain", "diff") == "```diff\nplain\n```"
+
+
+def test_a_binary_hunk_is_shown_as_one_line_and_text_hunks_as_they_are() -> None:
+    patch = (
+        "diff --git a/r.xlsx b/r.xlsx\nindex 1111111..2222222 100644\nGIT binary patch\n"
+        "literal 12\nTcmZ?wbhEHbG-X<T00000\n\nliteral 9\nQcmZ?wbhEHb1OODt000\n\n"
+        "diff --git a/a.py b/a.py\n--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 2\n"
+    )
+    shown = shown_patch(patch)
+    assert "TcmZ" not in shown and "literal" not in shown
+    assert shown.count(BINARY_SHOWN) == 1
+    assert shown.endswith("@@ -1 +1 @@\n-x = 1\n+x = 2")
+    assert "index 1111111..2222222 100644" in shown
+    assert shown_patch("diff --git a/a b/a\n-x\n+y\n") == "diff --git a/a b/a\n-x\n+y"

@@ -1,7 +1,12 @@
 import json
 from pathlib import Path
 
+import pytest
+
+from bot.core.errors import RunError
 from bot.core.record import ToolCall
+from bot.families.base import ToolOutcome, ToolSpec
+from bot.families.documents.errors import DocumentError
 from bot.families.filesystem.tools import filesystem_tools
 from bot.run.broker import Broker
 from tests.core.test_plan import CODE_JOB, POLICY_OBJ, plan, req
@@ -95,3 +100,28 @@ def test_an_oserror_in_a_tool_is_a_recorded_tool_error(tmp_path: Path) -> None:
     assert out.startswith("ERROR: fs_write failed on the host: [Errno 36] File name too long")
     assert len(calls) == 1 and not calls[0].ok and calls[0].result == out
     assert broker.call("fs_read", json.dumps({"path": "src/a.py"})) == "x = 1\n"  # still usable
+
+
+def test_a_family_error_in_a_tool_is_a_recorded_tool_error_and_a_run_error_ends_it(
+    tmp_path: Path,
+) -> None:
+    """A family refusing hostile input is the model's to read; a quota (RunError) is not."""
+    (tmp_path / "src").mkdir()
+    calls: list[ToolCall] = []
+
+    def refuse(_: dict[str, object]) -> ToolOutcome:
+        raise DocumentError("src/r.xlsx", "is a zip bomb (declared 9 GB)")
+
+    def over_quota(_: dict[str, object]) -> ToolOutcome:
+        raise RunError("the workspace grew past its quota")
+
+    tools = [
+        ToolSpec("fs_read", "filesystem", "read", {"type": "object"}, refuse),
+        ToolSpec("fs_list", "filesystem", "list", {"type": "object"}, over_quota),
+    ]
+    broker = Broker(plan(req(CODE_JOB), POLICY_OBJ), tools, calls.append)
+    out = broker.call("fs_read", "{}")
+    assert out.startswith("ERROR: ") and "zip bomb" in out
+    assert len(calls) == 1 and not calls[0].ok and calls[0].result == out
+    with pytest.raises(RunError, match="quota"):
+        broker.call("fs_list", "{}")

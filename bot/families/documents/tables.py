@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import daff  # type: ignore[import-untyped]
+import daff
 
 from bot.families.documents.model import CellChange, Line, TableDiff
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,6 @@ import pytest
 
 from bot.families.base import ToolOutcome
 from bot.families.documents.tools import DocumentTools
-from tests.support.postgres import Cluster, ClusterUnavailable, cluster
 
 Call = Callable[..., ToolOutcome]
 
@@ -33,11 +32,3 @@ def call(workspace: Path) -> Call:
     return run
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    # The same real primary and standby the SQL family's tests use.
-    try:
-        with cluster() as c:
-            yield c
-    except ClusterUnavailable as exc:
-        pytest.skip(str(exc))

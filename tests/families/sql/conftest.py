@@ -11,17 +11,7 @@ from bot.core.policy import SqlConnectionPolicy
 from bot.families.sql.connections import SqlConnection
 from bot.families.sql.evidence import SqlEvidence
 from bot.families.sql.tools import SqlTools
-from tests.support.postgres import Cluster, ClusterUnavailable, cluster
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    try:
-        with cluster() as c:
-            yield c
-    except ClusterUnavailable as exc:
-        pytest.skip(str(exc))
-
+from tests.support.postgres import Cluster
 
 Make = Callable[..., tuple[SqlTools, list[SqlEvidence]]]
 
