@@ -38,7 +38,7 @@ from bot.adapters.model.prices import (
 )
 from bot.adapters.model.response import Answer, read
 from bot.adapters.model.turn import CallLimits, ModelTurn, ToolRequest
-from bot.core.routing import DEFAULT_NUM_RETRIES, DEFAULT_TIMEOUT_S
+from bot.core.routing import DEFAULT_NUM_RETRIES, DEFAULT_TIMEOUT_S, price_basis
 
 litellm.suppress_debug_info = True
 litellm.telemetry = False
@@ -78,6 +78,7 @@ class LiteLLMClient:
         self.unknown_cost = str(config.get("unknown_cost", "allow"))
         self.keys = known_keys(self.deployments.values(), environ)
         self.prices = {i: deployment_price(e) for i, e in self.deployments.items()}
+        self.output_limits = {i: _output_limit(e) for i, e in self.deployments.items()}
         self.router = Router(
             model_list=list(self.deployments.values()),
             fallbacks=self.fallbacks,
@@ -199,10 +200,7 @@ class LiteLLMClient:
         """The least of policy's max_tokens, each deployment's own and its model's listed
         output limit, and what the token and usd budgets have left after the prompt."""
         caps = [self.max_tokens] if self.max_tokens else []
-        for entry in self.deployments.values():
-            own = entry["litellm_params"].get("max_tokens")
-            listed = max_output_tokens(_model(entry))
-            caps += [c for c in (own, listed) if isinstance(c, int) and c > 0]
+        caps += [c for c in self.output_limits.values() if c is not None]
         if limits.tokens_left is not None:
             left = limits.tokens_left - prompt
             if left < MIN_ANSWER_TOKENS:
@@ -276,6 +274,17 @@ def _with_ids(model_list: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         entry["model_info"] = info
         out[str(info["id"])] = entry
     return out
+
+
+def _output_limit(entry: Mapping[str, Any]) -> int | None:
+    """The deployment's own max_tokens, else its model's listed output limit, but only for
+    the listed model itself: a self-hosted server named like one has its own context."""
+    params = dict(entry.get("litellm_params") or {})
+    own = params.get("max_tokens")
+    if isinstance(own, int) and own > 0:
+        return own
+    basis = price_basis(params, dict(entry.get("model_info") or {}))
+    return max_output_tokens(basis.model) if basis.kind == "provider" else None
 
 
 def _model(entry: Mapping[str, Any]) -> str:

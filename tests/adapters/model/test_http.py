@@ -174,6 +174,15 @@ def test_anthropic_gets_the_budgets_cap_not_litellms_default(server: ModelServer
     assert 3000 < server.requests[-1].body["max_tokens"] <= 3333  # not 64000
 
 
+def test_a_server_named_like_a_hosted_model_gets_no_hosted_output_limit(
+    server: ModelServer,
+) -> None:
+    one(server, model="openai/gpt-4o-mini").complete(USER, [])
+    assert "max_tokens" not in server.requests[-1].body  # its own context, not gpt-4o-mini's
+    one(server, model="openai/gpt-4o-mini", params={"max_tokens": 512}).complete(USER, [])
+    assert server.requests[-1].body["max_tokens"] == 512
+
+
 def test_a_budget_that_cannot_pay_for_the_prompt_stops_before_the_call(
     server: ModelServer,
 ) -> None:
