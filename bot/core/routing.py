@@ -325,7 +325,7 @@ class Routing(_Strict):
 
     def _clearance_text(self, group: str) -> str:
         said = ", ".join(self.clearance(group)) or "nothing"
-        return f"{said}" if group in self.cleared_for else f"{said}: not listed in cleared_for"
+        return said if group in self.cleared_for else f"{said}: not listed in cleared_for"
 
     # -- what a group costs ---------------------------------------------------------------
 
@@ -348,6 +348,8 @@ class Routing(_Strict):
         ]
         if self.default is not None:
             uses.append((("default",), self.default))
+        for i, fb in enumerate(self.fallbacks):
+            uses += [(("fallbacks", i), g) for targets in fb.values() for g in targets]
         for where, group in uses:
             if (why := self.cost_unknown(group)) is not None:
                 then = (

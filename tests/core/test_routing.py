@@ -221,6 +221,8 @@ def test_price_comes_from_litellm_only_for_the_providers_own_api() -> None:
 def test_unknown_cost_is_noted_and_can_be_refused_for_usd_budgets() -> None:
     notes = ROUTING.cost_notes()
     assert [where for where, _ in notes] == [("routes", 0, "use")]
+    fallback = Routing.model_validate({**MODELS, "fallbacks": [{"frontier": ["self-hosted"]}]})
+    assert ("fallbacks", 0) in [where for where, _ in fallback.cost_notes()]
     assert "cost cannot be known: group self-hosted" in notes[0][1]
     strict = Routing.model_validate({**MODELS, "unknown_cost": "refuse"})
     assert go(sensitivity="customer", routing=strict) is None  # usd-budgeted: refused
