@@ -15,7 +15,7 @@ from bot.core.job import Job, known_tools, parse_job
 from bot.core.plan import Plan, plan
 from bot.core.policy import Policy, RepoConfig, merge_policy, parse_config
 from bot.core.request import Door, RunRequest
-from bot.run.redact import host_secrets
+from bot.run.redact import host_secrets, redact_logs
 from bot.run.storage import RunStore
 
 JOBS_DIR = ".agentplane/jobs"
@@ -54,6 +54,7 @@ class Inputs:
         with known_tools(self.tool_names):  # policy may grant any tool this engine serves
             policy = merge_policy(files)
         self.store.redactor = self.store.redactor.with_secrets(host_secrets(os.environ, policy))
+        redact_logs(self.store.redactor)  # log lines (litellm's errors) learn the keys too
         self.store.trust(policy)
         return policy
 

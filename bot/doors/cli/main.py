@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +24,7 @@ from bot.core.render import (
 from bot.doors.cli.browser import register as register_browser
 from bot.doors.cli.sandbox import register as register_sandbox
 from bot.doors.cli.validate import validate_paths
+from bot.run.redact import Redactor, redact_logs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,9 +78,11 @@ def schema(record: bool) -> None:
 @repo_option
 def validate(paths: tuple[str, ...], repo: str) -> None:
     """Check job, policy and config files; every error with file:line:col: field."""
-    checked, errors = validate_paths(Path(repo), [Path(p) for p in paths])
+    checked, errors, warnings = validate_paths(Path(repo), [Path(p) for p in paths])
     for err in errors:
         click.echo(err.render(), err=True)
+    for warning in warnings:
+        click.echo(f"warning: {warning.render()}", err=True)
     if errors:
         raise SystemExit(1)
     click.echo(f"ok: {checked} file(s) valid")
@@ -357,6 +362,10 @@ register_browser(cli)
 
 
 def main() -> None:
+    # Library log lines (litellm's among them, via bot.adapters.model.logs) reach the
+    # terminal as warnings through the one redactor, never past it.
+    logging.basicConfig(level=logging.WARNING, format="agentplane: %(name)s: %(message)s")
+    redact_logs(Redactor.for_host(os.environ))
     try:
         cli.main(standalone_mode=False)
     except ValidationFailed as exc:

@@ -29,16 +29,30 @@ def register(cli: click.Group) -> None:
     metavar="OWNER/NAME",
     help="Also check, with the App's permissions, how the repository guards its audit branch.",
 )
-def doctor(repo: str | None) -> None:
-    """Which sandbox backends work on this host, and why not."""
+@click.option(
+    "--models",
+    "models",
+    is_flag=True,
+    help="Also make one small call to each model group policy names (opt-in: it costs).",
+)
+@click.option("--model", "groups", multiple=True, help="Only this model group (repeatable).")
+def doctor(repo: str | None, models: bool, groups: tuple[str, ...]) -> None:
+    """Which sandbox backends work on this host, and why not; whether documents can be
+    pictured; with --models, whether each model group answers, and how fast."""
     if repo is not None:
         sys.exit(_doctor_repo(repo))
+    if models or groups:
+        sys.exit(_doctor_models(list(groups) or None))
     usable = 0
     for name in BACKENDS:
         ok, why = make_backend(name).available()
         usable += ok
         click.echo(f"{name:<7} {'ok' if ok else 'unavailable: ' + why}")
     click.echo(f"{'browser':<7} {_browser_sandbox()}")
+    from bot.families.documents.pictures import pictures_unavailable
+
+    missing = pictures_unavailable()
+    click.echo(f"{'pictures':<7} {'ok' if missing is None else 'unavailable: ' + missing}")
     if not usable:
         sys.exit(1)
 
@@ -68,6 +82,26 @@ def _doctor_repo(full_name: str) -> int:
     for f in findings:
         click.echo(f"{f.level:<9} {f.message}")
     return 1 if any(f.level == "problem" for f in findings) else 0
+
+
+def _doctor_models(groups: list[str] | None) -> int:
+    """One cheap call per model group of the policy on this repository's default branch."""
+    from bot.adapters.git import GitRepo
+    from bot.adapters.model.doctor import check_groups
+    from bot.adapters.sandbox.backends import Lazy
+    from bot.run.engine import Engine
+
+    engine = Engine(GitRepo(Path(".")), Lazy("bwrap"))
+    routing = engine.policy().models
+    unknown = [g for g in groups or [] if g not in routing.groups()]
+    if unknown:
+        click.echo(f"agentplane: policy defines no model group {', '.join(unknown)}", err=True)
+        return 2
+    failed = False
+    for health in check_groups(routing, groups):
+        click.echo(f"{'model':<7} {engine.redactor(health.describe())}")
+        failed |= not health.ok
+    return 1 if failed else 0
 
 
 def _browser_sandbox() -> str:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from bot.core.errors import SourceError, ValidationFailed
 from bot.core.job import parse_job
-from bot.core.policy import merge_policy, parse_config
+from bot.core.policy import Policy, merge_policy, parse_config
+from bot.core.yamlsrc import parse
 
 
 def _kind(path: Path) -> str:
@@ -26,8 +27,12 @@ def discover(root: Path) -> list[Path]:
     return [*found, config] if config.is_file() else found
 
 
-def validate_paths(root: Path, paths: list[Path]) -> tuple[int, list[SourceError]]:
-    """(files checked, every error found); never stops at the first error."""
+def validate_paths(
+    root: Path, paths: list[Path]
+) -> tuple[int, list[SourceError], list[SourceError]]:
+    """(files checked, every error found, warnings); never stops at the first error.
+    Warnings are what is valid but will not do what a user expects (a route whose cost
+    cannot be known, so a usd budget cannot hold)."""
     targets = paths or discover(root)
     errors: list[SourceError] = []
     policies: list[tuple[str, str]] = []
@@ -47,11 +52,21 @@ def validate_paths(root: Path, paths: list[Path]) -> tuple[int, list[SourceError
                 parse_job(str(path), text)
         except ValidationFailed as exc:
             errors.extend(exc.errors)
+    warnings: list[SourceError] = []
     if policies:
         try:
-            merge_policy(policies)
+            warnings = policy_warnings(merge_policy(policies), dict(policies))
         except ValidationFailed as exc:
             errors.extend(exc.errors)
     if not targets:
         errors.append(SourceError(str(root), 1, 1, "", "no job, policy or config files found"))
-    return len(targets), errors
+    return len(targets), errors, warnings
+
+
+def policy_warnings(policy: Policy, texts: dict[str, str]) -> list[SourceError]:
+    """Each route whose cost cannot be known, located in the file that defines `models`."""
+    origin = policy.origins.get("models", "").split("#")[0]
+    if origin not in texts:
+        return []
+    doc = parse(origin, texts[origin])
+    return [doc.error(("models", *where), message) for where, message in policy.models.cost_notes()]
