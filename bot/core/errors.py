@@ -67,3 +67,14 @@ class ApprovalNotCounted(RunError):
 
 class StaleApproval(ApprovalNotCounted):
     """The decision was about another commit or proposal than the one the run now shows."""
+
+
+class ProposalRefused(AgentplaneError):
+    """The proposal cannot be stored; the message says why (never with a secret's value).
+    `path` and `line` locate the added line that was refused, when one was, so a family
+    that staged the text from a cell or a slide can say which without reading the message."""
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line

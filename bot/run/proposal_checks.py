@@ -20,7 +20,7 @@ from pathlib import Path
 from unidiff.errors import UnidiffParseError
 from unidiff.patch import PatchSet
 
-from bot.core.errors import AgentplaneError
+from bot.core.errors import ProposalRefused
 from bot.core.policy import Quotas
 from bot.run.redact import Redactor
 
@@ -30,9 +30,6 @@ _FILE_START = re.compile(r"^diff --git ", re.MULTILINE)
 
 """The tool name of a proposal's token flags in the run record (the evidence shows them)."""
 
-
-class ProposalRefused(AgentplaneError):
-    """The proposal cannot be stored; the message says why (never with a secret's value)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +112,9 @@ def check_proposal(patch: str, redact: Redactor, quotas: Quotas, rule: str) -> l
         if redact.knows(text):
             raise ProposalRefused(
                 f"refused: {path} line {number} adds a secret the control plane holds "
-                "(a broker credential, a model key or the bot's own); the patch is not stored"
+                "(a broker credential, a model key or the bot's own); the patch is not stored",
+                path,
+                number,
             )
         if kinds := redact.token_kinds(text):
             flags.append(Flag(path, number, tuple(kinds)))

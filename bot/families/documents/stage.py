@@ -20,7 +20,7 @@ from bot.adapters import safefs
 from bot.adapters.sandbox.spec import SandboxBackend
 from bot.adapters.sandbox.workspace import writable_dirs
 from bot.core.canonical import canonical_json, sha256_hex
-from bot.core.errors import AgentplaneError
+from bot.core.errors import ProposalRefused
 from bot.core.globs import match_any
 from bot.families.documents import pictures, regions
 from bot.families.documents.diff import diff_document, texts
@@ -34,7 +34,6 @@ from bot.families.interface import Artifact, FamilyError, Note, RunContext, Stag
 EVIDENCE = "documents.json"
 EVIDENCED: tuple[Format, ...] = ("xlsx", "docx", "pptx", "csv")
 """Formats with a semantic diff; Markdown's is the patch's own text diff."""
-_LINE = re.compile(r"line (\d+)")
 
 
 def _before(ctx: RunContext, path: str) -> bytes | None:
@@ -153,9 +152,8 @@ def _secret_notes(
     )
     try:
         notes = ctx.vet(patch)
-    except AgentplaneError as exc:  # the control plane's refusal, named by cell, not line
-        m = _LINE.search(str(exc))
-        where = where_of.get(int(m.group(1)), "") if m else ""
+    except ProposalRefused as exc:  # the control plane's refusal, named by cell, not line
+        where = where_of.get(exc.line or 0, "")
         raise FamilyError(
             f"refused: {d.path} {where} adds a secret the control plane holds; "
             "the proposal is not stored"
