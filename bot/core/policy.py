@@ -37,6 +37,11 @@ class JobTypePolicy(Strict):
         description="Non-public networks (CIDR, e.g. 10.20.0.0/16 for an internal admin "
         "console) this job type's egress and browser may reach; a job file can never open one",
     )
+    mcp_servers: list[str] = Field(
+        default_factory=list,
+        description="MCP servers (names under mcp_servers) this job type's `mcp` tool may "
+        "use; a job file can never add one",
+    )
 
     @field_validator("private_networks")
     @classmethod
@@ -139,6 +144,57 @@ class SqlConnectionPolicy(Strict):
     )
 
 
+McpDecision = Literal["allow", "deny", "needs_approval"]
+McpAction = Literal["submit", "delete", "commit"]
+
+
+class McpToolPolicy(Strict):
+    """What the broker does with one MCP tool; a tool policy does not list is denied."""
+
+    decision: McpDecision
+    action: McpAction = Field(
+        default="submit", description="The gate action a held call raises (gates name it)"
+    )
+
+
+class McpServerPolicy(Strict):
+    """A local MCP server (stdio) a job type may use, run in a sandbox of its own."""
+
+    command: list[str] = Field(
+        min_length=1, description="argv as seen inside the sandbox, e.g. [python3, -m, pkg]"
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Literal environment")
+    credentials: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment variable -> broker credential name (the host's "
+        "AGENTPLANE_CREDENTIAL_<NAME>); masked in everything recorded",
+    )
+    tools: dict[str, McpDecision | McpToolPolicy] = Field(
+        default_factory=dict, description="The allowlist: tool name -> decision"
+    )
+    mounts: list[str] = Field(
+        default_factory=list,
+        description="Host directories bound read-only at the same path (the server's install)",
+    )
+    workdir: str | None = Field(
+        None,
+        description="Host directory mounted at /workspace: read-only while the job runs, "
+        "writable only while apply makes an approved call; unset: an empty directory",
+    )
+    network: list[str] = Field(
+        default_factory=list,
+        description="Domains the server may reach through the egress proxy; empty: no network",
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per request")
+    max_result_bytes: int = Field(
+        default=65536, ge=1, le=4 << 20, description="Result text kept per call, at most"
+    )
+
+    def rule_for(self, tool: str) -> McpToolPolicy | None:
+        rule = self.tools.get(tool)
+        return McpToolPolicy(decision=rule) if isinstance(rule, str) else rule
+
+
 PROTECTED_PATHS = (".github/**", ".agentplane/**", "policies/**")
 """What governs the bot itself (workflows, jobs, policy): changed by people through review,
 never by an applied proposal."""
@@ -233,6 +289,9 @@ class PolicyFile(Strict):
     models: Routing | None = None
     clarify: Clarify | None = None
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerPolicy] = Field(
+        default_factory=dict, description="Local MCP servers job types may be granted"
+    )
     artifact_contracts: dict[str, list[ContractItem]] = Field(
         default_factory=dict,
         description="Contracts jobs may name in artifact_contract, over the built-ins "
@@ -259,6 +318,7 @@ class Policy(BaseModel):
     models: Routing = Field(default_factory=Routing)
     clarify: Clarify = Field(default_factory=Clarify)
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    mcp_servers: dict[str, McpServerPolicy] = Field(default_factory=dict)
     artifact_contracts: dict[str, list[ContractItem]] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
@@ -306,6 +366,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
         "job_types": {},
         "gates": [],
         "sql_connections": {},
+        "mcp_servers": {},
         "artifact_contracts": {},
     }
     origins: dict[str, str] = {}
@@ -323,6 +384,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
             "people",
             "job_types",
             "sql_connections",
+            "mcp_servers",
             "artifact_contracts",
         ):
             for key, value in getattr(part, section).items():

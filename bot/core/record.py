@@ -332,6 +332,8 @@ class DoorRef(BaseModel):
 
     repo: str
     number: int | None = None
+    client: str | None = None
+    """The MCP client that asked (its clientInfo, `name/version`), for runs from the MCP door."""
 
 
 class Transition(BaseModel):

@@ -15,6 +15,7 @@ from bot.families.browser.family import BrowserFamily
 from bot.families.documents.family import DocumentsFamily
 from bot.families.filesystem.family import FilesystemFamily
 from bot.families.interface import ToolFamily
+from bot.families.mcp.family import McpFamily
 from bot.families.shell.family import ShellFamily
 from bot.families.sql.family import SqlFamily
 
@@ -28,6 +29,8 @@ def default_families() -> tuple[ToolFamily, ...]:
         AskFamily(),
         DocumentsFamily(),
         SqlFamily(),
+        # MCP calls are released like browser requests (they may act outside the repo).
+        McpFamily(),
         BrowserFamily(),
     )
 

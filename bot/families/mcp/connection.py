@@ -1,0 +1,241 @@
+"""One MCP server, started in a sandbox of its own, and a synchronous client for it.
+
+The server runs under the sandbox adapter (bubblewrap): its install bound read-only
+(policy's `mounts`), its workdir at /workspace (read-only unless apply makes an approved
+call), its network the egress proxy open to policy's `network` only, its environment only
+what policy gives it. The SDK's own client speaks stdio to it over the two descriptors a
+sandbox's launch command carries; an event loop in a thread of its own keeps the session
+open between the broker's synchronous calls. Every request is bounded in time and every
+result in size.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+from anyio.from_thread import start_blocking_portal
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.types import CallToolResult, Implementation, TextContent
+
+from bot.adapters.sandbox.spec import EgressEvent, Limits, SandboxBackend, SandboxSpec
+from bot.core.errors import AgentplaneError
+from bot.core.policy import McpServerPolicy
+from bot.families.mcp.decide import Hints
+from bot.families.mcp.errors import McpError
+
+MAX_TOOLS = 256
+MAX_PAGES = 16
+MAX_DESCRIPTION = 2000
+MAX_STDERR = 2000
+# Host side: the launch command reads the server's input on fd 3 and its output on fd 4;
+# inside: the server's stdin and stdout are those two descriptors.
+_HOST = 'exec "$@" 3<&0 4>&1 1>&2'
+_INSIDE = 'exec "$@" <&3 >&4 3<&- 4>&-'
+
+
+def credential_env(name: str) -> str:
+    return "AGENTPLANE_CREDENTIAL_" + name.upper().replace("-", "_").replace(".", "_")
+
+
+def server_env(
+    name: str, policy: McpServerPolicy, environ: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """(environment, secret values) for the server: literals, and credentials from the host."""
+    env = dict(policy.env)
+    secrets: list[str] = []
+    for var, credential in policy.credentials.items():
+        host_var = credential_env(credential)
+        value = environ.get(host_var)
+        if not value:
+            raise McpError(
+                f"MCP server {name!r} needs credential {credential!r}: set ${host_var} on "
+                "the host that runs agentplane (it never enters the job's sandbox)"
+            )
+        env[var] = value
+        secrets.append(value)
+    return env, secrets
+
+
+@dataclass(frozen=True)
+class ListedTool:
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    hints: Hints
+
+
+@dataclass(frozen=True)
+class CallResult:
+    text: str
+    is_error: bool
+
+
+def result_text(result: CallToolResult, limit: int) -> str:
+    """What the model and the record see of a result: its text, bounded to limit bytes."""
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, TextContent):
+            parts.append(block.text)
+        else:
+            parts.append(f"[{block.type} content not shown]")
+    if result.structured_content is not None and not parts:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False, default=str))
+    text = "\n".join(parts)
+    data = text.encode()
+    if len(data) > limit:
+        text = data[:limit].decode(errors="ignore") + f"\n[... cut at {limit} bytes by policy]"
+    return text
+
+
+class Connection:
+    """A started server and its session; close() ends both, whatever happened."""
+
+    def __init__(
+        self,
+        name: str,
+        policy: McpServerPolicy,
+        environ: Mapping[str, str],
+        backend: SandboxBackend,
+        *,
+        writable: bool = False,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self._stack = ExitStack()
+        try:
+            env, self.secrets = server_env(name, policy, environ)
+            self._stderr: TextIO = self._stack.enter_context(_stderr_file())
+            self._start(env, backend, writable)
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _start(self, env: dict[str, str], backend: SandboxBackend, writable: bool) -> None:
+        policy = self.policy
+        if policy.workdir is None:
+            workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            workdir = Path(policy.workdir)
+        try:
+            spec = SandboxSpec(
+                workspace=workdir,
+                write_globs=("**",) if writable else (),
+                network="allowlist" if policy.network else "none",
+                allow_domains=tuple(policy.network),
+                env=tuple(sorted(env.items())),
+                ro_paths=tuple(Path(m) for m in policy.mounts),
+                limits=Limits(cpu_seconds=600, wall_seconds=policy.timeout_seconds),
+            )
+            self.box = backend.start(spec)
+        except AgentplaneError as exc:
+            raise McpError(f"cannot start MCP server {self.name!r}'s sandbox: {exc}") from None
+        self._stack.callback(self.box.close)
+        inside = ["sh", "-c", _INSIDE, "sh", *policy.command]
+        params = StdioServerParameters(
+            command="sh", args=["-c", _HOST, "sh", *self.box.launch_command(inside)]
+        )
+        self._portal = self._stack.enter_context(start_blocking_portal())
+        client = Client(
+            stdio_client(params, errlog=self._stderr),
+            read_timeout_seconds=policy.timeout_seconds,
+            client_info=Implementation(name="agentplane", version="1"),
+        )
+        try:
+            entered = self._portal.wrap_async_context_manager(client)
+            self._client = self._stack.enter_context(entered)
+        except Exception as exc:
+            raise McpError(
+                f"MCP server {self.name!r} did not start ({policy.command[0]} ...): "
+                f"{_first(exc)}; its stderr: {self.stderr() or '(empty)'}"
+            ) from None
+
+    def stderr(self) -> str:
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()[-MAX_STDERR:].strip()
+
+    def list_tools(self) -> list[ListedTool]:
+        tools: list[ListedTool] = []
+        cursor: str | None = None
+        for _ in range(MAX_PAGES):
+            try:
+                page = self._portal.call(functools.partial(self._client.list_tools, cursor=cursor))
+            except Exception as exc:
+                why = _first(exc)
+                raise McpError(f"MCP server {self.name!r} did not list its tools: {why}") from None
+            for t in page.tools:
+                a = t.annotations
+                hints = Hints(a.read_only_hint, a.destructive_hint) if a else Hints()
+                description = (t.description or "")[:MAX_DESCRIPTION]
+                tools.append(ListedTool(t.name, description, dict(t.input_schema), hints))
+            if len(tools) > MAX_TOOLS:
+                raise McpError(f"MCP server {self.name!r} lists more than {MAX_TOOLS} tools")
+            cursor = page.next_cursor
+            if cursor is None:
+                return tools
+        raise McpError(f"MCP server {self.name!r} lists its tools in more than {MAX_PAGES} pages")
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> CallResult:
+        call = functools.partial(
+            self._client.call_tool,
+            tool,
+            arguments,
+            read_timeout_seconds=self.policy.timeout_seconds,
+        )
+        try:
+            result = self._portal.call(call)
+        except Exception as exc:
+            raise McpError(
+                f"{self.name}.{tool} failed (timeout {self.policy.timeout_seconds:g}s): "
+                f"{_first(exc)}"
+            ) from None
+        return CallResult(result_text(result, self.policy.max_result_bytes), result.is_error)
+
+    def egress(self) -> list[EgressEvent]:
+        return self.box.egress_log()
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _stderr_file() -> TextIO:
+    """Where the server's stderr goes: kept for error messages, never in the record."""
+    return cast(TextIO, tempfile.TemporaryFile("w+", prefix="agentplane-mcp-"))
+
+
+def _first(exc: BaseException) -> str:
+    """The innermost message of an exception group (anyio wraps task errors in them)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def open_all(
+    names: Sequence[str],
+    servers: Mapping[str, McpServerPolicy],
+    environ: Mapping[str, str],
+    backend: SandboxBackend,
+) -> list[Connection]:
+    """Start each named server; if one fails, those started are closed."""
+    started: list[Connection] = []
+    try:
+        for name in names:
+            if name not in servers:
+                raise McpError(
+                    f"policy grants MCP server {name!r} but defines no mcp_servers.{name}: "
+                    "add it to policies/ on the default branch"
+                )
+            started.append(Connection(name, servers[name], environ, backend))
+    except BaseException:
+        for c in started:
+            c.close()
+        raise
+    return started
