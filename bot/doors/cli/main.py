@@ -23,6 +23,7 @@ from bot.core.render import (
 )
 from bot.doors.cli.browser import register as register_browser
 from bot.doors.cli.sandbox import register as register_sandbox
+from bot.doors.cli.ui import register as register_ui
 from bot.doors.cli.validate import validate_paths
 from bot.run.redact import Redactor, redact_logs
 
@@ -359,6 +360,7 @@ def demo(dest: Path, browser: bool) -> None:
 
 register_sandbox(cli)
 register_browser(cli)
+register_ui(cli)
 
 
 def main() -> None:
