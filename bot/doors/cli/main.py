@@ -22,6 +22,7 @@ from bot.core.render import (
     render_tool_calls,
 )
 from bot.doors.cli.browser import register as register_browser
+from bot.doors.cli.mcp import register as register_mcp
 from bot.doors.cli.sandbox import register as register_sandbox
 from bot.doors.cli.ui import register as register_ui
 from bot.doors.cli.validate import validate_paths
@@ -360,6 +361,7 @@ def demo(dest: Path, browser: bool) -> None:
 
 register_sandbox(cli)
 register_browser(cli)
+register_mcp(cli)
 register_ui(cli)
 
 

@@ -1,0 +1,1 @@
+"""The MCP door: chat panels and coding agents start governed runs over MCP."""
