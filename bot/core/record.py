@@ -334,6 +334,16 @@ class DoorRef(BaseModel):
     number: int | None = None
     client: str | None = None
     """The MCP client that asked (its clientInfo, `name/version`), for runs from the MCP door."""
+    workflow_run_id: int | None = None
+    """The GitHub Actions workflow run that carried the run (its GITHUB_RUN_ID)."""
+    workflow_run_url: str | None = None
+    actor: str | None = None
+    """Who triggered that workflow run (GITHUB_TRIGGERING_ACTOR): recorded, never the
+    requester of a scheduled run, which is the schedule itself."""
+    branch: str | None = None
+    """The branch a proposal is pushed to for review (the Actions door's pull request)."""
+    window: str | None = None
+    """The schedule window a scheduled run serves (UTC, ISO 8601): the scheduler's mark."""
 
 
 class Transition(BaseModel):
