@@ -78,6 +78,10 @@ class Plan(Frozen):
     private_networks_rule: str = ""
     tools_rule: str = ""
     """Where the job type's tools are granted: the rule for a tool the job never asked for."""
+    verify: list[str] = []
+    """Commands the control plane runs on the proposal (the job's `verify`)."""
+    approve_failed_verification: bool = False
+    approve_failed_verification_rule: str = ""
     data_sensitivity: str = "internal"
     """The job's data sensitivity: which model groups and fallbacks may receive it."""
     contract: list[Clause] = []
@@ -394,5 +398,10 @@ def plan(
         tools_rule=policy.rule(f"job_types.{job_type}.tools"),
         contract=contract,
         data_sensitivity=req.job.data_sensitivity,
+        verify=list(req.job.verify),
+        approve_failed_verification=jt.approve_failed_verification if jt is not None else False,
+        approve_failed_verification_rule=policy.rule(
+            f"job_types.{job_type}.approve_failed_verification"
+        ),
         clarification=clarification if chosen is not None else (clarification or no_route),
     )

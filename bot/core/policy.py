@@ -37,6 +37,12 @@ class JobTypePolicy(Strict):
         description="Non-public networks (CIDR, e.g. 10.20.0.0/16 for an internal admin "
         "console) this job type's egress and browser may reach; a job file can never open one",
     )
+    approve_failed_verification: bool = Field(
+        default=False,
+        description="Whether a proposal whose verify commands failed may still be approved "
+        "(it waits for approval with the failure shown); by default such a run ends "
+        "verify_failed",
+    )
     mcp_servers: list[str] = Field(
         default_factory=list,
         description="MCP servers (names under mcp_servers) this job type's `mcp` tool may "

@@ -33,6 +33,7 @@ State = Literal[
     "budget_exceeded",
     "cancelled",
     "contract_unmet",
+    "verify_failed",
 ]
 IN_FLIGHT: frozenset[str] = frozenset({"planned", "running", "approved"})
 """States a live process is carrying forward: nobody else waits on them."""
@@ -46,6 +47,7 @@ FINAL: frozenset[str] = frozenset(
         "budget_exceeded",
         "cancelled",
         "contract_unmet",
+        "verify_failed",
     }
 )
 # The only legal moves; anything else is a bug or a tampered record.
@@ -60,6 +62,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
             "budget_exceeded",
             "needs_clarification",
             "contract_unmet",
+            "verify_failed",
         }
     ),
     "awaiting_approval": frozenset(
@@ -84,6 +87,24 @@ class ToolCall(BaseModel):
     ok: bool
     result: str
     duration_ms: float
+    status: str = ""
+    """How a command ended (`exit 1`, `timed out`); "" for tools that are not commands."""
+
+
+class VerificationResult(BaseModel):
+    """One of the job's `verify` commands, run by the control plane itself on the base
+    commit plus the proposal, in a fresh sandbox: the model's claim is never the evidence."""
+
+    command: str
+    exit_code: int | None
+    """None: it timed out."""
+    output: str
+    """The tail of what it printed (redacted)."""
+    duration_ms: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
 
 
 class ModelCall(BaseModel):
@@ -413,6 +434,8 @@ class RunRecord(BaseModel):
     """What apply did, part by part; None until something was applied."""
     question: Question | None = None
     clarifications: list[Clarification] = Field(default_factory=list)
+    verification: list[VerificationResult] = Field(default_factory=list)
+    """The job's verify commands as the control plane ran them on the proposal."""
     contract: list[ContractCheck] = Field(default_factory=list)
     """The plan's contract, item by item, as checked when the agent stopped."""
     egress: list[EgressEntry] = Field(default_factory=list)

@@ -246,6 +246,27 @@ def model_line(rec: RunRecord) -> str:
     return line
 
 
+def verification_sections(rec: RunRecord) -> list[Section]:
+    """Each verify command the control plane ran on the proposal: passed or failed, with
+    the tail of its output (untrusted text: fenced), failures open, passes folded."""
+    sections = []
+    for v in rec.verification:
+        status = "timed out" if v.exit_code is None else f"exit {v.exit_code}"
+        mark = "passed" if v.passed else "FAILED"
+        head = f"{mark}: {v.command} ({status}, {v.duration_ms:.0f} ms)"
+        sections.append(
+            Section(
+                title=f"{'✅' if v.passed else '❌'} {_code(v.command)} ({status})",
+                body_text="\n".join(
+                    [f"Verification {head}", *v.output.rstrip().splitlines()[-15:]]
+                ),
+                body_markdown=fenced(v.output.rstrip() or "(no output)"),
+                collapsed=v.passed,
+            )
+        )
+    return sections
+
+
 def contract_section(rec: RunRecord) -> Section | None:
     """The job's artifact contract, item by item, met or not; None without a contract."""
     if not rec.contract:
@@ -347,7 +368,8 @@ def _evidence(
     network = network_section(rec)
     lines = [_tool_calls(rec), *([network.body_text] if network else []), ""]
     contract = contract_section(rec)
-    for section in [*sections, *verification, *([contract] if contract else [])]:
+    checks = [*verification, *verification_sections(rec)]
+    for section in [*sections, *checks, *([contract] if contract else [])]:
         lines += [section_text(as_section(section)), ""]
     lines.append(model_line(rec))
     if (said := summary_section(rec)) is not None:
@@ -432,6 +454,7 @@ STATE_HEADLINE = {
     "budget_exceeded": "stopped: budget exceeded",
     "cancelled": "cancelled",
     "contract_unmet": "stopped: the artifact contract is not met",
+    "verify_failed": "stopped: verification failed on the proposal",
 }
 
 
@@ -488,9 +511,10 @@ def _pr_comment(
         lines += [section_markdown(network), ""]
     for section in sections:
         lines += [section_markdown(as_section(section)), ""]
-    if verification:
+    checks = [*verification, *verification_sections(rec)]
+    if checks:
         lines += ["#### Verification", ""]
-        for check in verification:
+        for check in checks:
             lines += [section_markdown(as_section(check), heading="#####"), ""]
     if (contract := contract_section(rec)) is not None:
         lines += [section_markdown(contract), ""]

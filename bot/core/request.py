@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bot.core.job import Job
 
-Door = Literal["cli", "pull_request", "issue", "comment", "schedule", "actions", "mcp"]
+Door = Literal["cli", "pull_request", "issue", "comment", "schedule", "actions", "mcp", "web"]
 
 
 class RunRequest(BaseModel):

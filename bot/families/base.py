@@ -26,6 +26,11 @@ class ToolOutcome:
     mutates: bool = False
     held: str | None = None
     """The action (submit, delete...) of a request the tool holds for approval."""
+    status: str = ""
+    """How a command ended (`exit 0`, `exit 1`, `timed out`), for the evidence."""
+    rule: str = ""
+    """The finer policy rule that allowed the call (an MCP server's per-tool grant), where
+    the family has one; the record shows it instead of the capability's grant."""
 
 
 @dataclass(frozen=True)

@@ -96,6 +96,7 @@ class Broker:
         ok: bool,
         output: str,
         started: float,
+        status: str = "",
     ) -> None:
         self.record(
             ToolCall(
@@ -108,6 +109,7 @@ class Broker:
                 ok=ok,
                 result=self.redact(output)[:MAX_RESULT_IN_RECORD],
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                status=status,
             )
         )
 
@@ -125,13 +127,15 @@ class Broker:
             )
         else:
             verdict = decide(self.plan, self.tools.get(name), name, args)
-        ok, output = False, ""
+        ok, output, status = False, "", ""
         if verdict.decision == "deny":
             output = f"DENIED by {verdict.rule}: {verdict.reason}"
         else:
             try:
                 outcome = self.tools[name].handler(args)
-                output, ok = outcome.output, True
+                output, ok, status = outcome.output, True, outcome.status
+                if outcome.rule and verdict.decision == "allow":
+                    verdict = ToolVerdict("allow", outcome.rule, verdict.reason)
                 if outcome.held is not None:
                     gate = next((g for g in self.plan.gates if g.action == outcome.held), None)
                     verdict = ToolVerdict(
@@ -158,5 +162,5 @@ class Broker:
                 # model reads why; what must end the run (a quota) is not a FamilyError.
                 output = f"ERROR: {exc}"
         output = self.redact(output)
-        self._record(name, args, verdict, ok, output, started)
+        self._record(name, args, verdict, ok, output, started, status)
         return output

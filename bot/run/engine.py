@@ -85,7 +85,6 @@ class Engine:
         self.now = now
         self.audit = AuditLog(repo.root)
         self.store = RunStore(self.audit, Redactor.for_host(os.environ), now)
-        # `documents` stays a valid name ahead of its family, as it was before families.
         names = tuple(dict.fromkeys([*BUILTIN_TOOLS, *tool_names(self.families)]))
         self.inputs = Inputs(repo, self.store, names, implied_actions(self.families))
         self.proposer = Proposer(

@@ -13,7 +13,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from bot.core.record import (
     Question,
     RunRecord,
     ToolCall,
+    VerificationResult,
 )
 from bot.families.interface import (
     Artifact,
@@ -127,6 +128,15 @@ class Proposer:
         rec.final_message = outcome.said
         if outcome.status == "budget_exceeded":
             return self.store.advance(rec, "budget_exceeded", outcome.message, artifacts)
+        if rec.proposal is not None and p.verify:
+            try:
+                rec.verification = self._verify(rec, p, artifacts)
+            except AgentplaneError as exc:  # no sandbox to verify in: nothing was shown
+                return self.store.advance(rec, "failed", f"verification: {exc}", artifacts)
+            failed = [v.command for v in rec.verification if not v.passed]
+            if failed and not p.approve_failed_verification:
+                reason = f"verification failed: {', '.join(failed)} (see the evidence)"
+                return self.store.advance(rec, "verify_failed", reason, artifacts)
         rec.contract = check_contract(
             p.contract,
             [a.name for a in rec.artifacts],
@@ -237,6 +247,39 @@ class Proposer:
             raise problem
         return outcome, staged
 
+    def _verify(
+        self, rec: RunRecord, p: Plan, staged: Mapping[str, bytes]
+    ) -> list[VerificationResult]:
+        """The job's verify commands, run by the control plane on the base commit plus the
+        proposal, in a fresh sandbox that may write nothing and reach nothing: whatever
+        the agent left in its own workspace cannot fake the result."""
+        assert rec.proposal is not None
+        results = []
+        with tempfile.TemporaryDirectory(prefix="agentplane-verify-") as tmp:
+            ws = Path(tmp)
+            self.repo.export(rec.commit, ws)
+            # Its parts' artifacts are appended with the next record: read them from here.
+            self._restore(rec.proposal, ws, lambda sha: staged.get(sha) or self.store.artifact(sha))
+            limits = Limits(wall_seconds=min(120.0, (p.budget.minutes or 10) * 60))
+            spec = SandboxSpec(
+                ws, (), limits=limits, env=(("PYTHONDONTWRITEBYTECODE", "1"),), network="none"
+            )
+            backend = get_backend(p.backend) if p.backend else self.backend
+            with backend.start(spec) as box:
+                for command in p.verify:
+                    started = time.perf_counter()
+                    out = box.exec(["sh", "-c", command])
+                    tail = (out.stdout + out.stderr)[-VERIFY_OUTPUT:]
+                    results.append(
+                        VerificationResult(
+                            command=command,
+                            exit_code=None if out.timed_out else out.exit_code,
+                            output=self.store.redactor(tail),
+                            duration_ms=_ms(started, 0.0),
+                        )
+                    )
+        return results
+
     def _vet(self, policy: Policy) -> Callable[[str], list[Note]]:
         """The control plane's checks on a patch before it is stored: ProposalRefused for a
         secret it holds or a quota; a note per line that only looks like a token."""
@@ -257,9 +300,11 @@ class Proposer:
 
         return vet
 
-    def _restore(self, staged: Proposal, ws: Path) -> None:
-        """A paused run's staged parts, back in its fresh workspace (before the sandbox)."""
-        ctx = RestoreContext(repo=self.repo, workspace=ws, artifact=self.store.artifact)
+    def _restore(
+        self, staged: Proposal, ws: Path, artifact: Callable[[str], bytes] | None = None
+    ) -> None:
+        """Staged parts, back in a fresh workspace: a paused run's, or a proposal to verify."""
+        ctx = RestoreContext(repo=self.repo, workspace=ws, artifact=artifact or self.store.artifact)
         for part in staged.parts:
             family_named(self.families, part.family).restore(part, ctx)
 
@@ -311,6 +356,8 @@ def model_config(policy: Policy, p: Plan, rec: RunRecord) -> dict[str, Any]:
 
 
 EGRESS_KINDS = ("network", "browser_domain")
+VERIFY_OUTPUT = 4096
+"""Characters of a verify command's output the record keeps (its tail)."""
 
 
 def egress_entry(

@@ -105,3 +105,11 @@ def test_schema_is_json_schema_without_required_name() -> None:
     assert "name" not in schema.get("required", [])
     assert schema["additionalProperties"] is False
     assert "scope" in schema["properties"]
+
+
+def test_every_shipped_familys_tool_name_is_known_without_an_engine() -> None:
+    """`validate` and the PR door's check run no engine: they must accept what it serves."""
+    from bot.core.job import BUILTIN_TOOLS
+    from bot.families.registry import default_families, tool_names
+
+    assert set(tool_names(default_families())) <= set(BUILTIN_TOOLS)

@@ -69,7 +69,7 @@ class McpTools:
         result = conn.call(listed.name, args)
         if result.is_error:
             raise ToolFailure(f"{conn.name}.{listed.name} answered an error: {result.text}")
-        return ToolOutcome(result.text)
+        return ToolOutcome(result.text, rule=verdict.rule)
 
     def _hold(
         self, server: str, tool: str, args: dict[str, Any], action: str, rule: str, reason: str

@@ -19,7 +19,7 @@ def shell_tool(sandbox: Sandbox) -> ToolSpec:
         tail = (result.stdout + result.stderr)[-MAX_OUTPUT:]
         status = "timed out" if result.timed_out else f"exit {result.exit_code}"
         # The workspace may have changed: writes are scope-checked when the proposal is built.
-        return ToolOutcome(f"[{status}]\n{tail}", mutates=True)
+        return ToolOutcome(f"[{status}]\n{tail}", mutates=True, status=status)
 
     return ToolSpec(
         "shell",

@@ -55,8 +55,8 @@ def test_a_commit_is_held_approved_and_made_exactly_once(
     assert rec.state == "awaiting_approval", rec.transitions[-1]
     calls = {c.tool.removeprefix("mcp__git__"): c for c in rec.tool_calls}
     assert calls["git_status"].decision == "allow" and "note.txt" in calls["git_status"].result
-    # An allowed call carries the broker's grant rule (the per-tool rule: see the needs file).
-    assert calls["git_status"].rule.endswith("#job_types.code.tools")
+    # An allowed call carries the per-tool grant that allowed it, not the capability's.
+    assert calls["git_status"].rule.endswith("#mcp_servers.git.tools.git_status")
     assert calls["git_commit"].decision == "needs_approval"
     assert calls["git_commit"].rule.endswith("#gates.code-changes")
     # Read-only by the server's own annotations, and still denied or held by policy.
