@@ -76,7 +76,8 @@ def headers_middleware(
         response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", csp)
         response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # same-origin, not no-referrer: with no-referrer a browser posts forms as Origin: null
+        response.headers["Referrer-Policy"] = "same-origin"
         if frame_options is not None:
             response.headers.setdefault("X-Frame-Options", frame_options)
         response.headers.setdefault("Cache-Control", "no-store")
