@@ -161,3 +161,37 @@ class Checkout:
     def push_commit(self, commit: str, branch: str) -> None:
         """Fast-forward branch to commit (never forced: a moved branch fails the push)."""
         self.git("push", "-q", "origin", f"{commit}:refs/heads/{branch}")
+
+    def merge_onto(
+        self, tip: str, commit: str, message: str, identity: tuple[str, str]
+    ) -> str | None:
+        """A merge commit of commit onto tip (both stay its parents, unchanged), or None
+        when they change the same lines: git decides, nothing is resolved by hand.
+
+        Several runs approved by one review are each committed on the reviewed head; the
+        first goes onto the PR branch as it is, and each later one is merged onto the
+        branch, so every commit a record names is in the branch's history as recorded."""
+        proc = run_git(
+            "merge-tree", "--write-tree", tip, commit, cwd=self.path, ok=(0, 1), redact=self.redact
+        )
+        if proc.returncode == 1:
+            return None
+        tree = proc.stdout.split("\n", 1)[0].strip()
+        name, email = identity
+        who = {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email}
+        who |= {"GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+        made = run_git(
+            "commit-tree",
+            tree,
+            "-p",
+            tip,
+            "-p",
+            commit,
+            "-F",
+            "-",
+            cwd=self.path,
+            env=who,
+            stdin=message,
+            redact=self.redact,
+        )
+        return made.stdout.strip()

@@ -35,11 +35,14 @@ from bot.core.request import RunRequest
 from bot.doors.github.checkout import AUDIT, Checkout
 from bot.doors.github.client import GitHubClient, Posted, PullInfo, unauthorized
 from bot.doors.github.commands import Command, Reply, parse_comment
+from bot.doors.github.queue import NotRetried
+from bot.doors.github.release import OwnPushes
 from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings
 from bot.doors.github.state import PullState
 from bot.doors.github.timing import github_time, stamp
 from bot.run.agent import Model
+from bot.run.apply import BOT_IDENTITY
 from bot.run.engine import Engine
 from bot.run.redact import Redactor, redact_logs
 
@@ -79,6 +82,14 @@ class Context:
     html_url: str = ""
     touched: set[str] = field(default_factory=set)
     """Commits whose runs this delivery recorded: where the audit check is reported."""
+    shown: dict[str, RunRecord] = field(default_factory=dict)
+    """Each run this delivery published, as last published, by run id."""
+    posted: set[str] = field(default_factory=set)
+    """The runs whose evidence comment this delivery posted."""
+
+    def model_failed(self) -> list[RunRecord]:
+        """The runs this delivery saw end failed because of the model."""
+        return [r for r in self.shown.values() if r.state == "failed" and r.failure == "model"]
 
     def on_audit_branch(self, path: str) -> str:
         """A link to a file of the pushed audit branch (records and artifacts live there)."""
@@ -133,10 +144,28 @@ class PullRequestDoor:
             return handler(ctx)
         except IdentityError as exc:  # a person without a numeric id is nobody: fail closed
             return f"refused: {exc}"
+        except Exception as exc:
+            if failed := ctx.model_failed():
+                raise self._not_retried(ctx, failed, exc) from exc
+            raise
         finally:
             # Whatever the handler did or where it stopped, what it recorded is pushed (and
             # a push that fails is reported, not raised), so no record is left behind.
             self._push_audit(ctx)
+
+    def _not_retried(self, ctx: Context, failed: list[RunRecord], exc: Exception) -> NotRetried:
+        """The delivery failed after a run the model failed: a retry would run the model
+        again (a rerun, an answer) and pay for it, to fail the same way. So it is not
+        retried; each such run's failure is shown on the PR if it was not yet."""
+        for rec in failed:
+            if rec.run_id in ctx.posted:
+                continue
+            try:
+                self.publish(ctx, rec)
+            except Exception as again:  # GitHub still refusing: the log says it, once
+                log.warning("%s: cannot show %s's failure: %s", ctx.full, rec.run_id, again)
+        names = ", ".join(f"{r.job_name} ({r.run_id})" for r in failed)
+        return NotRetried(f"the model failed {names}; then {type(exc).__name__}: {exc}")
 
     def _route(self, d: Delivery) -> Callable[[Context], str] | str:
         p = d.payload
@@ -458,13 +487,14 @@ class PullRequestDoor:
         outcomes = []
         if state == "approved" and any(f.startswith(GOVERNING) for f, _ in pr.files):
             outcomes.append(self._policy_review(ctx, pr, (key, reviewer), review.get("commit_id")))
+        pushes = OwnPushes()  # one review releases every run awaiting it: see release.py
         for rec in self._open_runs(ctx, number):
             outcome = ctx.engine.decide(
                 rec.run_id,
                 key,
                 "approve" if state == "approved" else "deny",
                 reviewed_commit=review.get("commit_id"),
-                live_head=lambda: ctx.client.pull(ctx.full, number).head_sha,
+                live_head=pushes.live(lambda: ctx.client.pull(ctx.full, number).head_sha),
                 door="pull_request",
                 name=reviewer,
                 timing=self._timing(ctx, rec, review) if state == "approved" else None,
@@ -488,7 +518,7 @@ class PullRequestDoor:
                 )
             rec = outcome.record
             if rec.state == "applied" and rec.applied_commit():
-                self._push_applied(ctx, pr, rec)  # a released browser request has no commit
+                self._push_applied(ctx, pr, rec, pushes)  # a browser release has no commit
             self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {rec.state}" + ("" if counted else NOT_COUNTED))
         return "; ".join(outcomes) or "ignored: no run awaiting approval"
@@ -505,14 +535,22 @@ class PullRequestDoor:
             posted = self.state.evidence_at(ctx.full, rec.run_id, digest)
         return ReviewTiming(github_time(review.get("submitted_at")), github_time(posted))
 
-    def _push_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
+    def _push_applied(
+        self, ctx: Context, pr: PullInfo, rec: RunRecord, pushes: OwnPushes | None = None
+    ) -> None:
         """Onto the PR's branch; a fork's branch is out of the App's reach, so the applied
-        commit goes to its run branch here, and the PR is told where."""
+        commit goes to its run branch here, and the PR is told where. pushes: what this
+        delivery already pushed onto the branch (a later run is merged onto it)."""
         applied = rec.applied_commit()
         assert applied is not None
         commit, branch = applied
+        pushes = pushes or OwnPushes()
         if not pr.is_fork:
-            ctx.checkout.push_commit(commit, pr.head_ref)
+            if pushes.tip is None:
+                ctx.checkout.push_commit(commit, pr.head_ref)
+                pushes.pushed(commit, rec.commit)
+                return
+            self._merge_applied(ctx, pr, rec, pushes)
             return
         ctx.checkout.push_commit(commit, branch)
         self._comment(
@@ -521,6 +559,33 @@ class PullRequestDoor:
             f"fork-apply:{rec.run_id}",
             f"`{rec.job_name}` is applied on branch `{branch}` of {ctx.full}: agentplane "
             f"cannot push to the fork's `{pr.head_ref}`. Merge or cherry-pick "
+            f"{commit[:12]} from there.",
+        )
+
+    def _merge_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord, pushes: OwnPushes) -> None:
+        """A second run released by the same review, committed on the same reviewed head:
+        merged onto what this delivery pushed, or, when the two change the same lines,
+        left on its run branch with the PR told (nobody resolves a conflict for the approver)."""
+        applied = rec.applied_commit()
+        assert applied is not None and pushes.tip is not None
+        commit, branch = applied
+        message = (
+            f"agentplane: merge {rec.job_name} ({rec.run_id})\n\n"
+            f"Released by the same review of {rec.commit[:12]} as the commit before it.\n\n"
+            f"Agentplane-Run: {rec.run_id}\n"  # the door ignores a head with this trailer
+        )
+        merged = ctx.checkout.merge_onto(pushes.tip, commit, message, BOT_IDENTITY)
+        if merged is not None:
+            ctx.checkout.push_commit(merged, pr.head_ref)
+            pushes.pushed(merged, pushes.tip)
+            return
+        ctx.checkout.push_commit(commit, branch)
+        self._comment(
+            ctx,
+            pr.number,
+            f"conflict-apply:{rec.run_id}",
+            f"`{rec.job_name}` is applied on branch `{branch}`, not on `{pr.head_ref}`: it "
+            f"changes the same lines as a run this review applied before it. Merge "
             f"{commit[:12]} from there.",
         )
 
@@ -606,16 +671,18 @@ class PullRequestDoor:
             return "ignored: nothing awaiting approval"
         pr = ctx.client.pull(ctx.full, number)
         outcomes, still = [], []
+        pushes = OwnPushes()
         for rec in waiting:
             outcome = ctx.engine.apply_approved(
-                rec.run_id, live_head=lambda: ctx.client.pull(ctx.full, number).head_sha
+                rec.run_id,
+                live_head=pushes.live(lambda: ctx.client.pull(ctx.full, number).head_sha),
             )
             rec = outcome.record
             if outcome.kind == "pending":
                 still.append(f"- `{rec.job_name}`: {with_names(outcome.reason, self._names(rec))}")
             else:
                 if rec.state == "applied" and rec.applied_commit():
-                    self._push_applied(ctx, pr, rec)
+                    self._push_applied(ctx, pr, rec, pushes)
                 self.publish(ctx, rec)
             outcomes.append(f"{rec.job_name}: {outcome.kind}")
         if still:
@@ -649,9 +716,7 @@ class PullRequestDoor:
                 directory=ctx.engine.directory(policy),
                 verb=cmd.verb,
                 commenter=key,
-                runs=tuple(
-                    RunParty(r.requester, tuple(r.plan.gates)) for r in runs
-                ),
+                runs=tuple(RunParty(r.requester, tuple(r.plan.gates)) for r in runs),
             )
         )
         return None if check.ok else check.reason
@@ -710,6 +775,7 @@ class PullRequestDoor:
         """Evidence comment and approval check for a run, with the audit head digest."""
         self.on_publish(rec)
         ctx.touched.add(rec.commit)
+        ctx.shown[rec.run_id] = rec
         head = ctx.engine.audit.head()
         digest = head.digest if head else None
         plan = rec.plan
@@ -727,6 +793,7 @@ class PullRequestDoor:
             body += f"\nRecord: {ctx.on_audit_branch(entry_path(head.seq))}"
         if rec.door_ref and rec.door_ref.number:
             posted = self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)
+            ctx.posted.add(rec.run_id)
             if rec.state == "awaiting_approval" and rec.proposal is not None and posted.at:
                 self.state.evidence_shown(
                     ctx.full, rec.run_id, rec.proposal.digest, stamp(posted.at)

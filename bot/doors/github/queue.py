@@ -35,6 +35,12 @@ class Backoff:
         return float(min(self.cap, self.base * 2 ** max(0, attempts - 1)))
 
 
+class NotRetried(Exception):
+    """A delivery that failed in a way a retry would only repeat: its handler says so (a
+    run the model failed would fail again, and be paid for again). The worker marks it
+    done with the failure instead of putting it back in the queue."""
+
+
 @dataclass(frozen=True)
 class Leased:
     id: int
@@ -57,6 +63,10 @@ class DeliveryQueue(abc.ABC):
     @abc.abstractmethod
     def failed(self, item: Leased, error: str) -> None:
         """Back to the queue after a backoff, until MAX_ATTEMPTS; then parked as failed."""
+
+    @abc.abstractmethod
+    def done_failed(self, item: Leased, error: str) -> None:
+        """Finished, with a failure that is not retried (NotRetried): never leased again."""
 
     @abc.abstractmethod
     def counts(self) -> dict[str, int]: ...
@@ -134,6 +144,14 @@ class SqliteQueue(DeliveryQueue):
                 "UPDATE deliveries SET state = ?, error = ?, lease_until = 0, not_before = ?"
                 " WHERE id = ?",
                 (state, error[:2000], retry_at, item.id),
+            )
+
+    def done_failed(self, item: Leased, error: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE deliveries SET state = 'done_failed', error = ?, lease_until = 0,"
+                " payload = '{}' WHERE id = ?",
+                (error[:2000], item.id),
             )
 
     def counts(self) -> dict[str, int]:

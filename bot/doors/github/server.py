@@ -24,7 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from bot.doors.github.queue import DeliveryQueue
+from bot.doors.github.queue import DeliveryQueue, NotRetried
 from bot.doors.github.sansio import MAX_BODY, Delivery, TooLarge, WebhookError, parse
 from bot.doors.github.settings import Settings
 
@@ -61,7 +61,8 @@ class Metrics:
 
 
 class Worker:
-    """Leases deliveries and hands them to the door; a failure goes back to the queue."""
+    """Leases deliveries and hands them to the door; a failure goes back to the queue,
+    unless the door says a retry would only repeat it (NotRetried)."""
 
     def __init__(
         self,
@@ -92,7 +93,11 @@ class Worker:
             self.queue.done(item)
             self.metrics.handled.labels(result.split(":")[0]).inc()
             log.info("%s %s: %s", item.delivery.event, item.delivery.delivery_id, result)
-        except Exception as exc:  # any failure: retry later, never lose the delivery
+        except NotRetried as exc:  # retrying would repeat the failure (and its cost)
+            log.warning("delivery %s failed, not retried: %s", item.delivery.delivery_id, exc)
+            self.queue.done_failed(item, str(exc))
+            self.metrics.handled.labels("not_retried").inc()
+        except Exception as exc:  # any other failure: retry later, never lose the delivery
             log.exception("delivery %s failed", item.delivery.delivery_id)
             self.queue.failed(item, f"{type(exc).__name__}: {exc}")
             self.metrics.handled.labels("error").inc()
