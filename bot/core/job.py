@@ -8,9 +8,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, croniter
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from bot.core.canonical import digest_of
 from bot.core.yamlsrc import Located, parse, validate
@@ -159,6 +168,61 @@ class Budget(Strict):
     tokens: Annotated[int, Field(ge=1)] | None = None
 
 
+def _check_cron(v: str) -> str:
+    if not _CRON.match(v.strip()):
+        raise ValueError("expected five cron fields, e.g. '0 6 * * 1-5'")
+    try:
+        croniter(v.strip())
+    except (CroniterBadCronError, ValueError) as exc:
+        raise ValueError(f"not a valid cron expression: {exc}") from None
+    return v
+
+
+def _check_zone(v: str | None) -> str | None:
+    if v is None:
+        return v
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {v!r}: use an IANA name such as Europe/Berlin or UTC"
+        ) from None
+    return v
+
+
+class Schedule(Strict):
+    """When a job runs by itself (bot.doors.schedule): `schedule: '0 6 * * 1-5'` is short
+    for `schedule: {cron: '0 6 * * 1-5'}`."""
+
+    cron: Annotated[str, AfterValidator(_check_cron)] = Field(
+        description="Five-field cron expression"
+    )
+    timezone: Annotated[str | None, AfterValidator(_check_zone)] = Field(
+        None,
+        description="IANA time zone the cron is read in (e.g. Europe/Berlin), so 06:00 stays "
+        "06:00 across DST; unset: UTC",
+    )
+    mode: Literal["propose", "drift"] = Field(
+        "propose",
+        description="`propose`: a due run proposes its change for approval as any run does; "
+        "`drift`: plan-only, the run reports what the job would change now and proposes "
+        "nothing",
+    )
+
+    @model_serializer(mode="wrap")
+    def _short(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # The short form dumps as it was written, so a job's digest does not change with it.
+        if self.timezone is None and self.mode == "propose":
+            return self.cron
+        return handler(self)
+
+
+def _schedule_schema(schema: dict[str, Any]) -> None:
+    """Editors accept the short form too: a cron string, read in UTC."""
+    short = {"type": "string", "description": "Five-field cron expression, read in UTC"}
+    schema["anyOf"] = [short, *schema.get("anyOf", [])]
+
+
 class Job(Strict):
     """A job file. Unknown fields are errors, so a typo never silently widens nothing."""
 
@@ -184,7 +248,11 @@ class Job(Strict):
         "a failing one ends the run verify_failed",
     )
     budget: Budget = Field(default_factory=Budget)
-    schedule: str | None = Field(None, description="Five-field cron expression")
+    schedule: Schedule | None = Field(
+        None,
+        description="Five-field cron expression, or {cron, timezone, mode}",
+        json_schema_extra=_schedule_schema,
+    )
     model: str = Field("auto", description="`auto` (routed by policy) or a model group from policy")
     data_sensitivity: Literal["public", "internal", "customer", "restricted"] = Field(
         "internal", description="Routing may keep customer or restricted data on some models"
@@ -220,18 +288,11 @@ class Job(Strict):
                 out.append(t)
         return out
 
-    @field_validator("schedule")
+    @field_validator("schedule", mode="before")
     @classmethod
-    def _cron(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if not _CRON.match(v.strip()):
-            raise ValueError("expected five cron fields, e.g. '0 6 * * 1-5'")
-        try:
-            croniter(v.strip())
-        except (CroniterBadCronError, ValueError) as exc:
-            raise ValueError(f"not a valid cron expression: {exc}") from None
-        return v
+    def _cron(cls, v: Any) -> Any:
+        # The short form is checked here, so its errors are located at `schedule` itself.
+        return {"cron": _check_cron(v)} if isinstance(v, str) else v
 
     def digest(self) -> str:
         return digest_of(self.model_dump(mode="json"))

@@ -24,6 +24,7 @@ from bot.core.render import (
 from bot.doors.cli.browser import register as register_browser
 from bot.doors.cli.mcp import register as register_mcp
 from bot.doors.cli.sandbox import register as register_sandbox
+from bot.doors.cli.schedule import register as register_schedule
 from bot.doors.cli.ui import register as register_ui
 from bot.doors.cli.validate import validate_paths
 from bot.run.redact import Redactor, redact_logs
@@ -363,6 +364,7 @@ register_sandbox(cli)
 register_browser(cli)
 register_mcp(cli)
 register_ui(cli)
+register_schedule(cli)
 
 
 def main() -> None:

@@ -1,0 +1,164 @@
+"""The scheduler on a real repo and audit branch: through the engine, as `agentplane run`."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.adapters.git import GitRepo
+from bot.adapters.sandbox.bwrap import BwrapBackend
+from bot.core.record import RunRecord
+from bot.doors.schedule.runner import Scheduler
+from bot.run.engine import Engine
+from tests.conftest import git
+
+JOB = ".agentplane/jobs/fix-failing-test.yaml"
+LATER = datetime.now(UTC) + timedelta(days=1, hours=1)
+
+
+def scheduled(repo: Path, schedule: Any = "0 6 * * *", allow: bool = True) -> None:
+    """Give the demo job a schedule and let its schedule run it (policy's run_by)."""
+    job = yaml.safe_load((repo / JOB).read_text())
+    (repo / JOB).write_text(yaml.safe_dump({**job, "schedule": schedule}))
+    if allow:
+        policy = repo / "policies/default.yaml"
+        text = policy.read_text().replace(
+            "run_by: [role:developer]\n    tools: [filesystem, shell]",
+            "run_by: [role:developer, fix-failing-test@schedule.invalid]\n"
+            "    tools: [filesystem, shell]",
+        )
+        assert "fix-failing-test@schedule.invalid" in text
+        policy.write_text(text)
+    git(repo, "commit", "-qam", "schedule the demo job")
+
+
+def engine(repo: Path) -> Engine:
+    return Engine(GitRepo(repo), BwrapBackend())
+
+
+TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+ELAPSED = re.compile(r"in \d+\.\d+s")
+
+
+def comparable(rec: RunRecord, e: Engine) -> dict[str, Any]:
+    """The record without what must differ: its id, door and times (and the requester,
+    who for a scheduled run is the schedule itself, never a person)."""
+    doc = rec.model_dump(mode="json")
+    for key in ("run_id", "door", "door_ref", "requester", "requester_name", "timings", "owner"):
+        doc.pop(key)
+    doc["plan"].pop("requester")
+    doc["plan"].pop("door")
+    for a in doc["artifacts"]:
+        # The transcript holds the tools' output, whose elapsed times differ: compared below.
+        if a["name"] == "transcript.json":
+            a["sha256"] = ELAPSED.sub("in Ts", e.audit.artifact(a["sha256"]).decode())
+    text = TIMES.sub("T", yaml.safe_dump(doc, width=1 << 20)).replace(rec.run_id, "RUN")
+    text = ELAPSED.sub("in Ts", text)
+    text = re.sub(r"(duration_ms|latency_ms): [0-9.e+-]+", r"\1: 0", text)
+    out: dict[str, Any] = yaml.safe_load(text)
+    return out
+
+
+def test_a_scheduled_run_and_a_terminal_run_differ_only_in_door_requester_and_times(
+    demo_repo: Path,
+) -> None:
+    scheduled(demo_repo)
+    e = engine(demo_repo)
+    terminal = e.start(e.request("fix-failing-test"))
+    assert terminal.state == "awaiting_approval"
+    e.cancel(terminal.run_id, "done comparing")
+    started, _ = Scheduler(e).run(LATER)
+    (s,) = started
+    rec = s.record
+    assert (rec.door, rec.requester, terminal.door) == (
+        "schedule",
+        "fix-failing-test@schedule.invalid",
+        "cli",
+    )
+    assert rec.state == "awaiting_approval" and rec.proposal is not None
+    assert comparable(rec, e) == comparable(terminal, e)
+    # The requester is the schedule: the developer whose git identity is at the terminal
+    # (or the bot's, on a runner) is not its author, and policy decides who approves.
+    assert rec.requester != e.repo.identity()
+    # The same job's run is now unfinished: the next check is blocked, not a second run.
+    (v,) = Scheduler(e).due(LATER + timedelta(days=1)).verdicts
+    assert not v.due and v.blocked_by is not None and v.blocked_by.run_id == rec.run_id
+
+
+def test_a_job_policy_does_not_let_its_schedule_run_is_denied_and_recorded(
+    demo_repo: Path,
+) -> None:
+    scheduled(demo_repo, allow=False)
+    (s,), _ = Scheduler(engine(demo_repo)).run(LATER)
+    assert s.record.state == "denied"
+    assert "requester is not in role:developer" in s.record.transitions[-1].reason
+
+
+def test_drift_mode_reports_what_would_change_and_proposes_nothing(demo_repo: Path) -> None:
+    scheduled(demo_repo, {"cron": "0 6 * * *", "timezone": "Europe/Berlin", "mode": "drift"})
+    e = engine(demo_repo)
+    (s,), _ = Scheduler(e).run(LATER)
+    assert s.drift is not None and "1 file(s) would change" in s.drift and "src/calc.py" in s.drift
+    assert s.record.state == "cancelled" and s.record.proposal is not None
+    assert "drift (plan-only schedule)" in s.record.transitions[-1].reason
+    # Nothing is left to approve, and the drift run counts as the window's run.
+    assert e.load(s.record.run_id).state == "cancelled"
+    assert Scheduler(e).due(LATER).verdicts[0].due is False
+
+
+def agentplane(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=repo,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_schedule_due_and_run_on_the_terminal(demo_repo: Path) -> None:
+    scheduled(demo_repo)
+    early = agentplane(demo_repo, "schedule", "due", "--at", datetime.now(UTC).isoformat())
+    assert early.returncode == 0, early.stderr
+    assert re.search(r"^-\s+fix-failing-test\s+0 6 \* \* \* \(UTC\): no window", early.stdout, re.M)
+    at = LATER.isoformat()
+    due = agentplane(demo_repo, "schedule", "due", "--at", at)
+    assert re.search(r"^due\s+fix-failing-test", due.stdout, re.M), due.stdout
+    ran = agentplane(demo_repo, "schedule", "run", "--at", at)
+    assert ran.returncode == 0, ran.stderr
+    assert "started fix-failing-test-" in ran.stdout
+    again = agentplane(demo_repo, "schedule", "run", "--at", at)
+    assert "skipped fix-failing-test: no window" in again.stdout, again.stdout
+    assert "started" not in again.stdout
+    next_day = agentplane(
+        demo_repo, "schedule", "due", "--at", (LATER + timedelta(days=1)).isoformat()
+    )
+    assert re.search(
+        r"^blocked\s+fix-failing-test .* is still awaiting_approval", next_day.stdout, re.M
+    )
+    bad = agentplane(demo_repo, "schedule", "due", "--at", "2025-03-30T06:00:00")
+    assert (
+        bad.returncode == 2 and "has no time zone" in bad.stderr and "Traceback" not in bad.stderr
+    )
+
+
+def test_a_bad_time_zone_in_a_job_is_located(tmp_path: Path) -> None:
+    (tmp_path / "j.yaml").write_text("schedule:\n  cron: '0 6 * * *'\n  timezone: Mars/Olympus\n")
+    out = agentplane(tmp_path, "validate", "j.yaml")
+    assert out.returncode == 1
+    assert "j.yaml:3:3: schedule.timezone: " in out.stderr and "unknown time zone" in out.stderr
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
