@@ -13,12 +13,14 @@ attribute notation (`t.f` calls f(t)): the role is what bounds those.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
+from pglast.stream import RawStream
 from pglast.visitors import Visitor
 
 from bot.families.base import ToolRefused
@@ -53,6 +55,11 @@ class SqlVerdict:
     unqualified: frozenset[str] = frozenset()
     """Allowlisted built-ins called without `pg_catalog.`: the session refuses them where a
     schema on the search path defines the same name (an overload there could win)."""
+    params: int = 0
+    """The highest `$n` in the text (pg_stat_statements writes constants as $1, $2...):
+    such a text has no values to run with, only a generic plan."""
+    inner: str = ""
+    """For an EXPLAIN: its SELECT, deparsed, which the generic plan prepares."""
 
 
 class SqlRefused(ToolRefused):
@@ -106,10 +113,13 @@ class _Walk(Visitor):
         self.refusal: SqlVerdict | None = None
         self.allow = allow
         self.unqualified: set[str] = set()
+        self.params = 0
 
     def visit(self, ancestors: Any, node: Any) -> None:
         if self.refusal is not None:
             return
+        if isinstance(node, ast.ParamRef):
+            self.params = max(self.params, node.number or 0)
         if isinstance(node, WRITES):
             kind = type(node).__name__.removesuffix("Stmt").upper()
             self.refusal = refuse("data-modifying", f"{kind} inside the statement writes data")
@@ -177,9 +187,19 @@ def _check(stmt: Any, allow_analyze: bool, allow: Collection[str]) -> SqlVerdict
         fmt = opts.get("format")
         json_plan = isinstance(fmt, ast.String) and (fmt.sval or "").lower() == "json"
         return SqlVerdict(
-            True, "sql#read-only", "EXPLAIN of a SELECT", "explain", analyze, json_plan, bare
+            True,
+            "sql#read-only",
+            "EXPLAIN of a SELECT",
+            "explain",
+            analyze,
+            json_plan,
+            bare,
+            walk.params,
+            RawStream()(stmt.query) if walk.params and stmt.query is not None else "",
         )
-    return SqlVerdict(True, "sql#read-only", f"a plain {kind.upper()}", kind, unqualified=bare)
+    return SqlVerdict(
+        True, "sql#read-only", f"a plain {kind.upper()}", kind, unqualified=bare, params=walk.params
+    )
 
 
 def classify(
@@ -200,6 +220,30 @@ def classify(
             "multi-statement", f"{len(stmts)} statements in one string; send one at a time"
         )
     return _check(stmts[0].stmt, allow_analyze, frozenset(allow_functions))
+
+
+# pg_stat_statements replaces the string of a typed literal (`interval '1 day'`) by $n and
+# keeps the type name in front: `now() - interval $1`. libpg_query reads that as a cast
+# (it is made to parse such texts) but the server calls it a syntax error.
+TYPED_PARAM = re.compile(
+    r"\b(interval|date|time|timestamp|timestamptz|numeric|json|jsonb|uuid|inet|money)"
+    r"(\s+with(?:out)?\s+time\s+zone)?\s+\$(\d+)",
+    re.IGNORECASE,
+)
+
+
+def normalised_literals(sql: str) -> str | None:
+    """The text with each `type $n` spelled `$n::type`, as the server parses it; None when
+    nothing changes. The rewrite is kept only if it parses to the very same tree, so a
+    `date $1` inside a string literal (a different tree once rewritten) stays as sent."""
+    fixed = TYPED_PARAM.sub(lambda m: f"${m[3]}::{m[1]}{m[2] or ''}", sql)
+    if fixed == sql:
+        return None
+    try:
+        same = [s.stmt for s in parse_sql(sql)] == [s.stmt for s in parse_sql(fixed)]
+    except ParseError:
+        return None
+    return fixed if same else None
 
 
 def check(

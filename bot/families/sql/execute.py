@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, pq
 
 from bot.families.base import ToolFailure
 from bot.families.sql.classify import SqlRefused, SqlVerdict
@@ -51,6 +51,30 @@ SERVER_GUARDS: tuple[tuple[type[psycopg.Error], str, str], ...] = (
 )
 
 
+# Marks every statement the control plane composes, so top_queries can leave them out.
+MARK = b"/* agentplane */ "
+CURSOR = "agentplane_q"
+GENERIC = "agentplane_generic"
+ANALYZE_OPTIONS = "ANALYZE, BUFFERS, FORMAT JSON"
+GENERIC_NOTE = (
+    "generic plan: the text has parameters ($1...) with no values, as pg_stat_statements "
+    "stores it, so it was prepared with plan_cache_mode = force_generic_plan and EXPLAINed "
+    "with NULL for each; estimates hold for any value, and the statement itself did not run"
+)
+GENERIC_ANALYZE = (
+    "EXPLAIN ANALYZE needs values: this text has parameters ($1...) from pg_stat_statements. "
+    "Put real values in place of them to ANALYZE it; without analyze you get its generic plan"
+)
+TYPE_HINT = (
+    "; PostgreSQL cannot tell a parameter's type from this text: cast it (e.g. $1::int) "
+    "or put a value in its place"
+)
+BIND_HINT = (
+    "; the text has parameters ($1...) with no values: EXPLAIN it without ANALYZE for its "
+    "generic plan, or put values in their place"
+)
+
+
 @dataclass(frozen=True)
 class Result:
     columns: list[str]
@@ -60,6 +84,9 @@ class Result:
     duration_ms: float
     byte_capped: bool = False
     """Values were cut at the byte cap; nothing after the cut was fetched."""
+    explain: str = ""
+    """The options of the EXPLAIN agentplane ran, when it ran one."""
+    note: str = ""
 
 
 def _plan_json(value: Any) -> list[dict[str, Any]]:
@@ -115,6 +142,17 @@ def fetch_capped(
     return rows, False, False
 
 
+def _hint(exc: psycopg.Error) -> str:
+    """What to do about an error a parameterised text causes, which the server's own
+    words ("bind message supplies 0 parameters") do not say."""
+    if isinstance(exc, errors.IndeterminateDatatype):
+        return TYPE_HINT
+    text = str(exc)
+    if "bind message supplies" in text or "there is no parameter $" in text:
+        return BIND_HINT
+    return ""
+
+
 class SqlSession:
     """One lazily opened connection, reused across a run's calls; close() when the run ends."""
 
@@ -122,6 +160,8 @@ class SqlSession:
         self.conn = conn
         self._pg: psycopg.Connection[tuple[Any, ...]] | None = None
         self.shadowed: frozenset[str] = frozenset()
+        self._prepared = False
+        """GENERIC exists on the server: prepared statements outlive the transaction."""
 
     def _connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         if self._pg is not None and not self._pg.closed:
@@ -200,23 +240,25 @@ class SqlSession:
                 (f"{pol.statement_timeout_ms}ms", f"{pol.lock_timeout_ms}ms"),
             ).fetchone()
             self._require_standby(first[0] if first else None)
-            plan = None
+            if verdict.params and verdict.kind in ("select", "explain"):
+                return self._generic(pg, verdict.inner or sql, verdict, analyze)
+            plan, opts = None, ""
             if explain and verdict.kind == "select":
-                opts = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-                query = f"EXPLAIN ({opts}) ".encode() + sql.encode()
+                opts = ANALYZE_OPTIONS if analyze else "FORMAT JSON"
+                query = MARK + f"EXPLAIN ({opts}) ".encode() + sql.encode()
                 row = pg.execute(query, prepare=True).fetchone()
                 plan = _plan_json(row[0]) if row else None
             started = time.perf_counter()
             # A server-side cursor for SELECT, so the row cap bounds what crosses the wire;
             # EXPLAIN and SHOW cannot be DECLAREd and return little anyway.
             cur: psycopg.Cursor[tuple[Any, ...]] = (
-                pg.cursor(name="agentplane_q") if verdict.kind == "select" else pg.cursor()
+                pg.cursor(name=CURSOR) if verdict.kind == "select" else pg.cursor()
             )
             with cur:
                 if verdict.kind == "select":
                     cur.execute(sql.encode())  # DECLARE ... CURSOR FOR: one statement only
                 else:
-                    cur.execute(sql.encode(), prepare=True)
+                    cur.execute(MARK + sql.encode(), prepare=True)
                 # A plan is JSON that a cut would break; its size follows the statement's.
                 byte_cap = pol.byte_cap if verdict.kind != "explain" else None
                 rows, capped, byte_capped = fetch_capped(cur, pol.row_cap, byte_cap)
@@ -225,19 +267,57 @@ class SqlSession:
             if verdict.kind == "explain" and verdict.json_plan and rows:
                 plan, rows = _plan_json(rows[0][0]), []
                 columns = []
-            return Result(columns, rows, capped, plan, round(duration, 3), byte_capped)
+            return Result(columns, rows, capped, plan, round(duration, 3), byte_capped, opts)
         except psycopg.Error as exc:
             for cls, rule, what in SERVER_GUARDS:
                 if isinstance(exc, cls):
                     raise SqlRefused(rule, f"{what}: {str(exc).strip()}") from None
-            raise ToolFailure(f"server error: {str(exc).strip()}") from None
+            raise ToolFailure(f"server error: {str(exc).strip()}{_hint(exc)}") from None
         finally:
             self._reset(pg)  # read-only anyway; never leave a snapshot open between calls
+
+    def _generic(
+        self, pg: psycopg.Connection[tuple[Any, ...]], select: str, v: SqlVerdict, analyze: bool
+    ) -> Result:
+        """The generic plan of a text with $n and no values. One path for every server
+        from 12 on (plan_cache_mode), rather than EXPLAIN (GENERIC_PLAN) on 16+: that one
+        must go by the simple protocol, which would drop the one-statement guard. Here
+        the SELECT goes alone in a protocol-level Parse, which refuses a second statement,
+        and the server infers each parameter's type from the text as PREPARE does."""
+        if analyze or v.analyze:
+            raise ToolFailure(GENERIC_ANALYZE)
+        if pg.info.server_version < 120000:
+            raise ToolFailure(
+                "this server predates plan_cache_mode (PostgreSQL 12), so a text with "
+                "parameters ($1...) cannot be planned here: put values in their place"
+            )
+        started = time.perf_counter()
+        pg.execute(
+            MARK + b"SELECT pg_catalog.set_config('plan_cache_mode', 'force_generic_plan', true)"
+        )
+        res = pg.pgconn.prepare(GENERIC.encode(), select.encode())
+        if res.status != pq.ExecStatus.COMMAND_OK:
+            raise errors.error_from_result(res, encoding=pg.info.encoding)
+        self._prepared = True
+        nulls = ", ".join(["NULL"] * v.params)
+        opts = "FORMAT JSON"
+        row = pg.execute(
+            MARK + f"EXPLAIN ({opts}) EXECUTE {GENERIC}({nulls})".encode(), prepare=True
+        ).fetchone()
+        plan = _plan_json(row[0]) if row else None
+        duration = round((time.perf_counter() - started) * 1000, 3)
+        return Result([], [], False, plan, duration, explain=opts, note=GENERIC_NOTE)
 
     def _reset(self, pg: psycopg.Connection[tuple[Any, ...]]) -> None:
         try:
             if not pg.closed:
                 pg.rollback()
+            if self._prepared and not pg.closed:
+                # A prepared statement outlives ROLLBACK: gone, so the next one can take
+                # its name. DEALLOCATE opens a read-only transaction of its own.
+                pg.execute(MARK + f"DEALLOCATE {GENERIC}".encode())
+                pg.rollback()
+                self._prepared = False
         except psycopg.Error:
             pg.close()
         if pg.closed:

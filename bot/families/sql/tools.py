@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.families.base import ToolFailure, ToolOutcome, ToolSpec, obj, string
-from bot.families.sql.classify import SqlRefused, check
+from bot.families.sql.classify import SqlRefused, check, normalised_literals
 from bot.families.sql.connections import SqlConnection, redactor
 from bot.families.sql.evidence import (
-    MAX_VALUE,
     SHOWN_ROWS,
     SqlEvidence,
     cell,
@@ -26,16 +25,32 @@ from bot.families.sql.evidence import (
 from bot.families.sql.execute import SqlSession
 
 TOP_ORDER = {"total": "total_exec_time", "mean": "mean_exec_time", "calls": "calls"}
+# What the control plane itself sent: its marked statements and the cursor wrapping the
+# model's SELECTs carry names no one else uses, whichever role sent them (another run's
+# role, too). psycopg's BEGIN READ ONLY and ROLLBACK around them are anyone's words, so
+# they are left out only as the connection's own role's: pg_stat_statements has no
+# application_name, so its userid is what says whose they were, and the same text from
+# any other role stays listed.
+OWN_STATEMENTS = (
+    "query LIKE '/* agentplane */%'",
+    "query LIKE 'DECLARE \"agentplane\\_q\" %'",
+    "query LIKE 'FETCH % FROM \"agentplane\\_q\"'",
+    "query = 'CLOSE \"agentplane_q\"'",
+    "(userid = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+    " AND query IN ('BEGIN READ ONLY', 'ROLLBACK'))",
+)
 TOP_QUERY = (
-    "SELECT queryid, calls, round(total_exec_time::numeric, 1) AS total_ms,"
+    "/* agentplane */ SELECT queryid, calls, round(total_exec_time::numeric, 1) AS total_ms,"
     " round(mean_exec_time::numeric, 1) AS mean_ms, rows, query"
     " FROM pg_stat_statements"
     " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    " AND query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE 'EXPLAIN%'"
-    " AND query NOT ILIKE '%set_config(%' AND query NOT LIKE '/* agentplane */%'"
+    " AND NOT (" + " OR ".join(OWN_STATEMENTS) + ")"
     " ORDER BY {order} DESC LIMIT {limit}"
 )
 TOP_QUERY_TEXT = 200
+VALUE_LIMIT = 1_000_000
+"""Values are kept whole (a definition cut before its column list is no evidence); the
+byte cap is what bounds a result."""
 
 
 def _flag(description: str) -> dict[str, Any]:
@@ -66,10 +81,16 @@ class SqlTools:
         return ("sql_connection", self._name(args))
 
     def execute(
-        self, name: str, sql: str, explain: bool, analyze: bool, width: int = MAX_VALUE
+        self, name: str, sql: str, explain: bool, analyze: bool, width: int = VALUE_LIMIT
     ) -> ToolOutcome:
         conn = self.connections[name]
         self.seq += 1
+        notes = []
+        if (fixed := normalised_literals(sql)) is not None:
+            sql = fixed
+            notes.append(
+                "`type $n` (as pg_stat_statements writes a typed literal) sent as $n::type"
+            )
         ev = SqlEvidence(
             seq=self.seq,
             connection=conn.describe(),
@@ -79,6 +100,7 @@ class SqlTools:
             row_cap=conn.policy.row_cap,
             byte_cap=conn.policy.byte_cap,
             analyze=analyze,
+            notes=notes,
         )
         try:
             if analyze and not conn.policy.allow_analyze:
@@ -107,7 +129,9 @@ class SqlTools:
                 "capped": result.capped,
                 "byte_capped": result.byte_capped,
                 "plan": plan,
-                "analyze": analyze or verdict.analyze,
+                "analyze": (analyze or verdict.analyze) and not result.note,
+                "explain": result.explain,
+                "notes": [*notes, result.note] if result.note else notes,
                 "duration_ms": result.duration_ms,
             }
         )

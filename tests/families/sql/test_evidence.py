@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from psycopg import errors
 
 from bot.core.policy import SqlConnectionPolicy, merge_policy
+from bot.families.sql.classify import classify, normalised_literals
 from bot.families.sql.connections import (
     REDACTED,
     SqlConfigError,
@@ -16,12 +18,15 @@ from bot.families.sql.connections import (
     resolve_all,
 )
 from bot.families.sql.evidence import (
+    SHOWN_VALUE,
     SqlEvidence,
     cell,
     render_plan,
+    render_rows,
     render_sql_evidence,
     render_table,
 )
+from bot.families.sql.execute import BIND_HINT, TYPE_HINT, _hint
 
 PW = "Tr0ub4dor-pw-unit"
 DSN = f"host=db.internal port=5433 dbname=shop user=agent password={PW}"
@@ -138,3 +143,101 @@ def test_policy_merges_sql_connections_with_origins() -> None:
     assert policy.rule("sql_connections.replica.row_cap") == (
         "policies/a.yaml#sql_connections.replica.row_cap"
     )
+
+
+PARALLEL = [
+    {
+        "Plan": {
+            "Node Type": "Aggregate", "Strategy": "Hashed", "Partial Mode": "Finalize",
+            "Parallel Aware": False, "Startup Cost": 1.0, "Total Cost": 2.0, "Plan Rows": 4,
+            "Plan Width": 13, "Group Key": ["status"], "Inner Unique": False,
+            "Plans": [
+                {
+                    "Node Type": "Gather", "Parent Relationship": "Outer",
+                    "Startup Cost": 1.0, "Total Cost": 2.0, "Plan Rows": 8, "Plan Width": 13,
+                    "Workers Planned": 2, "Workers Launched": 2, "Single Copy": False,
+                    "Actual Startup Time": 1.0, "Actual Total Time": 2.0, "Actual Rows": 8,
+                    "Actual Loops": 1, "Shared Hit Blocks": 2363, "Shared Read Blocks": 7,
+                    "Temp Written Blocks": 0, "Workers": [],
+                    "Plans": [
+                        {
+                            "Node Type": "Seq Scan", "Parallel Aware": True,
+                            "Relation Name": "orders", "Alias": "orders", "Startup Cost": 0.0,
+                            "Total Cost": 1.0, "Plan Rows": 1, "Plan Width": 5,
+                            "Actual Loops": 0,
+                        },
+                        {
+                            "Node Type": "Nested Loop", "Join Type": "Anti",
+                            "Subplan Name": "SubPlan 1", "Startup Cost": 0.0,
+                            "Total Cost": 1.0, "Plan Rows": 1, "Plan Width": 5,
+                        },
+                    ],
+                }
+            ],
+        },
+        "Planning": {"Shared Hit Blocks": 13, "Shared Read Blocks": 1},
+        "Planning Time": 0.2,
+        "Triggers": [],
+        "JIT": {"Functions": 3},
+        "Execution Time": 3.0,
+    }
+]  # fmt: skip
+
+
+def test_plan_tree_is_complete_parallel_buffers_and_all() -> None:
+    lines = render_plan(PARALLEL).splitlines()
+    assert lines[0] == "Finalize HashAggregate  (cost=1.00..2.00 rows=4 width=13)"
+    assert lines[1] == "  Group Key: status"  # a false flag (Inner Unique) is not a line
+    assert lines[2].startswith("  ->  Gather  (cost=1.00..2.00 rows=8 width=13) (actual time=")
+    assert lines[3:6] == [
+        "        Workers Planned: 2",
+        "        Workers Launched: 2",
+        "        Buffers: shared hit=2363 read=7",
+    ]
+    assert lines[6] == (
+        "        ->  Parallel Seq Scan on orders  (cost=0.00..1.00 rows=1 width=5) (never executed)"
+    )
+    assert lines[7:9] == [
+        "        SubPlan 1",
+        "        ->  Nested Loop Anti Join  (cost=0.00..1.00 rows=1 width=5)",
+    ]
+    assert lines[9:] == [
+        "Planning:",
+        "  Buffers: shared hit=13 read=1",
+        "Planning Time: 0.200 ms",
+        "JIT: Functions=3",
+        "Execution Time: 3.000 ms",
+    ]
+
+
+def test_long_values_are_shown_whole_as_records() -> None:
+    definition = "CREATE UNIQUE INDEX customers_pkey ON shop.customers USING btree (id)"
+    text = render_rows(["indexname", "indexdef"], [["customers_pkey", definition]])
+    assert text.splitlines() == [
+        "-[ RECORD 1 ]----",
+        "indexname | customers_pkey",
+        f"indexdef  | {definition}",
+    ]
+    huge = render_rows(["v"], [["x" * (SHOWN_VALUE + 5)]])
+    assert huge.endswith("… (5 more characters)")
+    assert render_rows(["a"], [["1"]]) == render_table(["a"], [["1"]])
+
+
+def test_pg_stat_statements_typed_literals_are_spelled_as_casts() -> None:
+    text = "SELECT 1 FROM t WHERE at > now() - interval $1 AND d = date $2"
+    assert normalised_literals(text) == (
+        "SELECT 1 FROM t WHERE at > now() - $1::interval AND d = $2::date"
+    )
+    assert normalised_literals("SELECT 'interval $1'") is None  # a string is left alone
+    assert normalised_literals("SELECT $1") is None
+    assert normalised_literals("SELECT interval $1 +") is None  # unparsable stays as sent
+    verdict = classify("EXPLAIN SELECT * FROM t WHERE a = $1 AND b > $3")
+    assert (verdict.params, verdict.inner) == (3, "SELECT * FROM t WHERE a = $1 AND b > $3")
+    assert classify("SELECT 1").params == 0
+
+
+def test_parameter_errors_carry_a_hint() -> None:
+    bind = errors.ProtocolViolation("bind message supplies 0 parameters, but ... requires 1")
+    assert _hint(bind) == BIND_HINT
+    assert _hint(errors.IndeterminateDatatype("could not determine")) == TYPE_HINT
+    assert _hint(errors.SyntaxError("syntax error")) == ""
