@@ -121,3 +121,23 @@ def test_done_failed_is_final(tmp_path: Path) -> None:
     queue.done_failed(item, "the model failed")
     assert queue.lease() is None  # even with its lease run out
     assert queue.counts() == {"done_failed": 1}
+
+
+def test_when_github_refuses_the_failure_twice_the_delivery_still_ends_and_says_so(
+    github: GitHubDouble, tmp_path: Path, caplog: Any
+) -> None:
+    door = door_for(github, tmp_path)
+    number, delivery = opened(github, {CUT: CUT_JOB, ".agentplane/scripts/asker.yaml": CUT_SCRIPT})
+
+    def arm(rec: Any) -> None:
+        if rec.state == "failed":
+            door.on_publish = lambda rec: None
+            github.fail_next("POST", r"/issues/\d+/comments$", status=403, times=2)
+
+    door.on_publish = arm
+    worker, queue, _ = worker_for(door, tmp_path)
+    queue.put(delivery)
+    assert worker.run_once()
+    assert queue.counts() == {"done_failed": 1}
+    assert "cannot show" in caplog.text and "failure" in caplog.text
+    assert not [c for c in github.comments(REPO, number) if f"run:{CUT}" in c.body]
