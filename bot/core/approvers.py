@@ -85,6 +85,34 @@ def _at_least(n: int, principals: list[str], people: list[str], matches: Matcher
     allowed = [p for p in people if any(matches(pr, p) for pr in principals)]
     if len(allowed) >= n:
         return Tally(True, f"approved by {', '.join(allowed)}")
-    return Tally(
-        False, f"needs {n} approval(s) from {', '.join(principals)}; have {len(allowed)}"
-    )
+    return Tally(False, f"needs {n} approval(s) from {', '.join(principals)}; have {len(allowed)}")
+
+
+def never_met(
+    req: Requirement, people_in: Callable[[str], set[str] | None], author: str = ""
+) -> str | None:
+    """Why no set of approvers can ever meet req (too few people, once the author, who
+    never counts, is left out), or None. people_in(principal) is None for no bound."""
+
+    def others(principals: Iterable[str]) -> int | None:
+        found: set[str] = set()
+        for p in principals:
+            people = people_in(p)
+            if people is None:
+                return None
+            found |= people
+        found.discard(author)
+        return len(found)
+
+    but = " other than the requester" if author else ""
+    if req.any_of is not None:
+        n = others(req.any_of)
+        return None if n is None or n else f"nobody{but} is in {', '.join(req.any_of)}"
+    if req.all_of is not None:
+        empty = [p for p in req.all_of if others([p]) == 0]
+        return f"nobody{but} is in {', '.join(empty)}" if empty else None
+    n = others(req.of or [])
+    if n is None or n >= (req.count or 0):
+        return None
+    who = "person" if n == 1 else "people"
+    return f"needs {req.count} of {', '.join(req.of or [])}, which has {n} {who}{but}"

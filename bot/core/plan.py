@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.core.approvers import Requirement
+from bot.core.approvers import Requirement, never_met
 from bot.core.canonical import digest_of
 from bot.core.contracts import Clause, UnknownContract, resolve, vocabulary
 from bot.core.globs import covers, domain_covers
@@ -38,6 +38,8 @@ class GatePlan(Frozen):
     approvers: Requirement
     rule: str
     paths: list[str] = []
+    never_met: str = ""
+    """Why no approvals can ever meet this gate (too few people in its principals), or ""."""
 
 
 class ModelRoute(Frozen):
@@ -372,7 +374,18 @@ def plan(
                 reason=str(exc),
             )
     tools = [d.subject for d in decisions if d.kind == "tool" and d.granted]
-    gates = _gates(req, policy, config, tools, job_type, implied)
+    d = directory or policy.directory()
+    gates = [
+        g.model_copy(
+            update={
+                "never_met": never_met(
+                    g.approvers, lambda p: policy.people_in(p, d), d.person(req.requester)
+                )
+                or ""
+            }
+        )
+        for g in _gates(req, policy, config, tools, job_type, implied)
+    ]
     budget = _budget(req, policy, config)
     mutating = bool(gates)
     chosen, no_route = _route(req, policy, job_type, mutating, budget)

@@ -344,6 +344,25 @@ class Policy(BaseModel):
         """Does identity (a key from bot.core.identity) belong to principal?"""
         return self._matches(principal, identity, directory or self.directory(), frozenset())
 
+    def people_in(
+        self, principal: str, directory: Directory, seen: frozenset[str] = frozenset()
+    ) -> set[str] | None:
+        """Everyone principal names, one name per person; None when it has no bound (`*`)."""
+        if principal == "*":
+            return None
+        if principal in seen:
+            return set()
+        for prefix, table in (("group:", self.groups), ("role:", self.roles)):
+            if principal.startswith(prefix):
+                people: set[str] = set()
+                for member in table.get(principal.removeprefix(prefix), []):
+                    found = self.people_in(member, directory, seen | {principal})
+                    if found is None:
+                        return None
+                    people |= found
+                return people
+        return {directory.person(principal)}
+
     def _matches(
         self, principal: str, identity: str, directory: Directory, seen: frozenset[str]
     ) -> bool:

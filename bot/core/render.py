@@ -89,6 +89,8 @@ def _plan(p: Plan) -> str:
     for g in p.gates:
         paths = f" on {', '.join(g.paths)}" if g.paths else ""
         lines.append(f"  ? gate       {g.action}{paths}: {g.approvers.describe()}  [{g.rule}]")
+        if g.never_met:
+            lines.append(f"  ! gate       {g.action} can never be met: {g.never_met}")
     b = p.budget
     lines.append(
         f"  $ budget     usd {b.usd}, minutes {b.minutes}, tool calls {b.tool_calls}"

@@ -4,6 +4,7 @@ import pytest
 
 from bot.core.job import parse_job
 from bot.core.policy import merge_policy, parse_config
+from bot.core.render import render_plan
 from bot.core.request import RunRequest
 from tests.support.planning import plan
 
@@ -196,3 +197,18 @@ def test_every_shipped_job_is_allowed_by_the_shipped_policy(path: Path) -> None:
     # The embedded default plays each shipped job's own recorded turns.
     assert p.model is not None and p.model.params["model"] == f"scripted/{path.stem}"
     assert (root / ".agentplane/scripts" / f"{path.stem}.yaml").is_file()
+
+
+def test_a_gate_that_can_never_be_met_is_said_in_the_plan() -> None:
+    # default_approvers wants 2 maintainers; the role has one person (maya).
+    p = plan(req(CODE_JOB + "approval_required_for: [delete]\n"), POLICY_OBJ)
+    gates = {g.action: g for g in p.gates}
+    assert gates["write"].never_met == ""
+    assert gates["delete"].never_met == (
+        "needs 2 of role:maintainer, which has 1 person other than the requester"
+    )
+    assert "! gate       delete can never be met: needs 2 of role:maintainer" in render_plan(p)
+    # maya's own run: the one maintainer is its author, who never counts.
+    mine = plan(req(CODE_JOB, requester="maya@example.com"), POLICY_OBJ)
+    (write,) = mine.gates
+    assert write.never_met == "nobody other than the requester is in role:maintainer"

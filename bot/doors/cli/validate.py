@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bot.core.approvers import never_met
 from bot.core.errors import SourceError, ValidationFailed
 from bot.core.job import parse_job
 from bot.core.policy import Policy, merge_policy, parse_config
@@ -64,9 +65,20 @@ def validate_paths(
 
 
 def policy_warnings(policy: Policy, texts: dict[str, str]) -> list[SourceError]:
-    """Each route whose cost cannot be known, located in the file that defines `models`."""
+    """What is valid but will not do what its author expects, located: a route whose cost
+    cannot be known, a gate no set of approvers can ever meet."""
+    found: list[SourceError] = []
     origin = policy.origins.get("models", "").split("#")[0]
-    if origin not in texts:
-        return []
-    doc = parse(origin, texts[origin])
-    return [doc.error(("models", *where), message) for where, message in policy.models.cost_notes()]
+    if origin in texts:
+        doc = parse(origin, texts[origin])
+        found += [doc.error(("models", *where), m) for where, m in policy.models.cost_notes()]
+    directory = policy.directory()
+    for gate in policy.gates:
+        why = never_met(gate.approvers, lambda p: policy.people_in(p, directory))
+        origin = policy.origins.get(f"gates.{gate.id}", "").split("#")[0]
+        if why and origin in texts:
+            doc = parse(origin, texts[origin])
+            ids = [g.get("id") if isinstance(g, dict) else None for g in doc.data.get("gates", [])]
+            i = ids.index(gate.id) if gate.id in ids else 0
+            found.append(doc.error(("gates", i, "approvers"), f"can never be met: {why}"))
+    return found
