@@ -14,7 +14,8 @@ gates:
   - {id: writes, actions: [write], approvers: {any_of: [role:maintainer]}}
   - {id: deletes, actions: [delete], approvers: {count: 2, of: [role:maintainer]}}
 models:
-  classes: {local: {model: scripted/x, api_base: s, input_cost_per_token: 0, output_cost_per_token: 0}}
+  classes:
+    local: {model: scripted/x, api_base: s, input_cost_per_token: 0, output_cost_per_token: 0}
   default: local
 """
 
