@@ -22,6 +22,8 @@ def test_the_three_kinds_demo_runs_and_binds_each_approval(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(demo_all.REPLICA_ENV, pg_cluster.standby_dsn)
+    # Pictures are the documents tests' business; here they would only cost time.
+    monkeypatch.setenv("AGENTPLANE_SOFFICE", "/nonexistent/soffice")
     monkeypatch.delenv(demo_all.CREDENTIAL_ENV, raising=False)
     demo_all.main(tmp_path / "demo")
     out = capsys.readouterr().out
@@ -48,3 +50,17 @@ def test_the_demo_says_what_is_missing_before_building_anything(
     with pytest.raises(SystemExit, match=demo_all.REPLICA_ENV):
         demo_all.main(tmp_path / "demo")
     assert not (tmp_path / "demo").exists()
+
+
+def test_the_cli_flag_runs_it_and_says_what_is_missing_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.doors.cli.main import cli
+
+    monkeypatch.delenv("AGENTPLANE_SQL_REPLICA_DSN", raising=False)
+    out = CliRunner().invoke(cli, ["demo", "--all", "--dir", str(tmp_path / "d")])
+    assert out.exit_code != 0
+    assert "demo --all: " in str(out.exception) + out.output
+    assert not (tmp_path / "d").exists()  # said before building anything

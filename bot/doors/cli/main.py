@@ -348,8 +348,19 @@ def serve(host: str, port: int, config_file: Path | None) -> None:
     is_flag=True,
     help="Run the browser job (admin-edit) against a local admin console instead.",
 )
-def demo(dest: Path, browser: bool) -> None:
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Run the code, browser and spreadsheet jobs side by side; one approval releases all.",
+)
+def demo(dest: Path, browser: bool, everything: bool) -> None:
     """Build an example repo with a failing test and run the demo job on it end to end."""
+    if everything:
+        from bot.demo.all import main as run_all
+
+        run_all(dest.resolve())
+        return
     if browser:
         from bot.demo.browser import main as run_browser_demo
 
