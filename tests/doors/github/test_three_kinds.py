@@ -84,6 +84,8 @@ def pull(
             "AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"{USERNAME}:{PASSWORD}@{console.url}"
         )
         monkeypatch.setenv("AGENTPLANE_SQL_REPLICA_DSN", pg_cluster.standby_dsn)
+        # Pictures are the documents tests' business; here they would only cost time.
+        monkeypatch.setenv("AGENTPLANE_SOFFICE", "/nonexistent/soffice")
         files: dict[str, str | bytes | None] = {
             **pointed,
             **{rel: (PROJECT / rel).read_text() for rel in (JOB, DOC_JOB, DOC_SCRIPT)},
