@@ -8,6 +8,26 @@ from collections.abc import Mapping
 from bot.families.browser.model import BrowserRun
 
 
+def gate_warnings(run: BrowserRun) -> list[str]:
+    """One warning per gated rule no element matched on the pages the run visited."""
+    if run.gated_seen is None or not run.steps:
+        return []
+    pages = len(run.pages_seen)
+    out = []
+    for i, rule in enumerate(run.gated):
+        if i in run.gated_seen:
+            continue
+        what = " ".join(
+            p for p in (rule.role or "element", repr(rule.name) if rule.name else "") if p
+        )
+        out.append(
+            f"Warning: gated[{i}] ({rule.action}: {what}) matched no element on the "
+            f"{pages} page(s) this run visited, so it gated nothing here; compare its role "
+            "and name with what `read` shows"
+        )
+    return out
+
+
 def render_browser_evidence(
     run: BrowserRun, run_id: str, links: Mapping[str, str] | None = None
 ) -> str:
@@ -18,6 +38,7 @@ def render_browser_evidence(
     links = links or {}
     lines = [f"Browser steps ({len(run.steps)}), domains {', '.join(run.domains) or '(none)'}:"]
     lines += [f"  {s.n:>3}. {s.describe()}" for s in run.steps]
+    lines += gate_warnings(run)
     if run.sandbox:
         lines.append(f"Chromium ran in {run.sandbox}; its network was the egress proxy.")
     if run.blocked:

@@ -7,6 +7,8 @@ marking elements (`scope.browser.gated`); it can never make a POST free.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -29,10 +31,43 @@ class GateHit:
     that request, so it may only label that request."""
 
 
+# Typographic quotes a page uses where a job author types ASCII: Django's `Yes, I\u2019m sure`.
+_QUOTES = str.maketrans(
+    {c: "'" for c in "\u2018\u2019\u201a\u201b\u2032\u02bc\u0060\u00b4"}
+    | {c: '"' for c in "\u201c\u201d\u201e\u201f\u2033\u00ab\u00bb"}
+)
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff\u00ad]")
+
+
+def normal_name(name: str) -> str:
+    """An accessible name as gates compare it: NFKC (no-break and other odd spaces become
+    spaces), quotes made ASCII, invisible characters dropped, whitespace collapsed,
+    case folded. A gate that fails to match fails open (a delete held as a plain
+    submit), so spelling differences a reader cannot see must not make it miss."""
+    text = unicodedata.normalize("NFKC", name).translate(_QUOTES)
+    return " ".join(_INVISIBLE.sub("", text).split()).casefold()
+
+
 def element_matches(rule: GatedElement, el: ElementInfo) -> bool:
     if rule.role is not None and rule.role.lower() != el.role.lower():
         return False
-    return rule.name is None or rule.name.strip().lower() in el.name.lower()
+    return rule.name is None or normal_name(rule.name) in normal_name(el.name)
+
+
+# One element of Playwright's aria snapshot: `  - button "Delete" [disabled]`.
+_SNAPSHOT_ELEMENT = re.compile(r'^\s*- (?P<role>[\w-]+)(?: "(?P<name>(?:[^"\\]|\\.)*)")?')
+
+
+def gated_seen(gated: Sequence[GatedElement], snapshot: str) -> set[int]:
+    """Indices of the gated rules that some element of this aria snapshot matches."""
+    seen: set[int] = set()
+    for line in snapshot.splitlines():
+        m = _SNAPSHOT_ELEMENT.match(line)
+        if m is None:
+            continue
+        el = ElementInfo(role=m["role"], name=(m["name"] or "").replace('\\"', '"'), tag="")
+        seen |= {i for i, rule in enumerate(gated) if element_matches(rule, el)}
+    return seen
 
 
 def element_gate(

@@ -147,3 +147,8 @@ class BrowserRun(BaseModel):
     pending: PendingRequest | None = None
     sandbox: str = ""
     """Which sandbox backend ran Chromium, and why that one."""
+    gated_seen: list[int] | None = None
+    """Indices of `gated` rules an element matched on some page the run visited; None
+    when the run did not track it (a record from before, or no gated elements)."""
+    pages_seen: list[str] = Field(default_factory=list)
+    """The pages whose elements were compared with `gated`."""

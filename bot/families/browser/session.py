@@ -18,7 +18,7 @@ from bot.core.job import GatedElement
 from bot.families.browser.allowlist import check_url
 from bot.families.browser.driver import BrowserCredential, Chromium
 from bot.families.browser.errors import BrowserError
-from bot.families.browser.gate import element_gate
+from bot.families.browser.gate import element_gate, element_matches, gated_seen
 from bot.families.browser.model import Blocked, BrowserRun, PendingRequest, Step, StepAction, Target
 from bot.families.browser.tab import Held, Tab, element_info, locate
 
@@ -52,6 +52,7 @@ class BrowserSession:
             gated=list(gated),
             volatile_fields=list(volatile_fields),
             credential=credential.name if credential else None,
+            gated_seen=[] if gated else None,
         )
         self.credential = credential
         self.domain_rule, self.job_rule = domain_rule, job_rule
@@ -83,6 +84,7 @@ class BrowserSession:
     def _finish(self, step: Step) -> Step:
         with contextlib.suppress(BrowserError):
             step.url_after = self.tab.page.url
+        self._look_for_gated(step)
         self.run.steps.append(step)
         self.run.blocked = list(self.tab.blocked)
         self.run.gate_events = self.chromium.gate.refused()
@@ -123,6 +125,28 @@ class BrowserSession:
             element=step.element,
             screenshot=name,
         )
+
+    def _look_for_gated(self, step: Step) -> None:
+        """Note which gated rules match an element of the page now shown (and the clicked
+        element), so the evidence can warn of a rule that never matched anything: it
+        gates nothing, and its click would pass as a plain submit at most."""
+        seen = self.run.gated_seen
+        if seen is None:
+            return
+        found = {
+            i
+            for i, rule in enumerate(self.run.gated)
+            if step.element is not None and element_matches(rule, step.element)
+        }
+        try:
+            found |= gated_seen(
+                self.run.gated, self.chromium.run(self.tab.page.locator("body").aria_snapshot())
+            )
+        except (PlaywrightError, BrowserError):
+            return  # a page that cannot be read is not counted as looked at
+        if step.url_after and step.url_after not in self.run.pages_seen:
+            self.run.pages_seen.append(step.url_after)
+        seen[:] = sorted(set(seen) | found)
 
     # -- the tools --------------------------------------------------------------------
 

@@ -9,8 +9,9 @@ from bot.core.job import GatedElement
 from bot.families.browser.allowlist import check_url
 from bot.families.browser.driver import find_chromium, proxy_rules
 from bot.families.browser.errors import BrowserUnavailable
-from bot.families.browser.gate import element_gate, request_gate
-from bot.families.browser.model import ElementInfo
+from bot.families.browser.evidence import render_browser_evidence
+from bot.families.browser.gate import element_gate, gated_seen, normal_name, request_gate
+from bot.families.browser.model import BrowserRun, ElementInfo, Step
 
 DOMAINS = ["admin.internal.example.com", "*.cdn.example.com", "127.0.0.1:8123"]
 
@@ -83,3 +84,51 @@ def test_domains_become_proxy_rules_any_port_unless_given() -> None:
     rules = proxy_rules(["127.0.0.1", "admin.example.com:8443", "*.cdn.example.com", "[::1]"])
     assert rules == ("127.0.0.1:*", "admin.example.com:8443", "*.cdn.example.com:*", "[::1]:*")
     Allowlist(rules)  # every one is a valid egress rule
+
+
+def test_gated_names_match_after_unicode_normalisation() -> None:
+    # Django's delete confirmation, as its accessible name reads: typographic apostrophe.
+    gated = [GatedElement(action="delete", role="button", name="Yes, I'm sure")]
+    for shown in ("Yes, I\u2019m sure", "YES,\u00a0I\u2019m  sure", "Yes, I\u2019m\u200b sure"):
+        hit = element_gate(el("button", shown, submits=True), gated, "jobs/x.yaml")
+        assert hit is not None and hit.action == "delete", shown
+    assert normal_name(" \u201cQuoted\u201d\tName ") == '"quoted" name'
+    assert element_gate(el("button", "No, take me back"), gated) is None
+
+
+SNAPSHOT = """- heading "Are you sure?" [level=1]
+- paragraph: All of the following related items will be deleted
+- list:
+  - listitem:
+    - link "bob":
+      - /url: /admin/auth/user/2/change/
+- button "Yes, I\u2019m sure"
+- link "No, take me back":
+  - /url: "#"
+"""
+
+
+def test_gated_rules_seen_on_a_page_and_warned_when_never_seen() -> None:
+    gated = [
+        GatedElement(action="delete", role="button", name="Yes, I'm sure"),
+        GatedElement(action="purchase", role="button", name="Buy now"),
+        GatedElement(action="delete", name='"bob"'),
+    ]
+    assert gated_seen(gated, SNAPSHOT) == {0}
+    run = BrowserRun(
+        domains=["127.0.0.1"],
+        gated=gated,
+        steps=[Step(n=1, action="goto", value="http://127.0.0.1/x")],
+        gated_seen=[0],
+        pages_seen=["http://127.0.0.1/x"],
+    )
+    text = render_browser_evidence(run, "r1")
+    assert "gated[0]" not in text
+    assert (
+        "Warning: gated[1] (purchase: button 'Buy now') matched no element on the 1 page(s)" in text
+    )
+    assert "Warning: gated[2] (delete: element '\"bob\"')" in text
+    # A record from before tracking (None) warns of nothing.
+    assert "Warning" not in render_browser_evidence(
+        run.model_copy(update={"gated_seen": None}), "r"
+    )
