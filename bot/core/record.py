@@ -442,6 +442,9 @@ class RunRecord(BaseModel):
     """Every connection the sandbox tried through the egress proxy, allowed or denied."""
     final_message: str | None = None
     """What the model itself last said (never agentplane's reason for stopping it)."""
+    plan_only: bool = False
+    """A plan-only (drift) run: its proposal is what the job would change now, recorded and
+    never offered for approval (the run ends completed)."""
     failure: Literal["", "model"] = ""
     """"model": the model failed the run (unreachable, or a cut, empty or malformed answer).
     A door does not retry such a run by itself: it would fail again, and pay again."""

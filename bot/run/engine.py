@@ -154,9 +154,11 @@ class Engine:
         door_ref: DoorRef | None = None,
         model_override: dict[str, Any] | None = None,
         answers: Sequence[str] = (),
+        plan_only: bool = False,
     ) -> RunRecord:
         """Plan and propose. model_override replaces the routed model and answers are the
-        ask tool's recorded answers (replays only)."""
+        ask tool's recorded answers (replays only). plan_only (drift) runs the job the
+        same way but ends completed with what it would change: nothing to approve."""
         policy = self.policy()  # read from git once per run step, not per use
         p = self.inputs.plan(req, policy)
         rec = RunRecord(
@@ -171,6 +173,7 @@ class Engine:
             requester=req.requester,
             requester_name=req.requester_name,
             prompt=p.prompt,
+            plan_only=plan_only,
             plan=p,
             tools_granted=p.granted("tool"),
             model=p.model,

@@ -148,6 +148,9 @@ class Proposer:
             return self.store.advance(rec, "contract_unmet", reason, artifacts)
         if rec.proposal is None:
             return self.store.advance(rec, "completed", "no changes proposed", artifacts)
+        if rec.plan_only:
+            reason = "plan only: what the job would change now is recorded; nothing is proposed"
+            return self.store.advance(rec, "completed", reason, artifacts)
         gates = "; ".join(
             f"{g.action}: {g.approvers.describe()} ({g.rule})" for g in open_gates(rec)
         )

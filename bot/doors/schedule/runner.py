@@ -143,22 +143,14 @@ class Scheduler:
         )
         window = verdict.window.isoformat() if verdict.window else None
         ref = (ref or DoorRef(repo=req.repo)).model_copy(update={"window": window})
-        rec = self.engine.start(req, door_ref=ref)
-        if job.mode != "drift":
+        drift = job.mode == "drift"
+        rec = self.engine.start(req, door_ref=ref, plan_only=drift)
+        if not drift:
             return Started(verdict, rec)
-        return self._drift(verdict, rec)
-
-    def _drift(self, verdict: Verdict, rec: RunRecord) -> Started:
-        """A plan-only schedule: what the job would change is recorded, never proposed. The
-        engine has no plan-only path yet, so the proposal it staged is cancelled at once,
-        which leaves it in the record as the drift and leaves nothing to approve."""
-        if rec.state != "awaiting_approval" or rec.proposal is None:
-            return Started(verdict, rec, "" if rec.state == "completed" else None)
-        drift = drift_text(rec)
-        rec = self.engine.cancel(
-            rec.run_id, f"drift (plan-only schedule): {drift}; nothing was proposed"
-        )
-        return Started(verdict, rec, drift)
+        # A plan-only run ends completed: its proposal is the drift, never approvable.
+        if rec.state != "completed":
+            return Started(verdict, rec, None)
+        return Started(verdict, rec, drift_text(rec) if rec.proposal else "")
 
 
 def _window(ref: DoorRef | None) -> datetime | None:

@@ -14,7 +14,9 @@ import yaml
 
 from bot.adapters.git import GitRepo
 from bot.adapters.sandbox.bwrap import BwrapBackend
+from bot.core.errors import NotAwaitingApproval
 from bot.core.record import RunRecord
+from bot.demo.code import MAINTAINER
 from bot.doors.schedule.runner import Scheduler
 from bot.run.engine import Engine
 from tests.conftest import git
@@ -108,10 +110,13 @@ def test_drift_mode_reports_what_would_change_and_proposes_nothing(demo_repo: Pa
     e = engine(demo_repo)
     (s,), _ = Scheduler(e).run(LATER)
     assert s.drift is not None and "1 file(s) would change" in s.drift and "src/calc.py" in s.drift
-    assert s.record.state == "cancelled" and s.record.proposal is not None
-    assert "drift (plan-only schedule)" in s.record.transitions[-1].reason
-    # Nothing is left to approve, and the drift run counts as the window's run.
-    assert e.load(s.record.run_id).state == "cancelled"
+    assert s.record.state == "completed" and s.record.proposal is not None
+    assert s.record.plan_only and "plan only" in s.record.transitions[-1].reason
+    # It never waited for approval, not even for a moment: nothing was ever approvable.
+    assert "awaiting_approval" not in [t.state for t in s.record.transitions]
+    with pytest.raises(NotAwaitingApproval):
+        e.decide(s.record.run_id, MAINTAINER[1], "approve")
+    # And the drift run counts as the window's run.
     assert Scheduler(e).due(LATER).verdicts[0].due is False
 
 
