@@ -136,7 +136,18 @@ _ARG_WIDTH = 60
 
 
 def _argument(arguments: Mapping[str, Any]) -> str:
-    return str(arguments.get("path") or arguments.get("command") or "")
+    """The call's subject: a path or command, a URL, a SQL statement, or the element a
+    browser step names (with what it fills in or selects)."""
+    for key in ("path", "command", "url", "sql"):
+        if value := arguments.get(key):
+            return str(value)
+    target = " ".join(
+        str(arguments[k]) if k == "role" else repr(arguments[k])
+        for k in ("role", "name", "label", "selector")
+        if isinstance(arguments.get(k), str) and arguments[k]
+    )
+    extra = next((arguments[k] for k in ("text", "option") if k in arguments), None)
+    return target + (f" = {extra!r}" if extra is not None and target else "")
 
 
 def tool_calls_section(rec: RunRecord) -> Section:

@@ -167,3 +167,17 @@ def test_a_binary_hunk_is_shown_as_one_line_and_text_hunks_as_they_are() -> None
     assert shown.endswith("@@ -1 +1 @@\n-x = 1\n+x = 2")
     assert "index 1111111..2222222 100644" in shown
     assert shown_patch("diff --git a/a b/a\n-x\n+y\n") == "diff --git a/a b/a\n-x\n+y"
+
+
+def test_every_family_s_calls_have_a_subject_in_the_tool_call_table() -> None:
+    calls = [
+        call(1, "browser_goto", "allow", url="http://127.0.0.1:8000/admin/"),
+        call(2, "browser_fill", "allow", role="textbox", label="Email", text="bob@new.example.com"),
+        call(3, "browser_click", "needs_approval", role="button", name="Save"),
+        call(4, "sql_query", "allow", sql="select 1"),
+        call(5, "fs_read", "allow", path="src/calc.py"),
+    ]
+    body = render_tool_calls(record(tool_calls=calls))
+    assert "http://127.0.0.1:8000/admin/" in body
+    assert "textbox 'Email' = 'bob@new.example.com'" in body
+    assert "button 'Save'" in body and "select 1" in body and "src/calc.py" in body
