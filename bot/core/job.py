@@ -178,7 +178,7 @@ def _check_cron(v: str) -> str:
     return v
 
 
-def _check_zone(v: str | None) -> str | None:
+def check_zone(v: str | None) -> str | None:
     if v is None:
         return v
     try:
@@ -197,7 +197,7 @@ class Schedule(Strict):
     cron: Annotated[str, AfterValidator(_check_cron)] = Field(
         description="Five-field cron expression"
     )
-    timezone: Annotated[str | None, AfterValidator(_check_zone)] = Field(
+    timezone: Annotated[str | None, AfterValidator(check_zone)] = Field(
         None,
         description="IANA time zone the cron is read in (e.g. Europe/Berlin), so 06:00 stays "
         "06:00 across DST; unset: UTC",

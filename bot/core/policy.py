@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from bot.core.approvers import Requirement
 from bot.core.contracts import BUILTIN, ContractItem
 from bot.core.errors import SourceError, ValidationFailed
 from bot.core.identity import Directory, Person, Resolver
-from bot.core.job import Action, Budget, JobType, Scope, Strict, Tool
+from bot.core.job import Action, Budget, JobType, Scope, Strict, Tool, check_zone
 from bot.core.routing import Routing
 from bot.core.yamlsrc import parse, validate
 
@@ -271,6 +271,13 @@ class AuditPolicy(Strict):
     )
 
 
+class SchedulePolicy(Strict):
+    timezone: Annotated[str, AfterValidator(check_zone)] = Field(
+        default="UTC",
+        description="IANA time zone a job's schedule is read in when the job names none",
+    )
+
+
 class PolicyFile(Strict):
     """One file of policies/; the files are merged, and a name defined twice is an error."""
 
@@ -305,6 +312,7 @@ class PolicyFile(Strict):
     )
     audit: AuditPolicy | None = None
     quotas: Quotas | None = None
+    schedule: SchedulePolicy | None = None
 
 
 class Policy(BaseModel):
@@ -328,6 +336,7 @@ class Policy(BaseModel):
     artifact_contracts: dict[str, list[ContractItem]] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
+    schedule: SchedulePolicy = Field(default_factory=SchedulePolicy)
     origins: dict[str, str] = Field(default_factory=dict)
     """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
 
@@ -439,6 +448,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
             "approvals",
             "audit",
             "quotas",
+            "schedule",
         ):
             value = getattr(part, single)
             if not value:

@@ -28,7 +28,6 @@ from bot.doors.schedule.due import (
 from bot.run.engine import Engine
 from bot.run.inputs import JOBS_DIR
 
-DEFAULT_ZONE = "UTC"
 DoorRefFor = Callable[[ScheduledJob], DoorRef | None]
 
 
@@ -57,10 +56,17 @@ class Listing:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, default_zone: str = DEFAULT_ZONE) -> None:
+    def __init__(self, engine: Engine, default_zone: str | None = None) -> None:
         self.engine = engine
-        self.default_zone = default_zone
-        """The zone a job without its own is read in (policy has no setting for it yet)."""
+        self._zone = default_zone
+
+    @property
+    def default_zone(self) -> str:
+        """The zone a job without its own is read in: policy's `schedule.timezone` (from
+        the default branch), unless the caller names one."""
+        if self._zone is None:
+            self._zone = self.engine.policy().schedule.timezone
+        return self._zone
 
     def commit(self) -> str:
         """The default branch's commit: scheduled jobs run as the default branch has them."""

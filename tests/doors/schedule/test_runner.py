@@ -158,3 +158,22 @@ def test_a_bad_time_zone_in_a_job_is_located(tmp_path: Path) -> None:
 @pytest.fixture(autouse=True)
 def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def test_a_job_without_a_zone_is_read_in_policys_zone(demo_repo: Path) -> None:
+    routing = demo_repo / "policies/routing.yaml"
+    routing.write_text(routing.read_text() + "\nschedule: {timezone: Asia/Tokyo}\n")
+    scheduled(demo_repo, "0 6 * * *")
+    (v,) = Scheduler(engine(demo_repo)).due(LATER).verdicts
+    assert v.job.zone == "Asia/Tokyo"
+    scheduled(demo_repo, {"cron": "0 6 * * *", "timezone": "Europe/Berlin"}, allow=False)
+    (own,) = Scheduler(engine(demo_repo)).due(LATER).verdicts
+    assert own.job.zone == "Europe/Berlin"  # the job's own zone wins
+
+
+def test_a_bad_policy_zone_is_located() -> None:
+    from bot.core.errors import ValidationFailed
+    from bot.core.policy import merge_policy
+
+    with pytest.raises(ValidationFailed, match=r"p.yaml:1:\d+: schedule.timezone: unknown time"):
+        merge_policy([("p.yaml", "schedule: {timezone: Mars/Olympus}\n")])
