@@ -128,6 +128,11 @@ class Proposer:
         rec.final_message = outcome.said
         if outcome.status == "budget_exceeded":
             return self.store.advance(rec, "budget_exceeded", outcome.message, artifacts)
+        return self._conclude(rec, p, artifacts)
+
+    def _conclude(self, rec: RunRecord, p: Plan, artifacts: dict[str, bytes]) -> RunRecord:
+        """After the agent claimed it was done: the control plane's own checks decide how
+        the run ends (verification, then the artifact contract), never the agent's word."""
         if rec.proposal is not None and p.verify:
             try:
                 rec.verification = self._verify(rec, p, artifacts)

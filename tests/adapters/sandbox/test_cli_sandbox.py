@@ -27,7 +27,7 @@ def test_doctor_lists_every_backend_and_where_the_browser_runs(cli: click.Group)
         ensure_browser_image()
     result = CliRunner().invoke(cli, ["doctor"])
     names = [line.split()[0] for line in result.output.splitlines()]
-    assert names == ["bwrap", "docker", "browser"]
+    assert names == ["bwrap", "docker", "browser", "pictures"]
     where = "docker: preferred" if docker_ok else "bwrap: preferred; docker: "
     assert f"browser runs Chromium in {where}" in result.output, result.output
 
