@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from bot.demo.code import DEVELOPER, MAINTAINER, build_repo
+from tests.support.model_server import KEY, KEY_ENV, ModelServer
 from tests.support.postgres import Cluster, ClusterUnavailable, cluster
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,17 @@ def pg_cluster() -> Iterator[Cluster]:
             yield c
     except ClusterUnavailable as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture
+def model_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key every model-server deployment names (os.environ/...), as a real host would
+    hold it (tests/support/model_server)."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+@pytest.fixture
+def server() -> Iterator[ModelServer]:
+    """A model server speaking OpenAI's and Anthropic's wire formats, for one test."""
+    with ModelServer() as s:
+        yield s

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from tests.support.model_server import (
     EMPTY_CHOICES,
     HUGE,
     KEY,
-    KEY_ENV,
     ModelServer,
     Turn,
     client,
@@ -44,15 +42,7 @@ from tests.support.planning import plan
 BUDGET = Budget(usd=1.0, minutes=2, tool_calls=20)
 
 
-@pytest.fixture(autouse=True)
-def model_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
-
-
-@pytest.fixture
-def server() -> Iterator[ModelServer]:
-    with ModelServer() as s:
-        yield s
+pytestmark = pytest.mark.usefixtures("model_key")
 
 
 class Loop:

@@ -13,12 +13,9 @@ import pytest
 from bot.core.render import render_evidence, render_plan
 from bot.core.routing import SENSITIVITIES
 from tests.run.test_agent import routed, start
-from tests.support.model_server import KEY, KEY_ENV, ModelServer, Turn, deployment, status
+from tests.support.model_server import ModelServer, Turn, deployment, status
 
-
-@pytest.fixture(autouse=True)
-def model_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
+pytestmark = pytest.mark.usefixtures("model_key")
 
 
 def test_a_run_the_model_failed_keeps_its_transcript_and_says_the_model_failed_it(

@@ -10,12 +10,9 @@ import yaml
 
 from tests.doors.cli.test_main import agentplane
 from tests.run.test_agent import routed
-from tests.support.model_server import KEY, KEY_ENV, ModelServer, deployment, status
+from tests.support.model_server import KEY, ModelServer, deployment, status
 
-
-@pytest.fixture(autouse=True)
-def model_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(KEY_ENV, KEY)
+pytestmark = pytest.mark.usefixtures("model_key")
 
 
 def test_validate_warns_where_a_route_cannot_be_priced_and_still_passes(demo_repo: Path) -> None:
