@@ -338,6 +338,7 @@ def plan(
         c = classify(prompt or "")
         job_type, type_reason = c.job_type, f"classified ({c.confidence:.2f}): {c.reason}"
         confidence = c.confidence if prompt else None
+    d = directory or policy.directory()
     jt = policy.job_types.get(job_type)
     if jt is None:
         allowed = Decision(
@@ -349,7 +350,6 @@ def plan(
         )
         decisions: list[Decision] = []
     else:
-        d = directory or policy.directory()
         ok = any(policy.matches(p, req.requester, d) for p in jt.run_by)
         allowed = Decision(
             kind="run",
@@ -374,7 +374,6 @@ def plan(
                 reason=str(exc),
             )
     tools = [d.subject for d in decisions if d.kind == "tool" and d.granted]
-    d = directory or policy.directory()
     gates = [
         g.model_copy(
             update={
