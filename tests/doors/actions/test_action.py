@@ -152,6 +152,8 @@ def test_the_action_runs_a_scheduled_job_opens_its_pr_and_pushes_the_audit(
     assert any(line.startswith("python3 -m venv ") for line in log)
     assert any(line.startswith("venv-pip install") for line in log)
     assert not any("SYSTEM PIP" in line for line in log)
+    # Nothing goes through $GITHUB_ENV, which would reach every later step of the caller's job.
+    assert Path(runner.env["GITHUB_ENV"]).read_text() == ""
     # The bot identity is set for git; it is not the run's requester.
     assert git(runner.workspace, "config", "user.name").strip() == "github-actions[bot]"
     out = runner.steps["run"].outputs
