@@ -199,6 +199,18 @@ class GitRepo:
             tree = self._git("write-tree", env=env).strip()
         return self._git("commit-tree", tree, "-p", base, "-m", message).strip()
 
+    def patched_tree(self, base: str, patch: str) -> str:
+        """The tree of base with patch applied (no commit, no ref, no work tree)."""
+        with self._index() as env:
+            self._git("read-tree", base, env=env)
+            self._git("apply", "--cached", "--binary", "-", env=env, stdin=patch)
+            return self._git("write-tree", env=env).strip()
+
+    def commit_shape(self, commit: str) -> tuple[str, list[str]]:
+        """(tree, parents) of a commit."""
+        fields = self._git("show", "-s", "--format=%T %P", commit).split()
+        return fields[0], fields[1:]
+
     def commit_patch(
         self,
         base: str,
@@ -222,10 +234,7 @@ class GitRepo:
             "GIT_AUTHOR_DATE": date,
             "GIT_COMMITTER_DATE": date,
         }
-        with self._index() as env:
-            self._git("read-tree", base, env=env)
-            self._git("apply", "--cached", "--binary", "-", env=env, stdin=patch)
-            tree = self._git("write-tree", env=env).strip()
+        tree = self.patched_tree(base, patch)
         names = self._git("diff-tree", "-r", "--name-only", "-z", base, tree)
         check([n for n in names.split("\0") if n])
         commit = self._git(

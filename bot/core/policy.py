@@ -43,6 +43,12 @@ class JobTypePolicy(Strict):
         "(it waits for approval with the failure shown); by default such a run ends "
         "verify_failed",
     )
+    runs_on: Literal["bot", "actions"] = Field(
+        default="bot",
+        description="Where the bot runs this job type's pull request runs: on its own host, "
+        "or dispatched to an Actions runner (policy's actions.workflow), whose signed records "
+        "come back on the audit branch",
+    )
     mcp_servers: list[str] = Field(
         default_factory=list,
         description="MCP servers (names under mcp_servers) this job type's `mcp` tool may "
@@ -278,6 +284,14 @@ class SchedulePolicy(Strict):
     )
 
 
+class ActionsPolicy(Strict):
+    workflow: str = Field(
+        default="agentplane-dispatch.yml",
+        pattern=r"^[A-Za-z0-9._-]+\.ya?ml$",
+        description="The workflow (in .github/workflows/) runs are dispatched to",
+    )
+
+
 class PolicyFile(Strict):
     """One file of policies/; the files are merged, and a name defined twice is an error."""
 
@@ -313,6 +327,7 @@ class PolicyFile(Strict):
     audit: AuditPolicy | None = None
     quotas: Quotas | None = None
     schedule: SchedulePolicy | None = None
+    actions: ActionsPolicy | None = None
 
 
 class Policy(BaseModel):
@@ -337,6 +352,7 @@ class Policy(BaseModel):
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
     quotas: Quotas = Field(default_factory=Quotas)
     schedule: SchedulePolicy = Field(default_factory=SchedulePolicy)
+    actions: ActionsPolicy = Field(default_factory=ActionsPolicy)
     origins: dict[str, str] = Field(default_factory=dict)
     """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
 
@@ -449,6 +465,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
             "audit",
             "quotas",
             "schedule",
+            "actions",
         ):
             value = getattr(part, single)
             if not value:

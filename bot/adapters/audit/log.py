@@ -646,29 +646,7 @@ class AuditLog:
             base, judge = [], None
         judge = ChainJudge(self.trust_set()) if judge is None else judge.copy()
         fresh.reverse()
-        start = len(base)
-        added: list[tuple[AuditEntry, TrustVerdict]] = []
-        if fresh:
-            blobs = list(_log_blobs(self._commit(fresh[-1].id).tree, start))
-            if [seq for seq, _ in blobs] != list(range(start, start + len(fresh))):
-                raise AuditError("audit branch commits and entries disagree: run verify")
-            prev = base[-1].digest if base else None
-            for commit, (seq, data) in zip(fresh, blobs, strict=True):
-                doc = _doc_from_blob(data, seq)
-                if doc["prev"] != prev:
-                    raise AuditError(
-                        f"audit entry seq {seq} does not chain to seq {seq - 1}: the branch "
-                        "was rewritten; run `agentplane audit verify`"
-                    )
-                verdict = judge.judge(doc)
-                if not verdict.accepted:
-                    raise AuditError(
-                        f"{verdict.message}. Refusing to read the audit log: run "
-                        "`agentplane audit verify`"
-                    )
-                entry = _entry(doc, str(commit.id))
-                added.append((entry, verdict))
-                prev = entry.digest
+        added = self._judged(fresh, base, judge)
         self._check_anchor_on_chain(anchor, base, added)
         if base is not self._cache:
             self._cache, self._latest = [], {}
@@ -677,6 +655,87 @@ class AuditLog:
         for entry, _ in added:
             self._remember(entry)
         self._cache_tip, self._judge = tip, judge
+
+    def _judged(
+        self, fresh: list[pygit2.Commit], base: list[AuditEntry], judge: ChainJudge
+    ) -> list[tuple[AuditEntry, TrustVerdict]]:
+        """The entries `fresh` (oldest first) add after `base`, each chained and judged;
+        AuditError at the first that does not hold."""
+        start = len(base)
+        added: list[tuple[AuditEntry, TrustVerdict]] = []
+        if not fresh:
+            return added
+        blobs = list(_log_blobs(self._commit(fresh[-1].id).tree, start))
+        if [seq for seq, _ in blobs] != list(range(start, start + len(fresh))):
+            raise AuditError("audit branch commits and entries disagree: run verify")
+        prev = base[-1].digest if base else None
+        for commit, (seq, data) in zip(fresh, blobs, strict=True):
+            doc = _doc_from_blob(data, seq)
+            if doc["prev"] != prev:
+                raise AuditError(
+                    f"audit entry seq {seq} does not chain to seq {seq - 1}: the branch "
+                    "was rewritten; run `agentplane audit verify`"
+                )
+            verdict = judge.judge(doc)
+            if not verdict.accepted:
+                raise AuditError(
+                    f"{verdict.message}. Refusing to read the audit log: run "
+                    "`agentplane audit verify`"
+                )
+            entry = _entry(doc, str(commit.id))
+            added.append((entry, verdict))
+            prev = entry.digest
+        return added
+
+    def adopt(self, commit: str) -> int:
+        """Move the log forward to `commit` (a replica's tip that extends it) when every
+        entry it adds chains on and is signed by a key trusted here (policy's
+        audit.signers: an Actions runner's, say); the anchor moves with it, so a later
+        rewrite of those entries is caught like one of ours. Returns how many entries
+        were adopted; raises AuditError and changes nothing otherwise.
+
+        Only signatures vouch here, never the anchor: a replica is writable by anyone
+        who can push to the repository."""
+        with self._mutex:
+            self._sync()
+            base, judge, tip = list(self._cache), self._judge, self._cache_tip
+            assert judge is not None  # _sync sets it
+            try:
+                new = self._commit(pygit2.Oid(hex=commit))
+            except (ValueError, KeyError, AuditError) as exc:
+                raise AuditError(f"cannot adopt {commit[:12]}: not a commit here ({exc})") from exc
+            if new.id == tip:
+                return 0
+            fresh: list[pygit2.Commit] = []
+            walker = self._repo.walk(new.id)
+            walker.simplify_first_parent()
+            for c in walker:
+                if c.id == tip:
+                    break
+                fresh.append(c)
+            else:
+                if tip is not None:
+                    raise AuditError(
+                        f"cannot adopt {commit[:12]}: it does not extend this log (at "
+                        f"{str(tip)[:12]}); the two have forked"
+                    )
+            fresh.reverse()
+            judge = judge.copy()
+            added = self._judged(fresh, base, judge)
+            for entry, verdict in added:
+                if verdict.status not in TRUSTED:
+                    raise AuditError(
+                        f"cannot adopt {commit[:12]}: entry seq {entry.seq} is "
+                        f"{verdict.status} ({verdict.message})"
+                    )
+            with self._exclusive():
+                if not self._swap_ref(tip, new.id, f"audit: adopt seq {added[-1][0].seq}"):
+                    raise AuditError(f"{self.BRANCH} moved while adopting {commit[:12]}")
+                self._write_anchor(added[-1][0])
+            for entry, _ in added:
+                self._remember(entry)
+            self._cache_tip, self._judge = new.id, judge
+            return len(added)
 
     def _check_anchor_on_chain(
         self,

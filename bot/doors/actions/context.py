@@ -73,13 +73,17 @@ class ActionsContext:
             output_path=env.get("GITHUB_OUTPUT") or None,
         )
 
-    def door_ref(self, branch: str | None = None) -> DoorRef:
+    def door_ref(
+        self, branch: str | None = None, number: int | None = None, dispatch: str | None = None
+    ) -> DoorRef:
         return DoorRef(
             repo=self.repository,
+            number=number,
             workflow_run_id=self.run_id,
             workflow_run_url=self.run_url,
             actor=self.actor or None,
             branch=branch,
+            dispatch=dispatch,
         )
 
     def scheduled(self, job: str) -> bool:

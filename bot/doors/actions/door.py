@@ -12,6 +12,7 @@ from bot.adapters.git import run_git
 from bot.core.record import RunRecord
 from bot.core.render import render_plan, render_pr_comment
 from bot.doors.actions.context import SCHEDULED, ActionsContext
+from bot.doors.actions.dispatched import DispatchRequest
 from bot.doors.actions.files import append_summary, set_outputs
 from bot.doors.actions.proposal import (
     commit_proposal,
@@ -63,11 +64,13 @@ class ActionsDoor:
         self.audit_push = audit_push
         self.sandbox_note = sandbox_note
 
-    def run(self, job: str) -> Result:
+    def run(self, job: str, request: DispatchRequest | None = None) -> Result:
         root = self.engine.repo.root
         fetch_audit(root)
         outs: list[RecordOut] = []
-        if self.ctx.scheduled(job):
+        if request is not None:
+            outs.append(self._dispatched(request))
+        elif self.ctx.scheduled(job):
             scheduler = Scheduler(self.engine)
             started, listing = scheduler.run(
                 door_ref=lambda j: self.ctx.door_ref(proposal_branch(j.name)),
@@ -96,6 +99,25 @@ class ActionsDoor:
         )
         self._outputs(result)
         return result
+
+    def _dispatched(self, request: DispatchRequest) -> RecordOut:
+        """A pull request's run the bot sent here: run as that PR's run, at its head, for its
+        author; the bot shows the evidence on the PR once these records reach it."""
+        number = request.number
+        refspec = f"+refs/pull/{number}/head:refs/remotes/origin/pull/{number}"
+        run_git("fetch", "-q", "origin", refspec, cwd=self.engine.repo.root)
+        req = self.engine.request(
+            request.job,
+            door="pull_request",
+            requester=request.requester,
+            requester_name=request.requester_name,
+            commit=request.commit,
+            prompt=request.prompt,
+        )
+        rec = self.engine.start(req, door_ref=self.ctx.door_ref(number=number, dispatch=request.id))
+        body = f"Dispatched by the bot for pull request #{number}\n\n" + self._evidence(rec)
+        append_summary(self.ctx.summary_path, body)
+        return RecordOut(rec, number)
 
     def _publish(self, rec: RunRecord, drift: str | None) -> RecordOut:
         number = None

@@ -34,8 +34,11 @@ def marked_run(body: str) -> str | None:
     return found.group(1) if found else None
 
 
+PROPOSAL_PREFIX = "agentplane/proposal/"
+
+
 def proposal_branch(job_name: str) -> str:
-    return f"agentplane/proposal/{job_name}"
+    return f"{PROPOSAL_PREFIX}{job_name}"
 
 
 @dataclass(frozen=True)
@@ -90,14 +93,16 @@ def open_or_update(
         superseded = None
     else:
         number = int(pulls[0].number)
-        superseded = _previous_run(client, repository, number)
+        superseded = carried_run_id(client, repository, number)
     client.upsert_comment(
         repository, number, EVIDENCE_KEY, engine.redactor(f"{run_marker(rec.run_id)}\n{evidence}")
     )
     return Opened(number, created, superseded if superseded != rec.run_id else None)
 
 
-def _previous_run(client: GitHubClient, repository: str, number: int) -> str | None:
+def carried_run_id(client: GitHubClient, repository: str, number: int) -> str | None:
+    """The run a proposal PR's evidence comment marks (anyone can write a marker: the bot's
+    door checks it against the record before it believes it, see bot.doors.github.carried)."""
     issue = client.call(client.repo(repository).get_issue, number)
     for comment in client.call(issue.get_comments):
         body = comment.body or ""

@@ -117,8 +117,16 @@ def actions_sandbox(backend: str) -> None:
 @click.option("--backend", default="bwrap", show_default=True, help="Sandbox backend.")
 @click.option("--audit-push/--no-audit-push", default=True, show_default=True)
 @click.option("--sandbox-note", default="", help="What the sandbox step said.")
+@click.option(
+    "--request",
+    "request_text",
+    default="",
+    help="The bot's dispatch request (JSON): run JOB as that pull request's run.",
+)
 @repo_option
-def actions_run(job: str, backend: str, audit_push: bool, sandbox_note: str, repo: str) -> None:
+def actions_run(
+    job: str, backend: str, audit_push: bool, sandbox_note: str, request_text: str, repo: str
+) -> None:
     """Run JOB (a name, a path, or `scheduled`) as a workflow step: the evidence goes to
     $GITHUB_STEP_SUMMARY, a proposal to a pull request, the records to origin."""
     from bot.doors.actions.context import ActionsContext
@@ -138,8 +146,14 @@ def actions_run(job: str, backend: str, audit_push: bool, sandbox_note: str, rep
         return GitHubClient(settings)
 
     engine = _engine(repo, backend, recover=True)
+    if token:
+        # Policy names people by GitHub login; a PR's author or a dispatcher is an id.
+        engine.resolve_login = client().user_id  # type: ignore[no-untyped-call]
     door = ActionsDoor(engine, ctx, client if token else None, audit_push, sandbox_note)
-    result = door.run(job)
+    from bot.doors.actions.dispatched import parse_request
+
+    request = parse_request(request_text) if request_text else None
+    result = door.run(job, request)
     for out in result.records:
         click.echo(render_summary(out.record, engine.redactor))
         if out.pull is not None:

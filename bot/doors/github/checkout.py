@@ -4,11 +4,13 @@ Plain git over the clone URL (https with the installation token, or a file URL
 in tests). The audit branch only ever moves forward: pushes are never forced.
 
 The bot's own audit branch (refs/heads/agentplane/audit in its clone) is the
-log; the remote one is a replica the bot pushes and never adopts. Whoever can
-push to the repository can push to that replica, so it is only observed (into
-refs/remotes/origin/agentplane/audit) and compared: a replica the bot's log does
-not contain is reported, never merged in. Neither a failed observation nor a
-failed push stops the delivery at hand, or any later one.
+log; the remote one is a replica the bot pushes. Whoever can push to the repository
+can push to that replica, so it is observed (into refs/remotes/origin/agentplane/audit)
+and compared, never trusted as such: a replica that extends the bot's log is adopted
+only when every entry it adds is signed by a key policy lists (an Actions runner's, see
+bot.doors.actions); any other replica the log does not contain is reported, never merged
+in. Neither a failed observation nor a failed push stops the delivery at hand, or any
+later one.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from bot.adapters.audit.log import AuditLog
 from bot.adapters.git import GitRepo, run_git
-from bot.core.errors import GitError
+from bot.core.errors import AuditError, GitError
 from bot.run.redact import Redactor
 
 AUDIT = "agentplane/audit"
@@ -29,7 +32,7 @@ REPLICA = f"refs/remotes/origin/{AUDIT}"
 
 log = logging.getLogger("agentplane.github")
 
-ReplicaState = Literal["absent", "same", "behind", "moved", "unknown"]
+ReplicaState = Literal["absent", "same", "behind", "ahead", "moved", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -49,21 +52,31 @@ class Replica:
                 f"bot's log, restore it (push the bot's {AUDIT}), and protect the branch so "
                 "only the App can push (see the README)"
             )
+        if self.state == "ahead":
+            return (
+                f"the remote {AUDIT} branch has entries past the bot's log ({self.detail}) "
+                "that were not checked; they join the log only when each is signed by a key "
+                "policy's audit.signers lists"
+            )
         if self.state == "unknown":
             return f"the remote {AUDIT} branch could not be read: {self.detail}"
         return None
 
 
-def compare(local: str | None, remote: str | None, is_ancestor: bool) -> Replica:
-    """Pure: where the replica stands, given the two tips and whether remote is in local."""
+def compare(
+    local: str | None, remote: str | None, is_ancestor: bool, extends: bool = False
+) -> Replica:
+    """Pure: where the replica stands, given the two tips, whether remote is in local
+    (is_ancestor) and whether local is in remote (extends)."""
     if remote is None:
         return Replica("absent")
     if remote == local:
         return Replica("same")
     if local is not None and is_ancestor:
         return Replica("behind")
-    if local is None:
-        return Replica("moved", f"it is at {remote[:12]} and this bot has recorded nothing")
+    if local is None or extends:
+        # Adopted only if its new entries are signed by trusted keys (Checkout.adopt).
+        return Replica("ahead", f"it is at {remote[:12]}, past the bot's log")
     return Replica("moved", f"it is at {remote[:12]}, which the bot's log at {local[:12]} lacks")
 
 
@@ -101,7 +114,7 @@ class Checkout:
         refs += [f"+refs/pull/{n}/head:refs/remotes/origin/pull/{n}" for n in pulls]
         self.git("fetch", "-q", "origin", *refs)
         self.replica = self.observe_replica()
-        if self.replica.problem:
+        if self.replica.problem and self.replica.state != "ahead":  # adopt() decides that one
             log.warning("%s: %s", self.name, self.replica.problem)
         return GitRepo(self.path)
 
@@ -116,17 +129,37 @@ class Checkout:
             self._delete_ref(REPLICA)  # gone remotely (or never pushed): the next push makes it
         try:
             local, remote = self._tip(LOCAL), self._tip(REPLICA)
-            inside = bool(local and remote) and self._is_ancestor(str(remote), str(local))
+            both = bool(local and remote) and local != remote
+            inside = both and self._is_ancestor(str(remote), str(local))
+            extends = both and not inside and self._is_ancestor(str(local), str(remote))
         except GitError as exc:
             return Replica("unknown", str(exc))
-        return compare(local, remote, inside)
+        return compare(local, remote, inside, extends)
+
+    def adopt(self, audit: AuditLog) -> Replica:
+        """Take an `ahead` replica's new entries into the bot's log, if each is signed by
+        a key the log trusts (policy's audit.signers, read by the caller first); else the
+        replica counts as moved. Returns how the replica stands."""
+        if self.replica.state != "ahead":
+            return self.replica
+        remote = self._tip(REPLICA)
+        assert remote is not None  # "ahead" means there is one
+        try:
+            count = audit.adopt(remote)
+        except AuditError as exc:
+            self.replica = Replica("moved", f"it is at {remote[:12]}, not adoptable: {exc}")
+            log.warning("%s: %s", self.name, self.replica.problem)
+            return self.replica
+        log.info("%s: adopted %d signed audit entries from the replica", self.name, count)
+        self.replica = Replica("same")
+        return self.replica
 
     def push_audit(self) -> Replica:
         """Push the bot's log (never forced). Returns how the replica stands afterwards;
         a failed push is reported there, never raised: later deliveries go on."""
         if self._tip(LOCAL) is None:
             return self.replica  # nothing recorded yet
-        if self.replica.state == "moved":
+        if self.replica.state in ("moved", "ahead"):
             return self.replica  # a non-forced push cannot succeed, and must not be forced
         try:
             self.git("push", "-q", "origin", f"{LOCAL}:{LOCAL}")

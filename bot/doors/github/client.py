@@ -249,7 +249,15 @@ class GitHubClient:
         )
         return int(pr.number)
 
-    # -- App-level: deliveries for the reconciler -------------------------------------------
+    def dispatch_workflow(
+        self, full_name: str, workflow: str, ref: str, inputs: dict[str, str]
+    ) -> None:
+        """workflow_dispatch of .github/workflows/<workflow> on ref, with inputs."""
+        flow = self.call(self.repo(full_name).get_workflow, workflow)
+        if not self.call(flow.create_dispatch, ref, inputs):
+            raise GitHubError(f"GitHub refused to dispatch {workflow} on {ref}", 422)
+
+        # -- App-level: deliveries for the reconciler -------------------------------------------
 
     def failed_deliveries(self) -> list[dict[str, Any]]:
         if self.integration is None:

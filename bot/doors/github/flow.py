@@ -32,6 +32,8 @@ from bot.core.job import parse_job
 from bot.core.record import DoorRef, RunRecord
 from bot.core.render import fenced, record_names, render_plan, render_pr_comment, with_names
 from bot.core.request import RunRequest
+from bot.doors.github import runners
+from bot.doors.github.carried import is_proposal_pr
 from bot.doors.github.checkout import AUDIT, Checkout
 from bot.doors.github.client import GitHubClient, Posted, PullInfo, unauthorized
 from bot.doors.github.commands import Command, Reply, parse_comment
@@ -183,6 +185,8 @@ class PullRequestDoor:
             return lambda ctx: self.on_comment(ctx, p)
         if d.event == "issues" and d.action in ("opened", "labeled"):
             return lambda ctx: self.on_issue(ctx, p["issue"])
+        if key == ("workflow_run", "completed"):
+            return lambda ctx: runners.on_workflow_run(self, ctx)
         if d.event == "agentplane.reconcile":
             return lambda ctx: self.on_pull(ctx, p["number"])
         return f"ignored: {d.event}.{d.action}"
@@ -318,7 +322,19 @@ class PullRequestDoor:
         engine = Engine(repo, self.backend, **kw)
         engine.redactor = engine.redactor.with_secrets(self.redact.secrets)
         engine.resolve_login = self._resolver(client)
+        if checkout.replica.state == "ahead":
+            self._adopt(checkout, engine)
         return Context(client, full, checkout, engine, meta.html_url)
+
+    @staticmethod
+    def _adopt(checkout: Checkout, engine: Engine) -> None:
+        """Records a runner pushed (signed by a key policy lists) join the bot's log."""
+        try:
+            engine.policy()  # arms the log with policy's signers, which adopting checks
+        except AgentplaneError as exc:
+            log.warning("%s: the replica is not adopted: policy unreadable: %s", checkout.name, exc)
+            return
+        checkout.adopt(engine.audit)
 
     # -- pull requests --------------------------------------------------------------------
 
@@ -342,6 +358,8 @@ class PullRequestDoor:
         if governing:
             self._policy_gate(ctx, pr, governing)
         jobs = self._job_files(pr)
+        if not jobs and not governing and is_proposal_pr(pr):
+            return runners.carry(self, ctx, pr)
         if not jobs:
             return "ignored: no job files" if not governing else "gated: policy change"
         valid = self._validate(ctx, pr, jobs)
@@ -395,9 +413,11 @@ class PullRequestDoor:
         for old_job, head, run_id in self.state.runs(ctx.full, pr.number):
             if old_job == job and head != pr.head_sha:
                 ctx.engine.cancel(run_id, f"superseded by a push ({pr.head_sha[:12]})")
-        rec = ctx.engine.start(
-            self._request(ctx, pr, job), DoorRef(repo=ctx.full, number=pr.number)
-        )
+        req = self._request(ctx, pr, job)
+        if runners.runs_on_actions(ctx.engine, req):
+            runners.dispatch(self, ctx, pr, req)
+            return
+        rec = ctx.engine.start(req, DoorRef(repo=ctx.full, number=pr.number))
         self.state.remember(ctx.full, pr.number, job, pr.head_sha, rec.run_id)
         self.publish(ctx, rec)
 
@@ -488,13 +508,16 @@ class PullRequestDoor:
         if state == "approved" and any(f.startswith(GOVERNING) for f, _ in pr.files):
             outcomes.append(self._policy_review(ctx, pr, (key, reviewer), review.get("commit_id")))
         pushes = OwnPushes()  # one review releases every run awaiting it: see release.py
+        heads = {run_id: head for _, head, run_id in self.state.runs(ctx.full, number)}
         for rec in self._open_runs(ctx, number):
+            peel = runners.review_view(rec, heads.get(rec.run_id, rec.commit), pushes)
+            live = pushes.live(lambda: ctx.client.pull(ctx.full, number).head_sha)
             outcome = ctx.engine.decide(
                 rec.run_id,
                 key,
                 "approve" if state == "approved" else "deny",
-                reviewed_commit=review.get("commit_id"),
-                live_head=pushes.live(lambda: ctx.client.pull(ctx.full, number).head_sha),
+                reviewed_commit=peel(review.get("commit_id")),
+                live_head=runners.peeled(live, peel),
                 door="pull_request",
                 name=reviewer,
                 timing=self._timing(ctx, rec, review) if state == "approved" else None,
@@ -791,8 +814,9 @@ class PullRequestDoor:
         )
         if head is not None:
             body += f"\nRecord: {ctx.on_audit_branch(entry_path(head.seq))}"
-        if rec.door_ref and rec.door_ref.number:
-            posted = self._comment(ctx, rec.door_ref.number, f"run:{rec.job_path}", body)
+        number, sha = self._where(ctx, rec)
+        if number is not None:
+            posted = self._comment(ctx, number, f"run:{rec.job_path}", body)
             ctx.posted.add(rec.run_id)
             if rec.state == "awaiting_approval" and rec.proposal is not None and posted.at:
                 self.state.evidence_shown(
@@ -801,7 +825,7 @@ class PullRequestDoor:
         ctx.client.check(
             ctx.full,
             CHECK_APPROVAL,
-            rec.commit,
+            sha,
             conclusion=CONCLUSION.get(rec.state, "neutral"),
             title=f"{rec.job_name}: {rec.state}",
             summary=ctx.engine.redactor(
@@ -809,6 +833,14 @@ class PullRequestDoor:
                 f"Audit head: `{digest}`"
             ),
         )
+
+    def _where(self, ctx: Context, rec: RunRecord) -> tuple[int | None, str]:
+        """The PR a run's evidence goes on, and the commit its check goes on: its own, or,
+        for a run an Actions PR carries, that PR and its head."""
+        if rec.door_ref and rec.door_ref.number:
+            return rec.door_ref.number, rec.commit
+        found = self.state.pull_of(ctx.full, rec.run_id)
+        return (found[0], found[1]) if found else (None, rec.commit)
 
     def _comment(self, ctx: Context, number: int, key: str, body: str) -> Posted:
         return ctx.client.upsert_comment(ctx.full, number, key, ctx.engine.redactor(body))

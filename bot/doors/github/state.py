@@ -28,6 +28,11 @@ class PullState:
                 login TEXT PRIMARY KEY, id INTEGER NOT NULL)""",
             """CREATE TABLE IF NOT EXISTS display_names (
                 key TEXT PRIMARY KEY, login TEXT NOT NULL)""",
+            """CREATE TABLE IF NOT EXISTS dispatches (
+                repo TEXT NOT NULL, number INTEGER NOT NULL, job TEXT NOT NULL,
+                head TEXT NOT NULL, id TEXT NOT NULL UNIQUE, request TEXT NOT NULL,
+                sent INTEGER NOT NULL DEFAULT 0, run_id TEXT,
+                PRIMARY KEY (repo, number, job, head))""",
         )
 
     def run_for(self, repo: str, number: int, job: str, head: str) -> str | None:
@@ -60,6 +65,55 @@ class PullState:
                     "SELECT job, head, run_id FROM pr_runs WHERE repo=? AND number=?"
                     " ORDER BY rowid",
                     (repo, number),
+                )
+            )
+
+    def pull_of(self, repo: str, run_id: str) -> tuple[int, str] | None:
+        """(PR number, head) a run was remembered under, the newest if several."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT number, head FROM pr_runs WHERE repo=? AND run_id=? ORDER BY rowid DESC",
+                (repo, run_id),
+            ).fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
+    def dispatch_for(self, repo: str, number: int, job: str, head: str) -> tuple[str, bool] | None:
+        """(id, sent) of the dispatch made for this PR head's job, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, sent FROM dispatches WHERE repo=? AND number=? AND job=? AND head=?",
+                (repo, number, job, head),
+            ).fetchone()
+        return (str(row[0]), bool(row[1])) if row else None
+
+    def dispatching(
+        self, repo: str, number: int, job: str, head: str, ident: str, request: str
+    ) -> None:
+        """Recorded before the dispatch is sent: a crash in between sends it again, and
+        the id lets only one runner's records count."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO dispatches (repo, number, job, head, id, request)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (repo, number, job, head, ident, request),
+            )
+
+    def dispatched(self, ident: str, run_id: str | None = None) -> None:
+        """The dispatch was sent (run_id None), or its run came back as run_id."""
+        with self._lock:
+            if run_id is None:
+                self._db.execute("UPDATE dispatches SET sent=1 WHERE id=?", (ident,))
+            else:
+                self._db.execute("UPDATE dispatches SET run_id=? WHERE id=?", (run_id, ident))
+
+    def awaiting_runners(self, repo: str) -> list[tuple[int, str, str, str, str]]:
+        """(number, job, head, id, request) of dispatches whose run has not come back."""
+        with self._lock:
+            return list(
+                self._db.execute(
+                    "SELECT number, job, head, id, request FROM dispatches"
+                    " WHERE repo=? AND run_id IS NULL ORDER BY rowid",
+                    (repo,),
                 )
             )
 

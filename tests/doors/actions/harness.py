@@ -21,13 +21,15 @@ STUBS = {
     "sudo": '#!/bin/sh\necho "sudo $*" >> "$STUB_LOG"\nexec "$@"\n',
     "apt-get": '#!/bin/sh\necho "apt-get $*" >> "$STUB_LOG"\n',
     "apparmor_parser": '#!/bin/sh\necho "apparmor_parser $*" >> "$STUB_LOG"\n',
-    # python3 -m venv DIR: a venv whose pip records and whose agentplane is this checkout's.
+    # python3 -m venv DIR: a venv whose pip records and whose agentplane is this checkout's
+    # (its own bot package first, whatever else the venv has installed).
     "python3": f"""#!/bin/sh
 if [ "$1" = -m ] && [ "$2" = venv ]; then
   echo "python3 -m venv $3" >> "$STUB_LOG"
   mkdir -p "$3/bin"
   printf '#!/bin/sh\\necho "venv-pip $*" >> "$STUB_LOG"\\n' > "$3/bin/pip"
-  printf '#!/bin/sh\\nexec {PROJECT}/.venv/bin/python -m bot "$@"\\n' > "$3/bin/agentplane"
+  printf '#!/bin/sh\\nexec env PYTHONPATH={PROJECT} {PROJECT}/.venv/bin/python -m bot "$@"\\n' \\
+    > "$3/bin/agentplane"
   chmod +x "$3/bin/pip" "$3/bin/agentplane"
   exit 0
 fi

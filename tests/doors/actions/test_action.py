@@ -15,8 +15,13 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from bot.adapters.audit.signing import Signer
+from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.demo.code import PROJECT as DEMO
-from bot.doors.actions.proposal import marked_run
+from bot.doors.actions.proposal import marked_run, run_marker
+from bot.doors.github.flow import PullRequestDoor
+from bot.doors.github.sansio import Delivery
+from bot.doors.github.settings import Settings
+from bot.doors.github.state import PullState
 from tests.doors.actions.harness import PROJECT, Runner, make_runner, run_steps
 from tests.support import openapi
 from tests.support.github import GitHubDouble
@@ -251,3 +256,150 @@ def test_the_action_pins_nothing_unpinned_and_the_workflow_is_least_privilege() 
     assert uses == ["./"]  # no third-party action at all
     trigger = workflow[True] if True in workflow else workflow["on"]  # YAML 1.1 reads `on` as True
     assert set(trigger) == {"schedule", "workflow_dispatch"}
+
+
+def bot_door(github: GitHubDouble, tmp: Path) -> PullRequestDoor:
+    """The App, installed on the same octo/demo the runner worked on."""
+    settings = Settings(
+        webhook_secrets=("s",),
+        app_id=github.app_id,
+        app_private_key=github.app_private_key_pem,
+        api_url=github.api_url,
+        data_dir=tmp / "bot",
+        github_throttle=False,
+    )
+    return PullRequestDoor(settings, BwrapBackend(), PullState(tmp / "bot" / "state.db"))
+
+
+def deliver(door: PullRequestDoor, event: str, payload: dict[str, Any], guid: str) -> str:
+    return door.handle(Delivery(event, guid, "1", payload))
+
+
+def test_the_bot_takes_the_actions_pr_as_its_runs_pr_and_a_review_releases_that_run(
+    github: GitHubDouble, tmp_path: Path
+) -> None:
+    signer = Signer.generate("actions:octo/demo")
+    bare = origin_with_scheduled_job(github, tmp_path, signer)
+    runner = run_steps(runner_for(github, tmp_path, "first", bare, signer))
+    run_id = runner.steps["run"].outputs["run-id"]
+    ((_, number),) = github.pulls
+    head = github.head_sha(REPO, number)
+    door = bot_door(github, tmp_path)
+
+    # The PR changes no job file; its marker names the run, which the bot's log adopts from
+    # the runner's signed records. Redelivered, nothing happens twice.
+    opened = github.payloads.pull_request(REPO, number, "opened")
+    assert deliver(door, "pull_request", opened, "g1") == f"carries {run_id}"
+    assert deliver(door, "pull_request", opened, "g2") == f"ignored: already carries {run_id}"
+    shown = [c for c in github.comments(REPO, number) if f"Run `{run_id}`" in c.body]
+    assert len(shown) == 2  # the runner's evidence and the bot's own, once
+    approval = [c for c in github.check_runs(REPO) if c["name"] == "agentplane/approval"]
+    assert [(c["head_sha"], c["conclusion"]) for c in approval] == [(head, "action_required")]
+
+    # An approver's review of the head releases exactly that run; the PR branch gets a
+    # merge of the applied commit (the change is already there), and nothing twice.
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review, "r1") == "fix-failing-test: applied"
+    tip = github.head_sha(REPO, number)
+    assert tip != head and git(bare, "rev-parse", f"{tip}^1").strip() == head
+    assert "return a + b" in git(bare, "show", f"{tip}:src/calc.py")
+    comments = len(github.comments(REPO, number))
+    assert deliver(door, "pull_request_review", review, "r2") == "ignored: no run awaiting approval"
+    assert github.head_sha(REPO, number) == tip and len(github.comments(REPO, number)) == comments
+    # The audit branch on origin is the runner's records plus the bot's, one chain.
+    docs = audit_records(bare)
+    states = [(d["record"]["run_id"], d["record"]["state"]) for d in docs]
+    assert states[-1] == (run_id, "applied") and (run_id, "awaiting_approval") in states
+    assert {d["signer"]["key"] for d in docs} >= {signer.key}
+
+
+def test_a_marker_on_another_branch_or_a_pushed_head_carries_no_run(
+    github: GitHubDouble, tmp_path: Path
+) -> None:
+    signer = Signer.generate("actions:octo/demo")
+    bare = origin_with_scheduled_job(github, tmp_path, signer)
+    runner = run_steps(runner_for(github, tmp_path, "first", bare, signer))
+    run_id = runner.steps["run"].outputs["run-id"]
+    (((_, number), pull),) = github.pulls.items()
+    door = bot_door(github, tmp_path)
+    # Someone opens their own proposal-looking branch and copies the marker.
+    github.commit(REPO, "agentplane/proposal/other", {"src/calc.py": "evil\n"}, start="main")
+    forged, payload = github.open_pull(REPO, "agentplane/proposal/other", author="dana")
+    github.add_comment(
+        REPO, forged, "dana", f"<!-- agentplane:actions-run -->\n{run_marker(run_id)}"
+    )
+    said = deliver(door, "pull_request", payload, "f1")
+    assert (
+        said.startswith("ignored: not a run's proposal PR") and "not 'agentplane/proposal/o" in said
+    )
+    # A push onto the real proposal branch: the head is no longer the run's proposal.
+    github.commit(REPO, pull.head, {"src/calc.py": "changed after the run\n"})
+    said = deliver(
+        door, "pull_request", github.payloads.pull_request(REPO, number, "synchronize"), "f2"
+    )
+    assert "is not one commit on run" in said
+    assert door.state.runs(REPO, number) == [] and door.state.runs(REPO, forged) == []
+
+
+def origin_dispatching_code_jobs(github: GitHubDouble, signer: Signer) -> Path:
+    """octo/demo where policy sends code jobs' PR runs to Actions, lists the runner's key,
+    and the dispatch workflow is on the default branch."""
+    files = repo_files()
+    policy = files["policies/default.yaml"]
+    code = "  code:\n    run_by: [role:developer]\n"
+    assert code in policy
+    policy = policy.replace(code, code + "    runs_on: actions\n", 1)
+    files["policies/default.yaml"] = (
+        policy
+        + f"\naudit:\n  signers:\n    - {{name: {json.dumps(signer.name)}, key: {signer.key}}}\n"
+    )
+    workflow = ".github/workflows/agentplane-dispatch.yml"
+    files[workflow] = (PROJECT / workflow).read_text()
+    return github.create_repo(REPO, files).bare
+
+
+def test_a_pr_run_dispatched_to_actions_comes_back_on_the_pr_once_and_is_approved_there(
+    github: GitHubDouble, tmp_path: Path
+) -> None:
+    signer = Signer.generate("actions:octo/demo")
+    bare = origin_dispatching_code_jobs(github, signer)
+    door = bot_door(github, tmp_path)
+    github.commit(REPO, "add-job", {JOB: (DEMO / JOB).read_text()}, start="main")
+    number, opened = github.open_pull(REPO, "add-job", author="dana")
+    head = github.head_sha(REPO, number)
+
+    # The bot sends the run to Actions instead of running it, once under redelivery.
+    assert deliver(door, "pull_request", opened, "p1") == "ran 1 of 1 job(s)"
+    assert deliver(door, "pull_request", opened, "p2") == "ran 1 of 1 job(s)"
+    ((repo, workflow, ref, inputs),) = github.dispatches
+    assert (repo, workflow, ref, inputs["job"]) == (REPO, "agentplane-dispatch.yml", "main", JOB)
+    request = json.loads(inputs["request"])
+    assert request["commit"] == head and request["number"] == number
+    assert door.state.runs(REPO, number) == []  # nothing ran on the bot's host
+
+    # The runner runs it from the request, signs and pushes the records; no PR of its own.
+    runner = runner_for(github, tmp_path, "runner", bare, signer, **inputs)
+    runner.env["GITHUB_EVENT_NAME"] = "workflow_dispatch"
+    run_steps(runner)
+    step = runner.steps["run"]
+    assert step.returncode == 0, step.stdout + step.stderr
+    run_id = step.outputs["run-id"]
+    assert step.outputs["state"] == "awaiting_approval"
+    assert list(github.pulls) == [(REPO, number)]
+
+    # workflow_run.completed: the bot adopts the records and shows the evidence, once.
+    done = github.payloads.workflow_run(REPO, 777)
+    assert deliver(door, "workflow_run", done, "w1") == f"dispatched runs back: {run_id}"
+    assert deliver(door, "workflow_run", done, "w2") == "ignored: no dispatched run awaited"
+    shown = [c.body for c in github.comments(REPO, number) if f"run:{JOB}" in c.body]
+    assert len(shown) == 1 and f"Run `{run_id}`" in shown[0] and "+    return a + b" in shown[0]
+
+    # Review approves it there, as if it had run on the bot's host.
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review, "r1") == "fix-failing-test: applied"
+    tip = github.head_sha(REPO, number)
+    assert tip != head and "return a + b" in git(bare, "show", f"{tip}:src/calc.py")
+    rec = audit_records(bare)[-1]["record"]
+    assert rec["run_id"] == run_id and rec["state"] == "applied"
+    assert rec["door"] == "pull_request" and rec["door_ref"]["dispatch"] == request["id"]
+    assert rec["door_ref"]["workflow_run_id"] == 777

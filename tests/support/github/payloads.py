@@ -179,6 +179,15 @@ class PayloadBuilder:
         payload["sender"] = self._user(payload["sender"], sender or review.user)
         return self._finish("pull_request_review", action, payload)
 
+    def workflow_run(
+        self, full_name: str, run_id: int, conclusion: str = "success"
+    ) -> dict[str, Any]:
+        """workflow_run.completed for a run of the repo's agentplane workflow."""
+        payload = self._start("workflow_run", "completed", full_name)
+        run = payload["workflow_run"]
+        run.update(id=run_id, status="completed", conclusion=conclusion)
+        return self._finish("workflow_run", "completed", payload)
+
     def issue(self, full_name: str, number: int, action: str) -> dict[str, Any]:
         state = self.gh.issues[(full_name, number)]
         payload = self._start("issues", action, full_name)

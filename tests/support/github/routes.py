@@ -572,6 +572,64 @@ def _branch_rules(ctx: Context) -> Result:
     return ctx.page(rules)
 
 
+def _workflow_file(ctx: Context) -> tuple[Repo, str]:
+    """The repo and the workflow file the path names; 404 unless it is on the default branch
+    (a workflow id number is not modelled: agentplane names its workflow by file)."""
+    repo = ctx.repo()
+    name = str(ctx.params["workflow_id"])
+    tip = repo.tip(repo.default_branch)
+    tree = None if tip is None else repo.git()[tip].peel(pygit2.Commit).tree
+    try:
+        found = tree is not None and tree[f".github/workflows/{name}"] is not None
+    except KeyError:
+        found = False
+    if not found:
+        raise HTTPError(404, "Not Found")
+    return repo, name
+
+
+@route("actions/get-workflow")
+def _get_workflow(ctx: Context) -> Result:
+    repo, name = _workflow_file(ctx)
+    path = f".github/workflows/{name}"
+    ident = int.from_bytes(name.encode()[:6].ljust(6, b"\0"), "big") % 10**9
+    html = f"https://github.com/{repo.full_name}/blob/{repo.default_branch}/{path}"
+    return (
+        200,
+        {
+            "id": ident,
+            "node_id": b64(f"W_{ident}".encode()),
+            "name": name,
+            "path": path,
+            "state": "active",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
+            "url": f"{ctx.gh.api_url}/repos/{repo.full_name}/actions/workflows/{ident}",
+            "html_url": html,
+            "badge_url": f"https://github.com/{repo.full_name}/workflows/{name}/badge.svg",
+        },
+        {},
+    )
+
+
+@route("actions/create-workflow-dispatch")
+def _dispatch_workflow(ctx: Context) -> Result:
+    repo, name = _workflow_file(ctx)
+    token = ctx.token
+    app = token is not None and token.installation_id is not None
+    if app and token is not None and (token.permissions or {}).get("actions") != "write":
+        raise HTTPError(403, "Resource not accessible by integration")
+    ref = str(ctx.body.get("ref", ""))
+    if repo.tip(ref.removeprefix("refs/heads/")) is None:
+        raise HTTPError(422, f"No ref found for: {ref}")
+    inputs = ctx.body.get("inputs") or {}
+    if not all(isinstance(v, str) for v in inputs.values()):
+        raise HTTPError(422, "inputs must be strings")
+    with ctx.gh._lock:
+        ctx.gh.dispatches.append((repo.full_name, name, ref, dict(inputs)))
+    return 204, None, {}
+
+
 @route("rate-limit/get")
 def _rate_limit(ctx: Context) -> Result:
     out: dict[str, Any] = ctx.objects.example("rate-limit-overview")

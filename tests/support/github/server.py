@@ -67,6 +67,8 @@ class GitHubDouble:
         self._comments: dict[int, Comment] = {}
         self._reviews: list[Review] = []
         self._check_runs: dict[int, dict[str, Any]] = {}
+        self.dispatches: list[tuple[str, str, str, dict[str, Any]]] = []
+        """(repo, workflow file, ref, inputs) of every workflow_dispatch asked for."""
         self.deliveries: list[Delivery] = []
         self.tokens: dict[str, Token] = {}
         self._faults: list[Fault] = []

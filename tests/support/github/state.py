@@ -21,13 +21,21 @@ SECONDARY_RATE_LIMIT = (
     "again. If you reach out to GitHub Support for help, please include the request ID."
 )
 APP_PERMISSIONS = {
+    "actions": "write",  # dispatching runs to the agentplane workflow
     "checks": "write",
     "contents": "write",
     "issues": "write",
     "metadata": "read",
     "pull_requests": "write",
 }
-APP_EVENTS = ["check_run", "issue_comment", "pull_request", "pull_request_review", "push"]
+APP_EVENTS = [
+    "check_run",
+    "issue_comment",
+    "pull_request",
+    "pull_request_review",
+    "push",
+    "workflow_run",
+]
 ROLE = {"admin": "admin", "write": "write", "read": "read", "none": "read"}
 
 
