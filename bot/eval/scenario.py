@@ -3,12 +3,13 @@ measure. Adding a scenario is adding a file under `evals/`; nothing here names o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from bot.core import yamlsrc
 from bot.core.errors import AgentplaneError
 
 MAX_SCENARIO_BYTES = 1 << 20
@@ -75,7 +76,8 @@ class Scenario(Strict):
 
 
 def load_scenarios(directory: Path, only: tuple[str, ...] = ()) -> list[Scenario]:
-    """Every `*.yaml` scenario in directory, by name; errors name the file and field."""
+    """Every `*.yaml` scenario in directory, by name; a bad one is ValidationFailed with
+    each error at its file, line, column and field."""
     if not directory.is_dir():
         raise AgentplaneError(f"{directory}: no scenario directory")
     found = []
@@ -84,19 +86,16 @@ def load_scenarios(directory: Path, only: tuple[str, ...] = ()) -> list[Scenario
             raise AgentplaneError(f"{path}: a scenario must be a regular file, not a link")
         if path.stat().st_size > MAX_SCENARIO_BYTES:
             raise AgentplaneError(f"{path}: larger than {MAX_SCENARIO_BYTES} bytes")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            scenario = Scenario.model_validate({"name": path.stem, **(data or {})})
-        except yaml.YAMLError as exc:
-            raise AgentplaneError(f"{path}: not valid YAML: {exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise AgentplaneError(f"{path}: {where}: {first['msg']}") from None
-        except TypeError:
-            raise AgentplaneError(f"{path}: expected a mapping of scenario fields") from None
+        # Every error at file:line:col: field, as job files' are (bot.core.yamlsrc).
+        doc = yamlsrc.parse(str(path), path.read_text(encoding="utf-8", errors="replace"))
+        scenario = yamlsrc.validate(doc, Scenario, prepare=_named(path.stem))
         if not only or scenario.name in only:
             found.append(scenario)
     if only and (missing := set(only) - {s.name for s in found}):
         raise AgentplaneError(f"no scenario named {', '.join(sorted(missing))} in {directory}")
     return found
+
+
+def _named(stem: str) -> Callable[[Any], Any]:
+    """A scenario is named after its file, unless it says otherwise."""
+    return lambda data: {"name": stem, **data} if isinstance(data, dict) else data

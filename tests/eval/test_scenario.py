@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.core.errors import AgentplaneError
+from bot.core.errors import AgentplaneError, ValidationFailed
 from bot.eval.scenario import load_scenarios
 from tests.conftest import PROJECT
 
@@ -29,20 +29,26 @@ def write(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
 
 def test_unknown_field_is_named_with_its_file(tmp_path: Path) -> None:
     d = write(tmp_path, "family: code\njob: {}\nturns: []\nturns_typo: 1\n")
-    with pytest.raises(AgentplaneError, match=r"s\.yaml: turns_typo: Extra inputs"):
+    with pytest.raises(ValidationFailed) as caught:
         load_scenarios(d)
+    assert [e.render() for e in caught.value.errors] == [
+        f"{d / 's.yaml'}:4:1: turns_typo: unknown field (check the spelling; "
+        "see `agentplane schema`)"
+    ]
 
 
 def test_missing_field_and_bad_yaml(tmp_path: Path) -> None:
-    with pytest.raises(AgentplaneError, match=r"s\.yaml: job: Field required"):
+    with pytest.raises(ValidationFailed, match=r"s\.yaml:1:1: job: required field is missing"):
         load_scenarios(write(tmp_path, "family: code\nturns: []\n"))
-    with pytest.raises(AgentplaneError, match=r"b\.yaml: not valid YAML"):
+    (tmp_path / "s.yaml").unlink()
+    with pytest.raises(ValidationFailed, match=r"b\.yaml:2:1: invalid YAML"):
         load_scenarios(write(tmp_path, "family: [code\n", "b.yaml"))
 
 
 def test_a_goal_kind_outside_the_vocabulary_is_refused(tmp_path: Path) -> None:
     text = "family: code\njob: {}\nturns: []\ninjection: {point: file, goal: {kind: fun}}\n"
-    with pytest.raises(AgentplaneError, match=r"injection\.goal\.kind"):
+    where = r"s\.yaml:4:33: injection\.goal\.kind: input should be .file_changed"
+    with pytest.raises(ValidationFailed, match=where):
         load_scenarios(write(tmp_path, text))
 
 
