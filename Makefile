@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench clean sandbox-image
+.PHONY: setup demo test lint bench eval clean sandbox-image
 
 $(STAMP): pyproject.toml scripts/host-deps scripts/debian-packages
 	./scripts/host-deps
@@ -39,6 +39,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The governance evals (evals/*.yaml): the table, the report in bench/results/ with the
+# commit noted, and exit 1 on any regression against the committed baseline.
+eval: setup
+	$(BIN)/agentplane eval --report bench/results/eval.json --baseline evals/baseline.json
 
 clean:
 	rm -rf build $(VENV)

@@ -190,6 +190,35 @@ class GitRepo:
             out_of_scope=outside,
         )
 
+    def resolve(self, rev: str) -> str | None:
+        """The commit rev names, or None when it names none."""
+        proc = run_git(
+            "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=self.root, ok=(0, 1)
+        )
+        return proc.stdout.strip() or None
+
+    def is_ancestor(self, commit: str, of: str) -> bool:
+        """Whether commit is in the history of `of` (or is it)."""
+        proc = run_git("merge-base", "--is-ancestor", commit, of, cwd=self.root, ok=(0, 1))
+        return proc.returncode == 0
+
+    def reverse_patch(self, commit: str) -> str:
+        """The binary patch that takes commit back to its first parent's tree."""
+        patch = self._git(
+            "diff", "--binary", "--no-color", "--no-ext-diff", "--no-renames", commit, f"{commit}^"
+        )
+        return patch + "\n" if patch and not patch.endswith("\n") else patch
+
+    def patch_problem(self, base: str, patch: str) -> str | None:
+        """Why patch does not apply on base (git's words), or None when it does."""
+        with self._index() as env:
+            self._git("read-tree", base, env=env)
+            proc = run_git(
+                "apply", "--cached", "--check", "--binary", "-",
+                cwd=self.root, env=env, stdin=patch, ok=(0, 1),
+            )  # fmt: skip
+        return (proc.stderr.strip() or "git apply refused it") if proc.returncode else None
+
     def commit_file(self, base: str, path: str, text: str, message: str) -> str:
         """A commit on top of base that adds or replaces one file (no working tree involved)."""
         with self._index() as env:

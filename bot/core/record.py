@@ -453,6 +453,11 @@ class RunRecord(BaseModel):
     A door does not retry such a run by itself: it would fail again, and pay again."""
     owner: str | None = None
     """While IN_FLIGHT: the process carrying the run (bot.run.owner), so a dead one is found."""
+    rollback_of: str | None = None
+    """The applied run this run undoes (`agentplane rollback`): its proposal is that run's
+    applied parts inverted, planned, gated and applied like any other proposal."""
+    irreversible: list[str] = Field(default_factory=list)
+    """What this rollback cannot undo, each with why (a released browser submit)."""
     cost_usd: float = 0.0
     timings: dict[str, float] = Field(default_factory=dict)
 

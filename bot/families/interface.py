@@ -10,6 +10,8 @@ the toolbox, the gate and the renderer know families only through this module:
 - `apply(part, ctx)`: apply one approved part, deterministically, never asking the
   model; refusals are `ApplyRefused`;
 - `unsafe_to_repeat(part)`: why applying the part again after a crash could act twice;
+- `inverse(part, ctx)`: the parts that undo an applied part (a rollback's proposal), or
+  why it cannot be undone;
 - `evidence(ctx)`: its sections of the evidence, from the record and its artifacts;
 - `gate_actions`: the actions its parts can raise, which gates are written against.
 
@@ -45,6 +47,8 @@ __all__ = [
     "EvidenceContext",
     "FamilyError",
     "FamilySession",
+    "Inverse",
+    "InverseContext",
     "Note",
     "ProposalPart",
     "RestoreContext",
@@ -187,6 +191,32 @@ class ApplyContext:
 
 
 @dataclass(frozen=True)
+class InverseContext:
+    """What a family may use to undo one part an applied run applied."""
+
+    record: RunRecord
+    """The applied run being rolled back."""
+    applied: AppliedPart | None
+    """What apply recorded for this part (its commit, the request it released), if any."""
+    onto: str
+    """The commit the undoing proposal will be applied on."""
+    repo: GitRepo
+    job: Job
+    """The job as it stands at `onto` (an inverse step it declares, for one)."""
+    artifact: Callable[[str], bytes]
+
+
+@dataclass(frozen=True)
+class Inverse:
+    """How one applied part is undone: parts staged like any proposal's (with their
+    artifacts), or, with no parts, `irreversible` says why it cannot be."""
+
+    parts: tuple[ProposalPart, ...] = ()
+    artifacts: tuple[Artifact, ...] = ()
+    irreversible: str = ""
+
+
+@dataclass(frozen=True)
 class EvidenceContext:
     record: RunRecord
     artifact_named: Callable[[str], bytes | None]
@@ -254,6 +284,12 @@ class ToolFamily(ABC):
         """Why this part must not be applied again after a process died while applying it
         (it may have acted already); None when applying is deterministic and idempotent."""
         return None
+
+    def inverse(self, part: ProposalPart, ctx: InverseContext) -> Inverse:
+        """The parts that undo an applied part; by default it cannot be undone."""
+        return Inverse(
+            irreversible=f"{self.name}: a {part.kind} part ({part.summary}) cannot be undone"
+        )
 
     def evidence(self, ctx: EvidenceContext) -> list[Section]:
         return []

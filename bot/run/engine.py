@@ -61,6 +61,7 @@ from bot.run.apply import Applier
 from bot.run.inputs import Inputs, job_path
 from bot.run.propose import Proposer, Resume
 from bot.run.redact import Redactor
+from bot.run.rollback import Rollbacks
 from bot.run.storage import RunStore
 
 
@@ -91,6 +92,7 @@ class Engine:
             repo, backend, model_factory, self.families, self.inputs, self.store
         )
         self.applier = Applier(repo, self.families, self.inputs, self.store)
+        self.rollbacks = Rollbacks(repo, self.families, self.inputs, self.store, self.proposer)
 
     @property
     def redactor(self) -> Redactor:
@@ -200,6 +202,13 @@ class Engine:
         override = {"model": f"scripted/{name}", "api_base": str(script_dir.resolve())}
         answers = [answer_text(c.by, c.answer) for c in old.clarifications]
         return self.start(req, model_override=override, answers=answers)
+
+    def rollback(
+        self, run_id: str, requester: str | None = None, onto: str | None = None, door: Door = "cli"
+    ) -> RunRecord:
+        """A new run whose proposal undoes what run_id applied (bot.run.rollback); it is
+        gated and applied like any other, through decide()."""
+        return self.rollbacks.start(self.load(run_id), requester, onto, door)
 
     def answer(self, run_id: str, who: str, text: str) -> RunRecord:
         """Answer the run's open question and resume it where it stopped."""

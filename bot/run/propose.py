@@ -135,7 +135,7 @@ class Proposer:
         the run ends (verification, then the artifact contract), never the agent's word."""
         if rec.proposal is not None and p.verify:
             try:
-                rec.verification = self._verify(rec, p, artifacts)
+                rec.verification = self.verify(rec, p, artifacts)
             except AgentplaneError as exc:  # no sandbox to verify in: nothing was shown
                 return self.store.advance(rec, "failed", f"verification: {exc}", artifacts)
             failed = [v.command for v in rec.verification if not v.passed]
@@ -255,7 +255,7 @@ class Proposer:
             raise problem
         return outcome, staged
 
-    def _verify(
+    def verify(
         self, rec: RunRecord, p: Plan, staged: Mapping[str, bytes]
     ) -> list[VerificationResult]:
         """The job's verify commands, run by the control plane on the base commit plus the

@@ -22,7 +22,9 @@ from bot.core.render import (
     render_tool_calls,
 )
 from bot.doors.cli.browser import register as register_browser
+from bot.doors.cli.eval import register as register_eval
 from bot.doors.cli.mcp import register as register_mcp
+from bot.doors.cli.rollback import register as register_rollback
 from bot.doors.cli.sandbox import register as register_sandbox
 from bot.doors.cli.schedule import register as register_schedule
 from bot.doors.cli.ui import register as register_ui
@@ -376,6 +378,8 @@ register_browser(cli)
 register_mcp(cli)
 register_ui(cli)
 register_schedule(cli)
+register_rollback(cli)
+register_eval(cli)
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ from bot.families.interface import (
     Egress,
     EvidenceContext,
     FamilySession,
+    Inverse,
+    InverseContext,
     NotGranted,
     RunContext,
     Section,
@@ -143,6 +145,14 @@ class BrowserFamily(ToolFamily):
         return (
             f"while releasing {part.detail.get('method')} {part.detail.get('url')}; it is "
             "never sent again by itself: check the site"
+        )
+
+    def inverse(self, part: ProposalPart, ctx: InverseContext) -> Inverse:
+        # A request that reached a site cannot be called back: a rollback says so.
+        sent = ctx.applied.summary if ctx.applied else f"{part.detail.get('method')} request"
+        return Inverse(
+            irreversible=f"browser: {sent} reached {part.detail.get('url')}; a submitted "
+            "request cannot be taken back: undo it on the site (a job of its own, gated)"
         )
 
     def evidence(self, ctx: EvidenceContext) -> list[Section]:

@@ -23,7 +23,10 @@ from bot.families.interface import (
     ApplyContext,
     ApplyRefused,
     Artifact,
+    FamilyError,
     FamilySession,
+    Inverse,
+    InverseContext,
     Note,
     RestoreContext,
     RunContext,
@@ -137,6 +140,37 @@ class FilesystemFamily(ToolFamily):
             family=self.name,
             summary=f"committed {commit[:12]} on branch {branch}",
             details={"branch": branch, "commit": commit},
+        )
+
+    def inverse(self, part: ProposalPart, ctx: InverseContext) -> Inverse:
+        """The patch that takes the applied commit back to its parent, as a patch part of
+        its own: documents ride in the same binary patch, so they return byte for byte."""
+        commit = ctx.applied.details.get("commit") if ctx.applied else None
+        if not commit:
+            return Inverse(irreversible=f"filesystem: {part.summary}: apply recorded no commit")
+        reverse = ctx.repo.reverse_patch(commit)
+        if not reverse:
+            return Inverse()  # the commit changed nothing: nothing to undo
+        if problem := ctx.repo.patch_problem(ctx.onto, reverse):
+            raise FamilyError(
+                f"the revert of {commit[:12]} does not apply on {ctx.onto[:12]} (its files "
+                f"changed since; roll back onto another commit with --onto): {problem}"
+            )
+        data = reverse.encode("utf-8")
+        adds, dels = diffstat(reverse)
+        paths = [f.path for f in PatchSet(reverse)]
+        undo = ProposalPart(
+            family=self.name,
+            kind=PATCH,
+            digest=sha256_hex(data),
+            actions=list(APPLY_ACTIONS),
+            paths=paths,
+            summary=f"revert of {commit[:12]}: {len(paths)} file(s), +{adds} -{dels}",
+            detail={"additions": adds, "deletions": dels, "reverts": commit},
+        )
+        return Inverse(
+            parts=(undo,),
+            artifacts=(Artifact(PATCH_ARTIFACT, data, "text/x-diff", redaction="none"),),
         )
 
 

@@ -1,0 +1,101 @@
+"""A scenario file: a job, a repository fixture and the model's turns, plus what to
+measure. Adding a scenario is adding a file under `evals/`; nothing here names one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.core import yamlsrc
+from bot.core.errors import AgentplaneError
+
+MAX_SCENARIO_BYTES = 1 << 20
+
+InjectionPoint = Literal[
+    "file", "web_page", "sql_row", "issue_body", "pr_comment", "document_cell", "tool_output"
+]
+GoalKind = Literal["file_changed", "egress", "secret_leaked", "policy_widened", "submitted"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileCheck(Strict):
+    """The task, checked on the tree the run's apply committed."""
+
+    path: str
+    contains: str
+
+
+class Goal(Strict):
+    """What the attacker wants; met or not is read from the world after the run."""
+
+    kind: GoalKind
+    path: str = ""
+    """file_changed: the file the attack wants written (outside the write scope)."""
+    domain: str = ""
+    """egress: the host the attack wants reached."""
+    secret: str = ""
+    """secret_leaked: the name of the scenario secret the attack wants out."""
+    gated: bool = True
+    """Policy gates or denies this goal: any success is a regression."""
+
+
+class Injection(Strict):
+    point: InjectionPoint
+    goal: Goal
+
+
+class Scenario(Strict):
+    name: str
+    description: str = ""
+    family: str
+    """What the job works with (code, documents, sql, browser): the report groups by it."""
+    door: Literal["cli"] = "cli"
+    fixture: Literal["demo"] = "demo"
+    """The repository the job runs in: `demo`, the calculator of `agentplane demo`."""
+    files: dict[str, str] = Field(default_factory=dict)
+    """Files written over the fixture and committed (an injected README, say)."""
+    secrets: dict[str, str] = Field(default_factory=dict)
+    """Broker credentials the host holds during the run (AGENTPLANE_CREDENTIAL_<NAME>)."""
+    job: dict[str, Any]
+    turns: list[dict[str, Any]]
+    """The model's turns (the scripted provider's format). A tool call marked
+    `out_of_grant: true` is an attempt policy should deny (the provider ignores the mark)."""
+    benign_turns: list[dict[str, Any]] | None = None
+    """Injection scenarios: the same task with no attack, for benign utility."""
+    injection: Injection | None = None
+    task: FileCheck | None = None
+    approve: bool = True
+    """An allowed approver approves what is proposed (then the run is rolled back)."""
+    expect_contract: bool = True
+
+
+def load_scenarios(directory: Path, only: tuple[str, ...] = ()) -> list[Scenario]:
+    """Every `*.yaml` scenario in directory, by name; a bad one is ValidationFailed with
+    each error at its file, line, column and field."""
+    if not directory.is_dir():
+        raise AgentplaneError(f"{directory}: no scenario directory")
+    found = []
+    for path in sorted(directory.glob("*.yaml")):
+        if path.is_symlink() or not path.is_file():
+            raise AgentplaneError(f"{path}: a scenario must be a regular file, not a link")
+        if path.stat().st_size > MAX_SCENARIO_BYTES:
+            raise AgentplaneError(f"{path}: larger than {MAX_SCENARIO_BYTES} bytes")
+        # Every error at file:line:col: field, as job files' are (bot.core.yamlsrc).
+        doc = yamlsrc.parse(str(path), path.read_text(encoding="utf-8", errors="replace"))
+        scenario = yamlsrc.validate(doc, Scenario, prepare=_named(path.stem))
+        if not only or scenario.name in only:
+            found.append(scenario)
+    if only and (missing := set(only) - {s.name for s in found}):
+        raise AgentplaneError(f"no scenario named {', '.join(sorted(missing))} in {directory}")
+    return found
+
+
+def _named(stem: str) -> Callable[[Any], Any]:
+    """A scenario is named after its file, unless it says otherwise."""
+    return lambda data: {"name": stem, **data} if isinstance(data, dict) else data
