@@ -1,7 +1,7 @@
 """The environment cache: what a setup phase installed, kept in the bot's own state for
 the next run with the same setup inputs.
 
-One directory per key under `<git dir>/agentplane/envs/`: `<key>/env` is what sandboxes
+One directory per key under `<git dir>/agentplane-envs/`: `<key>/env` is what sandboxes
 mount at /env, `<key>/meta.json` its digest, size and last use. An environment is built
 in a directory of its own and renamed into place only when setup succeeded, so a failed
 or interrupted setup leaves nothing a later run could take for finished. The cache has
@@ -29,7 +29,9 @@ from pathlib import Path
 
 from bot.core.errors import SandboxError
 
-ENVS_DIR = "agentplane/envs"
+ENVS_DIR = "agentplane-envs"
+"""Beside `.git/agentplane` (kept 0700: it holds the signing key and journals), since sandbox
+uids must be able to enter an environment's directory; this one is 0711: enterable, not listed."""
 DEFAULT_CAP_BYTES = 5 << 30
 _KEY_CHARS = frozenset("0123456789abcdef")
 
@@ -114,7 +116,7 @@ def _seal_one(path: str, st: os.stat_result) -> None:
 
 
 class EnvCache:
-    """Environments by key, under root (the bot's state: `<git dir>/agentplane/envs`)."""
+    """Environments by key, under root (the bot's state: `<git dir>/agentplane-envs`)."""
 
     def __init__(self, root: Path, cap_bytes: int = DEFAULT_CAP_BYTES) -> None:
         self.root = root
