@@ -33,6 +33,8 @@ ENVS_DIR = "agentplane-envs"
 """Beside `.git/agentplane` (kept 0700: it holds the signing key and journals), since sandbox
 uids must be able to enter an environment's directory; this one is 0711: enterable, not listed."""
 DEFAULT_CAP_BYTES = 5 << 30
+STALE_BUILD_S = 24 * 3600
+"""A build directory untouched this long belongs to a setup that never finished."""
 _KEY_CHARS = frozenset("0123456789abcdef")
 
 
@@ -186,8 +188,13 @@ class EnvCache:
         os.replace(tmp, self._dir(key) / "meta.json")
 
     def building(self) -> Path:
-        """A fresh, empty directory to build an environment in (mount it at /env)."""
+        """A fresh, empty directory to build an environment in (mount it at /env). Builds a
+        killed process left behind (older than STALE_BUILD_S) are removed first."""
         self._ensure_root()
+        for old in self.root.glob(".build-*"):
+            with contextlib.suppress(OSError):
+                if time.time() - old.lstat().st_mtime > STALE_BUILD_S:
+                    shutil.rmtree(old, ignore_errors=True)
         d = self.root / f".build-{secrets.token_hex(8)}"
         d.mkdir(mode=0o711)  # enterable by the setup sandbox's uid, not listable
         os.chmod(d, 0o711)

@@ -121,3 +121,12 @@ def test_a_cache_root_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
     (tmp_path / "envs").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(SandboxError, match="not a plain directory"):
         EnvCache(tmp_path / "envs").building()
+
+
+def test_a_build_a_killed_run_left_is_removed_later(tmp_path: Path) -> None:
+    cache = EnvCache(tmp_path / "envs")
+    left = cache.building()
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(left.parent, (day_ago, day_ago))
+    fresh = cache.building()
+    assert not left.parent.exists() and fresh.is_dir()
