@@ -172,7 +172,8 @@ def _run(
         spec = SandboxSpec(
             ws,
             ("**",),
-            limits=Limits(wall_seconds=setup.minutes * 60),
+            # CPU as long as the wall time: an install compiles, unlike a tool call.
+            limits=Limits(wall_seconds=setup.minutes * 60, cpu_seconds=int(setup.minutes * 60)),
             env=phase_env(build),
             network="allowlist" if setup.registries else "none",
             allow_domains=tuple(setup.registries),
