@@ -130,6 +130,25 @@ class GitRepo:
         data: bytes = blob.data_stream.read()
         return data.decode("utf-8")
 
+    def tree_entries(self, commit: str) -> list[tuple[str, str, str]]:
+        """(path, mode, blob id) of every file in commit: git's own content hashes, so a
+        symlink counts by its target text and nothing is read from a working tree."""
+        out = self._git("ls-tree", "-r", "-z", "--full-tree", commit)
+        entries = []
+        for item in out.split("\0"):
+            if not item:
+                continue
+            meta, path = item.split("\t", 1)
+            mode, kind, blob = meta.split()
+            if kind == "blob":
+                entries.append((path, mode, blob))
+        return entries
+
+    def is_ancestor(self, commit: str, ref: str) -> bool:
+        """Is commit on ref's history (ref itself included)?"""
+        done = run_git("merge-base", "--is-ancestor", commit, ref, cwd=self.root, ok=(0, 1, 128))
+        return done.returncode == 0
+
     def identity(self) -> str:
         """Who is at this terminal: the committer email git would use (honours GIT_COMMITTER_*)."""
         ident = self._git("var", "GIT_COMMITTER_IDENT")

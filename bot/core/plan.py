@@ -14,7 +14,7 @@ from bot.core.globs import covers, domain_covers
 from bot.core.identity import Directory
 from bot.core.job import Budget
 from bot.core.job_type import classify
-from bot.core.policy import JobTypePolicy, Policy, RepoConfig
+from bot.core.policy import DEFAULT_SCRATCH, JobTypePolicy, Policy, RepoConfig
 from bot.core.request import RunRequest
 from bot.core.routing import FallbackLink, route, why_no_route
 
@@ -57,6 +57,24 @@ class ModelRoute(Frozen):
     reason: str
 
 
+class SetupPlan(Frozen):
+    """The setup phase as planned: the repository's commands, and what policy lets them
+    reach (registries only) and take."""
+
+    commands: list[str]
+    inputs: list[str]
+    """Globs of the files setup reads: with the commands, what keys the environment."""
+    registries: list[str]
+    """The registries granted (each also a `registry` decision with its rule)."""
+    private_networks: tuple[str, ...] = ()
+    minutes: float
+    max_env_bytes: int
+    cache_bytes: int
+    rule: str
+    """Where policy allows setup (`policies/x.yaml#setup`)."""
+    config_rule: str = f"{CONFIG_RULE}#setup"
+
+
 class Plan(Frozen):
     job_name: str
     job_digest: str
@@ -88,6 +106,10 @@ class Plan(Frozen):
     """The job's data sensitivity: which model groups and fallbacks may receive it."""
     contract: list[Clause] = []
     """What the run must leave for review (the job's artifact_contract, resolved)."""
+    setup: SetupPlan | None = None
+    """The setup phase the run starts with; None: none (none declared, or not allowed)."""
+    scratch: list[str] = []
+    """Workspace directories every phase may write and no proposal carries (test caches)."""
 
     def granted(self, kind: str) -> list[str]:
         return [d.subject for d in self.decisions if d.kind == kind and d.granted]
@@ -250,6 +272,51 @@ def _gates(
     return gates
 
 
+def _setup(
+    policy: Policy, config: RepoConfig | None, job_type: str
+) -> tuple[SetupPlan | None, list[Decision]]:
+    """The setup phase the repo config declares, as policy narrows it: its registries each
+    a decision; setup itself a denied decision when policy does not allow it here."""
+    declared = config.setup if config else None
+    if declared is None:
+        return None, []
+    sp = policy.setup
+    refusal = ""
+    if sp is None:
+        refusal = "policy has no setup section: no repository may run setup commands"
+    elif job_type not in sp.job_types:
+        refusal = f"policy's setup.job_types does not include {job_type!r}"
+    elif len(declared.commands) > sp.max_commands:
+        refusal = f"{len(declared.commands)} setup commands, policy allows {sp.max_commands}"
+    if sp is None or refusal:
+        rule = policy.rule("setup") if sp is not None else "policy#setup"
+        denied = Decision(kind="setup", subject="setup", granted=False, rule=rule, reason=refusal)
+        return None, [denied]
+    rule = policy.rule("setup.registries")
+    requested = declared.registries if declared.registries is not None else sp.registries
+    decisions = _narrow("registry", list(requested), list(sp.registries), rule, None, domain_covers)
+    granted = [d.subject for d in decisions if d.granted]
+    return SetupPlan(
+        commands=list(declared.commands),
+        inputs=list(declared.inputs),
+        registries=granted,
+        private_networks=tuple(sp.private_networks),
+        minutes=sp.minutes,
+        max_env_bytes=sp.max_env_bytes,
+        cache_bytes=sp.cache_bytes,
+        rule=policy.rule("setup"),
+    ), [
+        Decision(
+            kind="setup",
+            subject="setup",
+            granted=True,
+            rule=policy.rule("setup"),
+            reason=f"{len(declared.commands)} command(s) from {CONFIG_RULE}",
+        ),
+        *decisions,
+    ]
+
+
 def _budget(req: RunRequest, policy: Policy, config: RepoConfig | None) -> Budget:
     values: dict[str, Any] = {}
     for field in ("usd", "minutes", "tool_calls", "tokens"):
@@ -385,6 +452,8 @@ def plan(
         )
         for g in _gates(req, policy, config, tools, job_type, implied)
     ]
+    setup, setup_decisions = _setup(policy, config, job_type) if jt is not None else (None, [])
+    decisions += setup_decisions
     budget = _budget(req, policy, config)
     mutating = bool(gates)
     chosen, no_route = _route(req, policy, job_type, mutating, budget)
@@ -411,6 +480,8 @@ def plan(
         contract=contract,
         data_sensitivity=req.job.data_sensitivity,
         verify=list(req.job.verify),
+        setup=setup,
+        scratch=list(config.scratch if config else DEFAULT_SCRATCH),
         approve_failed_verification=jt.approve_failed_verification if jt is not None else False,
         approve_failed_verification_rule=policy.rule(
             f"job_types.{job_type}.approve_failed_verification"

@@ -277,6 +277,47 @@ class AuditPolicy(Strict):
     )
 
 
+class SetupPolicy(Strict):
+    """The setup phase: commands a repository declares (`.agentplane/config.yaml#setup`),
+    run in the sandbox before the agent to install the project's dependencies. Policy says
+    which registries it may reach, for which job types, and how much it may take."""
+
+    registries: list[str] = Field(
+        default_factory=list,
+        description="Package registries setup may reach through the egress proxy (`pypi.org`, "
+        "`files.pythonhosted.org`, `*.example.com`, `host:port`); nothing else, and the agent "
+        "phase never gets them",
+    )
+    private_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks (CIDR) a registry mirror lives in, e.g. 10.20.0.0/16",
+    )
+    job_types: list[JobType] = Field(
+        default_factory=lambda: list[JobType](["code"]),
+        description="Job types whose runs may run setup",
+    )
+    minutes: float = Field(default=10, gt=0, le=120, description="Wall time for all commands")
+    max_commands: int = Field(default=20, ge=1, le=100)
+    max_env_bytes: int = Field(
+        default=2 << 30, ge=1, description="Largest environment setup may leave (bytes)"
+    )
+    cache_bytes: int = Field(
+        default=5 << 30,
+        ge=1,
+        description="Size cap of the environment cache; least recently used ones go first",
+    )
+
+    @field_validator("private_networks")
+    @classmethod
+    def _cidrs(cls, networks: list[str]) -> list[str]:
+        for net in networks:
+            try:
+                ipaddress.ip_network(net)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network in CIDR form: {exc}") from None
+        return networks
+
+
 class SchedulePolicy(Strict):
     timezone: Annotated[str, AfterValidator(check_zone)] = Field(
         default="UTC",
@@ -328,6 +369,7 @@ class PolicyFile(Strict):
     quotas: Quotas | None = None
     schedule: SchedulePolicy | None = None
     actions: ActionsPolicy | None = None
+    setup: SetupPolicy | None = None
 
 
 class Policy(BaseModel):
@@ -353,6 +395,8 @@ class Policy(BaseModel):
     quotas: Quotas = Field(default_factory=Quotas)
     schedule: SchedulePolicy = Field(default_factory=SchedulePolicy)
     actions: ActionsPolicy = Field(default_factory=ActionsPolicy)
+    setup: SetupPolicy | None = None
+    """None: no repository may run a setup phase."""
     origins: dict[str, str] = Field(default_factory=dict)
     """section key (e.g. `job_types.code`) -> `policies/x.yaml#job_types.code`."""
 
@@ -466,6 +510,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
             "quotas",
             "schedule",
             "actions",
+            "setup",
         ):
             value = getattr(part, single)
             if not value:
@@ -486,6 +531,38 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
     return Policy(**merged, origins=origins)
 
 
+DEFAULT_SCRATCH = (".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis")
+"""Where test tools write their caches in the workspace: writable, never proposed."""
+
+
+class SetupConfig(Strict):
+    """The repository's setup phase: what installs its dependencies into /env."""
+
+    commands: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        min_length=1,
+        description="Run in order in the sandbox (cwd /workspace, a throwaway copy of the "
+        "commit), e.g. `python3 -m venv /env` and `/env/bin/pip install -r requirements.txt`; "
+        "the first that fails stops the run",
+    )
+    inputs: list[str] = Field(
+        default_factory=lambda: ["**"],
+        description="Globs of the files setup reads (lockfiles, pyproject.toml, setup.py, "
+        "requirements*.txt): the environment is reused while they and the commands are "
+        "unchanged. Default: every file of the commit, so nothing setup reads is missed",
+    )
+    registries: list[str] | None = Field(
+        None, description="Narrows policy's setup.registries; unset: all of them"
+    )
+
+    @field_validator("inputs")
+    @classmethod
+    def _relative(cls, globs: list[str]) -> list[str]:
+        for g in globs:
+            if g.startswith("/") or ".." in g.split("/") or not g.strip():
+                raise ValueError(f"{g!r} must be a non-empty path glob relative to the repo root")
+        return globs
+
+
 class RepoConfig(Strict):
     """`.agentplane/config.yaml`: narrows policy for this repo; it can never widen it."""
 
@@ -493,6 +570,23 @@ class RepoConfig(Strict):
     scope: Scope | None = None
     budget: Budget = Field(default_factory=Budget)
     approval_required_for: list[Action] = Field(default_factory=list)
+    setup: SetupConfig | None = Field(
+        None, description="Commands that install the project's dependencies before the agent"
+    )
+    scratch: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SCRATCH),
+        description="Workspace directories tools may write although the write scope does "
+        "not cover them (test caches); never part of the proposal",
+    )
+
+    @field_validator("scratch")
+    @classmethod
+    def _plain_dirs(cls, dirs: list[str]) -> list[str]:
+        for d in dirs:
+            parts = [p for p in d.split("/") if p not in ("", ".")]
+            if d.startswith("/") or ".." in parts or not parts or set("*?[") & set(d):
+                raise ValueError(f"{d!r} must be a plain directory path inside the repository")
+        return dirs
 
 
 def parse_config(path: str, text: str) -> RepoConfig:

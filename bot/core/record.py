@@ -107,6 +107,49 @@ class VerificationResult(BaseModel):
         return self.exit_code == 0
 
 
+class SetupStep(BaseModel):
+    """One setup command as it ran in the sandbox, before the agent."""
+
+    command: str
+    exit_code: int | None
+    """None: it timed out."""
+    output: str
+    """The tail of what it printed (redacted)."""
+    duration_ms: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
+class SetupResult(BaseModel):
+    """The run's setup phase: the environment the agent and verify saw read-only at /env,
+    how it was keyed, and whether it was built by this run or reused."""
+
+    key: str
+    """sha256 over what setup executes and reads (commands, input files, registries, base
+    image, backend, trust domain): equal keys share one environment."""
+    trust_domain: str
+    """`default` (a commit on the default branch), `pr-<n>`, or `commit-<sha>`: an
+    environment built for one domain never serves another."""
+    inputs: list[str] = Field(default_factory=list)
+    """The files hashed into the key, `path sha256` each."""
+    reused: bool
+    steps: list[SetupStep] = Field(default_factory=list)
+    """The commands this run executed (none when the environment was reused)."""
+    env_digest: str = ""
+    """sha256 over the environment's tree as it was mounted; "" when setup failed."""
+    size_bytes: int = 0
+    built_by: str = ""
+    """The run that built a reused environment, when known."""
+    error: str = ""
+    """Why setup did not produce an environment (a failing step, a size over the cap)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and all(s.passed for s in self.steps)
+
+
 class ModelCall(BaseModel):
     seq: int
     model: str
@@ -399,7 +442,7 @@ class EgressEntry(BaseModel):
     reason: str = ""
     by: str = ""
     """Who connected, where not the sandbox itself (e.g. `browser`)."""
-    phase: Literal["propose", "apply"] = "propose"
+    phase: Literal["setup", "propose", "apply"] = "propose"
 
 
 class ReplayModel(BaseModel):
@@ -439,6 +482,8 @@ class RunRecord(BaseModel):
     clarifications: list[Clarification] = Field(default_factory=list)
     verification: list[VerificationResult] = Field(default_factory=list)
     """The job's verify commands as the control plane ran them on the proposal."""
+    setup: SetupResult | None = None
+    """The setup phase (the repo config's commands, before the agent); None: there was none."""
     contract: list[ContractCheck] = Field(default_factory=list)
     """The plan's contract, item by item, as checked when the agent stopped."""
     egress: list[EgressEntry] = Field(default_factory=list)

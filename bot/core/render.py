@@ -210,7 +210,11 @@ def render_egress(egress: Sequence[EgressEntry]) -> list[str]:
 
 def _egress(egress: Sequence[EgressEntry]) -> list[tuple[str, list[str]]]:
     counts = Counter(
-        (e.decision, f"{e.host}:{e.port}" + (f" [{e.by}]" if e.by else "")) for e in egress
+        (
+            e.decision,
+            f"{e.host}:{e.port}" + (f" [{e.by or e.phase}]" if e.by or e.phase == "setup" else ""),
+        )
+        for e in egress
     )
     found = []
     for decision, label in (
@@ -278,6 +282,41 @@ def verification_sections(rec: RunRecord) -> list[Section]:
             )
         )
     return sections
+
+
+def setup_section(rec: RunRecord) -> Section | None:
+    """The setup phase: each command with its exit status and the tail of its output
+    (untrusted: fenced), or that the environment was reused; with the environment's digest
+    and trust domain. Open when setup failed, folded when it passed."""
+    setup = rec.setup
+    if setup is None:
+        return None
+    where = f"environment {setup.env_digest[:19] or '(none)'}, trust domain {setup.trust_domain}"
+    if setup.reused:
+        head = f"Setup: reused {where}" + (f", built by {setup.built_by}" if setup.built_by else "")
+    elif setup.ok:
+        head = f"Setup: built {where} ({setup.size_bytes} bytes)"
+    else:
+        head = f"Setup FAILED: {setup.error}"
+    text, markdown = [head], [_code(head.removeprefix("Setup: "))]
+    for step in setup.steps:
+        status = "timed out" if step.exit_code is None else f"exit {step.exit_code}"
+        tail = step.output.rstrip()
+        text += [f"$ {step.command}", f"[{status}, {step.duration_ms:.0f} ms]"]
+        text += tail.splitlines()[-15:]
+        markdown += [
+            "",
+            f"{'✅' if step.passed else '❌'} {_code(step.command)} ({status})",
+            "",
+            fenced(tail or "(no output)"),
+        ]
+    title = "Setup" + (" (reused)" if setup.reused else "" if setup.ok else " FAILED")
+    return Section(
+        title=title,
+        body_text="\n".join(text),
+        body_markdown="\n".join(markdown),
+        collapsed=setup.ok,
+    )
 
 
 def contract_section(rec: RunRecord) -> Section | None:
@@ -379,7 +418,13 @@ def _evidence(
     verification: Sequence[str | Section] = (),
 ) -> str:
     network = network_section(rec)
-    lines = [_tool_calls(rec), *([network.body_text] if network else []), ""]
+    setup = setup_section(rec)
+    lines = [
+        *([setup.body_text, ""] if setup else []),
+        _tool_calls(rec),
+        *([network.body_text] if network else []),
+        "",
+    ]
     contract = contract_section(rec)
     checks = [*verification, *verification_sections(rec)]
     for section in [*sections, *checks, *([contract] if contract else [])]:
@@ -519,6 +564,8 @@ def _pr_comment(
     ]
     if (said := summary_section(rec)) is not None:
         lines += [section_markdown(said), ""]
+    if (setup := setup_section(rec)) is not None:
+        lines += [section_markdown(setup), ""]
     lines += [section_markdown(tool_calls_section(rec)), ""]
     if (network := network_section(rec)) is not None:
         lines += [section_markdown(network), ""]

@@ -21,6 +21,7 @@ from bot.adapters.git import GitRepo
 from bot.adapters.model.turn import ModelTurn
 from bot.adapters.sandbox import Limits, SandboxBackend, SandboxSpec
 from bot.adapters.sandbox.backends import get_backend
+from bot.adapters.sandbox.envcache import CachedEnv
 from bot.adapters.sandbox.spec import UNREACHABLE, EgressEvent
 from bot.adapters.sandbox.workspace import writable_dirs
 from bot.core.canonical import canonical_json
@@ -48,6 +49,7 @@ from bot.families.interface import (
     ToolFamily,
     family_named,
 )
+from bot.run import setup as setup_phase
 from bot.run.agent import AgentFailed, Model, Spent, opening, run_agent
 from bot.run.broker import Broker
 from bot.run.inputs import Inputs
@@ -94,6 +96,19 @@ class Proposer:
         assert p.model is not None and p.prompt is not None  # runnable plans have both
         why = f"model group {p.model.model_class} ({p.model.rule})"
         self.store.advance(rec, "running", "resumed with an answer" if resume else why)
+        env: CachedEnv | None = None
+        if p.setup is not None:
+            started = time.perf_counter()
+            try:
+                env = self._setup(rec, p)
+            except AgentplaneError as exc:  # no sandbox, or a cache that cannot be written
+                return self.store.advance(rec, "failed", f"setup: {exc}")
+            finally:
+                rec.timings["setup_ms"] = _ms(started, rec.timings.get("setup_ms", 0.0))
+            if env is None:
+                assert rec.setup is not None
+                reason = f"setup failed: {rec.setup.error} (see the evidence)"
+                return self.store.advance(rec, "failed", reason)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="agentplane-ws-") as tmp:
             # The mkdtemp dir itself: its parent (/tmp) is traversable by the sandbox uid.
@@ -102,7 +117,7 @@ class Proposer:
                 self.repo.export(rec.commit, ws)
                 if resume is not None and resume.staged is not None:
                     self._restore(resume.staged, ws)
-                outcome, staged = self._run_agent(rec, p, policy, ws, resume, answers)
+                outcome, staged = self._run_agent(rec, p, policy, ws, resume, answers, env)
             except AgentFailed as exc:
                 # The model failed the run: keep what it said, replayable and inspectable.
                 rec.timings["propose_ms"] = _ms(started, rec.timings.get("propose_ms", 0.0))
@@ -128,14 +143,33 @@ class Proposer:
         rec.final_message = outcome.said
         if outcome.status == "budget_exceeded":
             return self.store.advance(rec, "budget_exceeded", outcome.message, artifacts)
-        return self._conclude(rec, p, artifacts)
+        return self._conclude(rec, p, artifacts, env)
 
-    def _conclude(self, rec: RunRecord, p: Plan, artifacts: dict[str, bytes]) -> RunRecord:
+    def _setup(self, rec: RunRecord, p: Plan) -> CachedEnv | None:
+        """The setup phase: the environment for this run's setup inputs, reused or built
+        (bot.run.setup); None when setup failed (rec.setup says why)."""
+        backend = get_backend(p.backend) if p.backend else self.backend
+        prepared = setup_phase.prepare(
+            self.repo, backend, p, rec.run_id, rec.commit, rec.door_ref, self.store.redactor
+        )
+        rec.egress += prepared.egress
+        # A run resumed after a question finds the environment its first part built.
+        if not (prepared.result.reused and rec.setup and rec.setup.key == prepared.result.key):
+            rec.setup = prepared.result
+        return prepared.env
+
+    def _conclude(
+        self,
+        rec: RunRecord,
+        p: Plan,
+        artifacts: dict[str, bytes],
+        env: CachedEnv | None = None,
+    ) -> RunRecord:
         """After the agent claimed it was done: the control plane's own checks decide how
         the run ends (verification, then the artifact contract), never the agent's word."""
         if rec.proposal is not None and p.verify:
             try:
-                rec.verification = self.verify(rec, p, artifacts)
+                rec.verification = self.verify(rec, p, artifacts, env)
             except AgentplaneError as exc:  # no sandbox to verify in: nothing was shown
                 return self.store.advance(rec, "failed", f"verification: {exc}", artifacts)
             failed = [v.command for v in rec.verification if not v.passed]
@@ -169,6 +203,7 @@ class Proposer:
         ws: Path,
         resume: Resume | None,
         answers: Sequence[str],
+        env: CachedEnv | None = None,
     ) -> tuple[Any, list[tuple[ToolFamily, Staged]]]:
         """The sandboxed agent loop; egress of the sandbox and of the families is recorded."""
         assert p.model is not None and p.prompt is not None
@@ -185,10 +220,12 @@ class Proposer:
             ws,
             tuple(writes),
             limits=limits,
-            env=(("PYTHONDONTWRITEBYTECODE", "1"),),
+            env=(("PYTHONDONTWRITEBYTECODE", "1"), *setup_phase.phase_env(env)),
             network="allowlist" if domains else "none",
             allow_domains=domains,
             egress_private_ok=p.private_networks if domains else (),
+            env_dir=env.path if env else None,
+            scratch=tuple(p.scratch),
         )
         scope_dirs = writable_dirs(writes) if writes else ()
         before = tree_usage(ws, scope_dirs)
@@ -256,7 +293,11 @@ class Proposer:
         return outcome, staged
 
     def verify(
-        self, rec: RunRecord, p: Plan, staged: Mapping[str, bytes]
+        self,
+        rec: RunRecord,
+        p: Plan,
+        staged: Mapping[str, bytes],
+        env: CachedEnv | None = None,
     ) -> list[VerificationResult]:
         """The job's verify commands, run by the control plane on the base commit plus the
         proposal, in a fresh sandbox that may write nothing and reach nothing: whatever
@@ -270,7 +311,13 @@ class Proposer:
             self._restore(rec.proposal, ws, lambda sha: staged.get(sha) or self.store.artifact(sha))
             limits = Limits(wall_seconds=min(120.0, (p.budget.minutes or 10) * 60))
             spec = SandboxSpec(
-                ws, (), limits=limits, env=(("PYTHONDONTWRITEBYTECODE", "1"),), network="none"
+                ws,
+                (),
+                limits=limits,
+                env=(("PYTHONDONTWRITEBYTECODE", "1"), *setup_phase.phase_env(env)),
+                network="none",
+                env_dir=env.path if env else None,
+                scratch=tuple(p.scratch),
             )
             backend = get_backend(p.backend) if p.backend else self.backend
             with backend.start(spec) as box:

@@ -51,3 +51,6 @@ class Lazy(SandboxBackend):
 
     def start(self, spec: SandboxSpec) -> Sandbox:
         return get_backend(self.name).start(spec)
+
+    def base_identity(self) -> str:
+        return get_backend(self.name).base_identity()

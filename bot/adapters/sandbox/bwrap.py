@@ -24,6 +24,7 @@ from typing import IO
 
 from bot.adapters.sandbox.proxy import SANDBOX_DIR, EgressGate
 from bot.adapters.sandbox.spec import (
+    ENV_MOUNT,
     EgressEvent,
     ExecResult,
     Limits,
@@ -32,7 +33,14 @@ from bot.adapters.sandbox.spec import (
     SandboxSpec,
     exec_wall_time,
 )
-from bot.adapters.sandbox.workspace import prepare, safe_dir, sandbox_uid, writable_dirs
+from bot.adapters.sandbox.workspace import (
+    Scratch,
+    env_dir,
+    prepare,
+    safe_dir,
+    sandbox_uid,
+    writable_dirs,
+)
 from bot.core.errors import SandboxError
 
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -115,6 +123,7 @@ class BwrapSandbox(Sandbox):
         bwrap: str,
         uid: int,
         gate: EgressGate | None = None,
+        scratch: Scratch | None = None,
     ) -> None:
         self.spec = spec
         self.uid = uid
@@ -122,6 +131,7 @@ class BwrapSandbox(Sandbox):
         self._bwrap = bwrap
         self._writable = writable_dirs(spec.write_globs)
         self._gate = gate
+        self._scratch = scratch
         self._closed = False
 
     def command(self, argv: list[str]) -> list[str]:
@@ -143,6 +153,12 @@ class BwrapSandbox(Sandbox):
             # Checked on every exec: a previous command may have swapped a dir for a symlink.
             host = safe_dir(self.workspace, rel)
             args += ["--bind", str(host), str(PurePosixPath("/workspace", rel))]
+        for host, inside in self._scratch.mounts() if self._scratch else ():
+            safe_dir(self.workspace, inside.removeprefix("/workspace/"))
+            args += ["--bind", str(host), inside]
+        if self.spec.env_dir is not None:
+            bind = "--bind" if self.spec.env_writable else "--ro-bind"
+            args += [bind, str(self.spec.env_dir), ENV_MOUNT]
         # Last, once every mount point exists: the root tmpfs (/, /etc) becomes read-only too.
         args += ["--remount-ro", "/", "--chdir", "/workspace", "--", *argv]
         return [*_wrapper(self.spec.limits, self.uid), self._bwrap, *args]
@@ -185,6 +201,8 @@ class BwrapSandbox(Sandbox):
         self._closed = True
         if self._gate is not None:
             self._gate.close()
+        if self._scratch is not None:
+            self._scratch.close()
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -287,12 +305,28 @@ class BwrapBackend(SandboxBackend):
             raise SandboxError(f"bwrap backend unavailable: {detail}")
         uid = sandbox_uid()
         workspace, _ = prepare(spec, uid)
+        if spec.env_dir is not None:
+            env_dir(spec.env_dir, uid, spec.env_writable)
+        scratch = Scratch(workspace, spec.scratch, uid)
         gate = None
-        if spec.network == "allowlist":
-            gate = EgressGate(
-                spec.allow_domains,
-                spec.egress_private_ok,
-                request_gate=spec.request_gate,
-                tls=spec.tls,
-            )
-        return BwrapSandbox(spec, workspace, detail, uid, gate)
+        try:
+            if spec.network == "allowlist":
+                gate = EgressGate(
+                    spec.allow_domains,
+                    spec.egress_private_ok,
+                    request_gate=spec.request_gate,
+                    tls=spec.tls,
+                )
+        except BaseException:
+            scratch.close()
+            raise
+        return BwrapSandbox(spec, workspace, detail, uid, gate, scratch)
+
+    def base_identity(self) -> str:
+        """The host's own /usr is the base: its Python and the OS release name it."""
+        parts = [self.name]
+        for path in ("/etc/os-release", os.path.realpath("/usr/bin/python3")):
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                parts.append(f"{path}:{st.st_size}:{st.st_mtime_ns}")
+        return " ".join(parts)

@@ -33,6 +33,7 @@ from bot.adapters.sandbox.bwrap import (
 from bot.adapters.sandbox.image import IMAGE
 from bot.adapters.sandbox.proxy import SANDBOX_DIR, EgressGate
 from bot.adapters.sandbox.spec import (
+    ENV_MOUNT,
     EgressEvent,
     ExecResult,
     Sandbox,
@@ -40,7 +41,7 @@ from bot.adapters.sandbox.spec import (
     SandboxSpec,
     exec_wall_time,
 )
-from bot.adapters.sandbox.workspace import prepare, sandbox_uid
+from bot.adapters.sandbox.workspace import Scratch, env_dir, prepare, sandbox_uid
 from bot.core.errors import SandboxError
 
 LABEL = "agentplane.sandbox"
@@ -128,12 +129,14 @@ class DockerSandbox(Sandbox):
         spec: SandboxSpec,
         user: str,
         gate: EgressGate | None,
+        scratch: Scratch | None = None,
     ) -> None:
         self.spec = spec
         self.container = container
         self._api = client.api
         self._user = user
         self._gate = gate
+        self._scratch = scratch
         self._closed = False
 
     def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:
@@ -196,6 +199,8 @@ class DockerSandbox(Sandbox):
         finally:
             if self._gate is not None:
                 self._gate.close()
+            if self._scratch is not None:
+                self._scratch.close()
 
 
 class _Output:
@@ -272,22 +277,36 @@ class DockerBackend(SandboxBackend):
             if host != workspace
         ]
         mounts += [Mount(str(p), str(p), type="bind", read_only=True) for p in spec.ro_paths]
+        if spec.env_dir is not None:
+            # The engine mounts as root: nothing the sandbox uid could not reach is refused.
+            source = str(env_dir(spec.env_dir, uid, spec.env_writable, engine_mounts=True))
+            mounts.append(Mount(ENV_MOUNT, source, type="bind", read_only=not spec.env_writable))
+        scratch = Scratch(workspace, spec.scratch, uid)
+        mounts += [Mount(inside, str(host), type="bind") for host, inside in scratch.mounts()]
         gate = None
-        if spec.network == "allowlist":
-            gate = EgressGate(
-                spec.allow_domains,
-                spec.egress_private_ok,
-                request_gate=spec.request_gate,
-                tls=spec.tls,
-            )
-            mounts.append(Mount(SANDBOX_DIR, gate.dir, type="bind", read_only=True))
         try:
+            if spec.network == "allowlist":
+                gate = EgressGate(
+                    spec.allow_domains,
+                    spec.egress_private_ok,
+                    request_gate=spec.request_gate,
+                    tls=spec.tls,
+                )
+                mounts.append(Mount(SANDBOX_DIR, gate.dir, type="bind", read_only=True))
             container = self._run(client, spec, mounts, uid, gate)
         except BaseException:
             if gate is not None:
                 gate.close()
+            scratch.close()
             raise
-        return DockerSandbox(client, container, spec, f"{uid}:{uid}", gate)
+        return DockerSandbox(client, container, spec, f"{uid}:{uid}", gate, scratch)
+
+    def base_identity(self) -> str:
+        """The sandbox image's id: a rebuilt image is a new base."""
+        try:
+            return f"{self.name} {self.client().images.get(self.image).id}"
+        except docker.errors.DockerException as exc:
+            raise SandboxError(f"the sandbox image {self.image} is not usable: {exc}") from exc
 
     def _run(
         self,

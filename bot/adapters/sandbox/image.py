@@ -44,9 +44,10 @@ prlimit mount umount unshare setpriv nsenter kill ps pgrep whoami
 COMMANDS = tuple(_COMMANDS.split())
 """What a tool call can run; `mount`, `unshare` and friends so the escape suite can try."""
 PYTHON_STDLIB = Path("/usr/lib/python3.11")
-_SKIP_STDLIB = frozenset(
-    {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "__pycache__"}
-)
+_SKIP_STDLIB = frozenset({"test", "idlelib", "tkinter", "turtledemo", "lib2to3", "__pycache__"})
+PYTHON_WHEELS = Path(sysconfig.get_config_var("WHEEL_PKG_DIR") or "/usr/share/python-wheels")
+"""The pip and setuptools wheels ensurepip installs from (Debian keeps them out of the
+stdlib): with them `python3 -m venv` makes a venv with pip offline, as under bwrap."""
 _ETC = {
     "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n"
     "nobody:x:65534:65534:nobody:/tmp:/usr/sbin/nologin\n",
@@ -135,6 +136,8 @@ def sources() -> dict[str, Path]:
         files[str(path)] = path
         if path.name.endswith(".so"):
             elves.append(path)
+    if PYTHON_WHEELS.is_dir():
+        files.update((str(path), path) for path in _walk(PYTHON_WHEELS))
     files.update(_closure(elves))
     return dict(sorted(files.items()))
 

@@ -84,12 +84,28 @@ class SandboxSpec:
     tls: RunCA | None = field(default=None, compare=False)
     """When set, the proxy terminates CONNECT with certificates issued by this per-run CA,
     so request_gate sees HTTPS requests too. None: CONNECT is a byte tunnel, judged once."""
+    env_dir: Path | None = None
+    """A project environment (bot.adapters.sandbox.envcache), mounted at ENV_MOUNT: what the
+    setup phase installed. The same path in every phase, since installers write absolute
+    paths (a venv's scripts name their interpreter)."""
+    env_writable: bool = False
+    """Only the setup phase writes the environment; the agent and verify read it."""
+    scratch: tuple[str, ...] = ()
+    """Workspace-relative directories (`.pytest_cache`) the sandbox may write although the
+    workspace is read-only there: each is a throwaway directory outside the workspace,
+    mounted over it, so what is written there is never part of the proposal."""
 
     def __post_init__(self) -> None:
         if self.network not in ("none", "allowlist"):
             raise SandboxError(f"network must be 'none' or 'allowlist', not {self.network!r}")
         if self.allow_domains and self.network != "allowlist":
             raise SandboxError("allow_domains needs network='allowlist'")
+        if self.env_writable and self.env_dir is None:
+            raise SandboxError("env_writable needs an env_dir")
+
+
+ENV_MOUNT = "/env"
+"""Where the project environment is mounted in every phase."""
 
 
 @dataclass(frozen=True)
@@ -185,3 +201,8 @@ class SandboxBackend(abc.ABC):
     @abc.abstractmethod
     def start(self, spec: SandboxSpec) -> Sandbox:
         """Start a sandbox for spec; raises SandboxError when it cannot."""
+
+    def base_identity(self) -> str:
+        """What every sandbox of this backend starts from (its image): an environment built
+        on one base is never reused on another (bot.adapters.sandbox.envcache)."""
+        return self.name

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
@@ -72,6 +74,65 @@ def safe_dir(workspace: Path, rel: str) -> Path:
     except OSError as exc:
         raise SandboxError(f"write scope {rel!r} cannot be created in {workspace}: {exc}") from None
     return workspace / rel
+
+
+class Scratch:
+    """The throwaway directories a sandbox's SandboxSpec.scratch asks for: made outside the
+    workspace (so never diffed), owned by the sandbox's uid, removed when it closes. Their
+    mount points in the workspace are made empty directories (git sees no empty directory)."""
+
+    def __init__(self, workspace: Path, rels: Iterable[str], uid: int) -> None:
+        self.dirs: list[tuple[Path, str]] = []
+        try:
+            for rel in dict.fromkeys(_scratch_rel(r) for r in rels):
+                safe_dir(workspace, rel)
+                host = Path(tempfile.mkdtemp(prefix="agentplane-scratch-"))
+                self.dirs.append((host, rel))
+                if os.geteuid() == 0:
+                    os.chown(host, uid, uid)
+        except BaseException:
+            self.close()
+            raise
+
+    def mounts(self) -> list[tuple[Path, str]]:
+        """(host directory, path inside the sandbox) for each scratch directory."""
+        return [(host, str(PurePosixPath("/workspace", rel))) for host, rel in self.dirs]
+
+    def close(self) -> None:
+        for host, _ in self.dirs:
+            shutil.rmtree(host, ignore_errors=True)
+        self.dirs = []
+
+
+def _scratch_rel(rel: str) -> str:
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if rel.startswith("/") or ".." in parts or not parts or _WILDCARDS & set(rel):
+        raise SandboxError(
+            f"scratch directory {rel!r} must be a plain path inside the workspace "
+            "(e.g. .pytest_cache)"
+        )
+    return "/".join(parts)
+
+
+def env_dir(path: Path, uid: int, writable: bool, *, engine_mounts: bool = False) -> Path:
+    """The project environment's directory, checked before it is mounted at /env: a real
+    directory (never a link, which would mount its target), which a sandbox running as
+    uid can reach (unless the engine mounts it, as root), handed to uid when it may write
+    it (the setup phase)."""
+    if path.is_symlink() or not path.is_dir() or path.resolve() != path.absolute():
+        raise SandboxError(f"environment {path} is not a plain directory")
+    if writable and os.geteuid() == 0:
+        chown_tree(path, uid)
+    if not engine_mounts and os.geteuid() == 0:
+        for parent in path.parents:
+            st = parent.stat()
+            if not (st.st_mode & 0o001 or st.st_uid == uid):
+                raise SandboxError(
+                    f"environment {path} is not reachable by the sandbox uid {uid}: {parent} "
+                    f"has mode {st.st_mode & 0o777:o}; keep the repository (and its "
+                    ".git/agentplane) under world-traversable directories, or run as non-root"
+                )
+    return path
 
 
 def chown_tree(root: Path, uid: int) -> None:
