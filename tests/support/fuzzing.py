@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from bot.core.errors import SourceError
@@ -49,9 +50,15 @@ class Figures:
             f"slowest case {self.slowest * 1000:.0f} ms"
         )
 
-    def report(self, out: Callable[[str], object] | None = None) -> None:
-        """Printed past pytest's capture, so CI's log holds the figures."""
-        (out or sys.__stdout__.write)(self.line() + "\n")  # type: ignore[union-attr]
+    def report(self, config: pytest.Config) -> None:
+        """Written by pytest's terminal reporter, past its capture, so CI's log holds it."""
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or capture is None:
+            sys.stderr.write(self.line() + "\n")
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(self.line())
 
 
 def located(err: SourceError, path: str, text: str) -> str | None:
