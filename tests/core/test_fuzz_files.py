@@ -125,7 +125,7 @@ def judge(fig: Figures, path: str, text: str, check: Callable[[], Any]) -> None:
             assert not fig.failures, fig.failures[0]
 
 
-@settings(SEEDED, max_examples=100)
+@settings(SEEDED, max_examples=200)
 @given(text=documents)
 def test_generated_job_files(figures: dict[str, Figures], text: str) -> None:
     fig = figures.setdefault("job files", Figures("job files"))
@@ -152,7 +152,7 @@ def test_generated_policies(figures: dict[str, Figures], texts: list[str]) -> No
             assert not fig.failures, fig.failures[0]
 
 
-@settings(SEEDED, max_examples=200)
+@settings(SEEDED, max_examples=100)
 @given(text=documents)
 def test_generated_repo_configs(figures: dict[str, Figures], text: str) -> None:
     fig = figures.setdefault("repo configs", Figures("repo configs"))

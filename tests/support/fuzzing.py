@@ -33,6 +33,7 @@ class Figures:
     accepted: int = 0
     failures: list[str] = field(default_factory=list)
     slowest: float = 0.0
+    refusal: str = "refused with located errors"
 
     @contextmanager
     def case(self) -> Iterator[None]:
@@ -46,7 +47,7 @@ class Figures:
     def line(self) -> str:
         return (
             f"[fuzz] {self.name}: {self.cases} cases generated, {self.accepted} accepted, "
-            f"{self.rejected} refused with located errors, failures = {len(self.failures)}, "
+            f"{self.rejected} {self.refusal}, failures = {len(self.failures)}, "
             f"slowest case {self.slowest * 1000:.0f} ms"
         )
 
