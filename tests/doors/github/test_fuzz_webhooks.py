@@ -182,3 +182,31 @@ def test_every_real_example_is_handled_or_ignored_and_the_log_says_which(
             f"and delivered, all 202; {decisions.get('handled', 0)} handled, "
             f"{decisions.get('ignored', 0)} ignored on purpose, failures = 0 (one log line each)"
         )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"action": "opened", "repository": ["octo/demo"]},
+        {"action": "opened", "repository": {"full_name": "o/r"}, "pull_request": "7"},
+        {"action": "opened", "repository": {"full_name": "o/r"}, "pull_request": {"number": "x"}},
+        {"action": "created", "repository": {"full_name": "o/r"}, "comment": None},
+        {"action": ["opened"], "repository": {"full_name": "o/r"}},
+        {"action": "opened", "repository": {"full_name": "o/r"}, "issue": {"number": -1}},
+    ],
+)
+def test_a_signed_payload_of_the_wrong_shape_is_a_400_not_a_worker_exception(
+    tmp_path: Path, payload: dict[str, Any]
+) -> None:
+    """Handlers read these members as objects; before, such a delivery was queued and each
+    retry ended in an AttributeError in the worker."""
+    app, queue = fresh_app(tmp_path)
+    body = json.dumps(payload).encode()
+    headers = {
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": "d",
+        "X-Hub-Signature-256": signature("s", body),
+    }
+    answer = TestClient(app).post("/webhook", content=body, headers=headers)
+    assert answer.status_code == 400 and "not a" in answer.json()["error"]
+    assert queue.counts() == {}
