@@ -17,8 +17,9 @@ from pathlib import Path
 
 import git
 
-from bot.core.errors import GitError
+from bot.core.errors import GitError, SourceError, ValidationFailed
 from bot.core.globs import match_any
+from bot.core.yamlsrc import MAX_BYTES, decode
 
 
 def run_git(
@@ -117,7 +118,7 @@ class GitRepo:
         except (KeyError, git.BadName, ValueError):
             return []
         return sorted(
-            (str(blob.path), blob.data_stream.read().decode("utf-8"))
+            (str(blob.path), _source_text(blob))
             for blob in sub.blobs
             if blob.name.endswith(suffixes)
         )
@@ -127,8 +128,7 @@ class GitRepo:
             blob = self.repo.commit(ref).tree / path
         except (KeyError, git.BadName, ValueError):
             return None
-        data: bytes = blob.data_stream.read()
-        return data.decode("utf-8")
+        return _source_text(blob)
 
     def tree_entries(self, commit: str) -> list[tuple[str, str, str]]:
         """(path, mode, blob id) of every file in commit: git's own content hashes, so a
@@ -292,3 +292,21 @@ class GitRepo:
             return commit  # a resumed apply: same base, patch, message and date, same commit
         self._git("update-ref", ref, commit, "0" * 40)
         return commit
+
+
+_SYMLINK_MODE = 0o120000
+
+
+def _source_text(obj: object) -> str:
+    """A job, policy or config file's text as parse reads it: a link's target is never
+    read as its content, a tree is no file, and at most MAX_BYTES + 1 bytes are read (parse
+    refuses what is longer, and says where bytes are not UTF-8)."""
+    path = str(getattr(obj, "path", "?"))
+    if not isinstance(obj, git.Blob):
+        raise ValidationFailed([SourceError(path, 1, 1, "", "is a directory, not a file")])
+    if obj.mode == _SYMLINK_MODE:
+        raise ValidationFailed(
+            [SourceError(path, 1, 1, "", "is a symbolic link: agentplane does not follow links")]
+        )
+    data: bytes = obj.data_stream.read(MAX_BYTES + 1)
+    return decode(path, data)

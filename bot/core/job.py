@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from bot.core.canonical import digest_of
+from bot.core.errors import ValidationFailed
 from bot.core.yamlsrc import Located, parse, validate
 
 JobType = Literal["code", "sql", "browser", "doc"]
@@ -317,6 +318,10 @@ def parse_job(path: str, text: str, tools: Sequence[str] | None = None) -> Job:
         with known_tools(tools):
             return parse_job(path, text)
     doc: Located = parse(path, text)
+    if doc.data == {}:
+        raise ValidationFailed(
+            [doc.error((), "not a job: the mapping is empty (see `agentplane schema`)")]
+        )
     default_name = PurePosixPath(path).name.removesuffix(".yaml").removesuffix(".yml").lower()
 
     def with_name(data: Any) -> Any:

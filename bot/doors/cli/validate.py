@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 
 from bot.core.approvers import never_met
 from bot.core.errors import SourceError, ValidationFailed
 from bot.core.job import parse_job
 from bot.core.policy import Policy, merge_policy, parse_config
-from bot.core.yamlsrc import parse
+from bot.core.yamlsrc import MAX_BYTES, decode, parse
 
 
 def _kind(path: Path) -> str:
@@ -17,6 +20,26 @@ def _kind(path: Path) -> str:
     if path.name == "config.yaml" and path.parent.name == ".agentplane":
         return "config"
     return "job"
+
+
+def read_source(path: Path) -> str:
+    """A file's text for parse: never through a symlink, never from a FIFO or device (a
+    read that could block or never end), at most MAX_BYTES + 1 bytes of it."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refused(path, "is a symbolic link: agentplane does not follow links") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _refused(path, "is not a regular file")
+        return decode(str(path), f.read(MAX_BYTES + 1))
+
+
+def _refused(path: Path, why: str) -> ValidationFailed:
+    return ValidationFailed([SourceError(str(path), 1, 1, "", why)])
 
 
 def discover(root: Path) -> list[Path]:
@@ -39,9 +62,12 @@ def validate_paths(
     policies: list[tuple[str, str]] = []
     for path in targets:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_source(path)
         except OSError as exc:
             errors.append(SourceError(str(path), 1, 1, "", f"cannot read: {exc.strerror}"))
+            continue
+        except ValidationFailed as exc:
+            errors.extend(exc.errors)
             continue
         try:
             kind = _kind(path)

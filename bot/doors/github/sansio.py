@@ -75,6 +75,25 @@ def depth(value: Any) -> int:
     return deepest
 
 
+OBJECTS = ("repository", "installation", "pull_request", "issue", "review", "comment", "sender")
+"""Members every handler reads as objects when they are present, as GitHub always sends them."""
+
+
+def check_shape(payload: dict[str, Any]) -> None:
+    """Refuse, at the door, a payload whose members the handlers would read as objects but
+    are not: signed garbage must be a 400, not an exception in the worker retried forever."""
+    for key in OBJECTS:
+        if key in payload and not isinstance(payload[key], dict):
+            raise WebhookError(f"{key!r} is not a JSON object")
+    action = payload.get("action")
+    if action is not None and not isinstance(action, str):
+        raise WebhookError("'action' is not a string")
+    for key in ("pull_request", "issue"):
+        number = payload.get(key, {}).get("number")
+        if number is not None and (type(number) is not int or number < 0):
+            raise WebhookError(f"{key}.number is not a whole number")
+
+
 def parse(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> Delivery:
     """Verify and parse one delivery; headers must be case-insensitive (or lower-cased)."""
     if len(body) > MAX_BODY:
@@ -94,6 +113,7 @@ def parse(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> De
         raise WebhookError("body is not a JSON object")
     if depth(payload) > MAX_DEPTH:
         raise WebhookError(f"body nests deeper than {MAX_DEPTH} levels")
+    check_shape(payload)
     # Dedupe per hook (or App installation target): a redelivery keeps its GUID.
     hook = h.get("x-github-hook-id") or str((payload.get("installation") or {}).get("id") or "")
     return Delivery(event=event, delivery_id=delivery, hook_id=hook, payload=payload)
