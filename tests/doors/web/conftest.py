@@ -23,6 +23,7 @@ from bot.doors.web.index import RunIndex
 from bot.doors.web.site import Site, User
 from bot.run.engine import Engine
 from tests.conftest import git
+from tests.doors.web.serve_world import Serve, serve_world
 from tests.families.browser.conftest import have_chromium
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> fix it'
@@ -113,3 +114,9 @@ def site(world: World) -> Site:
 @pytest.fixture
 def client(site: Site) -> TestClient:
     return TestClient(build(site, TEST_ORIGINS))
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """serve's app with its run pages over two repositories (serve_world.py)."""
+    yield from serve_world(tmp_path_factory.mktemp("serve"))
