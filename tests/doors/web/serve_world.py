@@ -4,12 +4,15 @@ people who can read one, the other, or neither."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -23,6 +26,8 @@ from tests.support.github import GitHubDouble
 from tests.support.github.door import JOB, REPO, door_for, repo_files
 
 OTHER = "octo/other"
+THIRD = "octo/third"
+"""maya's too: the browser test approves its run, the HTTP test octo/demo's."""
 PUBLIC = "http://testserver"
 SESSION_SECRET = "s" * 40
 
@@ -80,10 +85,12 @@ def serve_world(tmp: Path, public: str = PUBLIC) -> Iterator[Serve]:
             web_url=gh.oauth.web_url,
         )
         gh.create_repo(OTHER, repo_files())
+        gh.create_repo(THIRD, repo_files())
         gh.set_permission(REPO, "maya", "write")
+        gh.set_permission(THIRD, "maya", "write")
         gh.set_permission(REPO, "dana", "write")
         gh.set_permission(OTHER, "eve", "read")
-        pulls = {REPO: _pr(gh, door, REPO), OTHER: _pr(gh, door, OTHER)}
+        pulls = {repo: _pr(gh, door, repo) for repo in (REPO, OTHER, THIRD)}
         runs = {repo: door.state.runs(repo, n)[0][2] for repo, n in pulls.items()}
         queue = SqliteQueue(tmp / "bot" / "queue.db")
         app = create_app(door.settings, queue)
@@ -93,3 +100,19 @@ def serve_world(tmp: Path, public: str = PUBLIC) -> Iterator[Serve]:
         yield Serve(gh, door, queue, app, runs, pulls, public)
         violations = list(gh.violations)
     assert violations == [], "off-spec GitHub traffic:\n" + "\n".join(violations)
+
+
+@contextmanager
+def listening(app: FastAPI, port: int) -> Iterator[None]:
+    """The app on 127.0.0.1:port, in a thread, for as long as the block lasts."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "serve did not start"
+        threading.Event().wait(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(5)

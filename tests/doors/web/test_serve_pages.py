@@ -8,13 +8,14 @@ import logging
 import re
 import subprocess
 
+import pygit2
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
 from bot.doors.github.settings import Settings
 from bot.doors.web.hub import SESSION_COOKIE, STATE_COOKIE, safe_next
-from tests.doors.web.serve_world import OTHER, PUBLIC, Serve
+from tests.doors.web.serve_world import OTHER, Serve
 from tests.support.github.door import REPO
 
 VIEW = re.compile(r'name="view" value="([^"]+)"')
@@ -52,7 +53,7 @@ def test_sign_in_sets_signed_httponly_samesite_cookies_and_keeps_no_token(
     assert "client_id=" + serve.github.oauth.client_id in start.headers["location"]
     back = serve.github.oauth.authorize("maya", start.headers["location"])
     with caplog.at_level(logging.DEBUG):
-        done = client.get(back.removeprefix(PUBLIC), follow_redirects=False)
+        done = client.get(back.removeprefix(serve.public), follow_redirects=False)
     assert done.status_code == 303
     session = [v for k, v in done.headers.multi_items() if k == "set-cookie"]
     assert any(SESSION_COOKIE in c and "HttpOnly" in c and "SameSite=lax" in c for c in session)
@@ -72,7 +73,7 @@ def test_the_state_must_be_the_one_this_browser_was_given(serve: Serve) -> None:
     client = serve.client()
     start = client.get("/login", follow_redirects=False)
     back = serve.github.oauth.authorize("maya", start.headers["location"])
-    path = back.removeprefix(PUBLIC)
+    path = back.removeprefix(serve.public)
     wrong = re.sub(r"state=[^&]+", "state=guessed", path)
     r = client.get(wrong, follow_redirects=False)
     assert r.status_code == 400 and "state" in r.text and SESSION_COOKIE not in str(r.headers)
@@ -142,10 +143,10 @@ def test_access_is_gitHubs_answer_kept_for_a_short_time(serve: Serve) -> None:
 def test_the_pr_comment_links_to_the_run_page(serve: Serve) -> None:
     number = serve.pulls[REPO]
     bodies = [c.body for c in serve.github.comments(REPO, number) if "run:" in c.body]
-    link = f"Run page: {PUBLIC}/repos/{REPO}/runs/{serve.runs[REPO]}"
+    link = f"Run page: {serve.public}/repos/{REPO}/runs/{serve.runs[REPO]}"
     assert any(link in b for b in bodies), bodies
     maya = signed_in(serve, "maya")
-    assert maya.get(link.removeprefix(f"Run page: {PUBLIC}")).status_code == 200
+    assert maya.get(link.removeprefix(f"Run page: {serve.public}")).status_code == 200
 
 
 def test_pages_are_off_unless_sign_in_is_configured() -> None:
@@ -162,9 +163,13 @@ def _field(pattern: re.Pattern[str], page: str) -> str:
     return found[1]
 
 
-def _post(client: TestClient, path: str, form: dict[str, str], origin: str = PUBLIC) -> Response:
+def _post(client: TestClient, path: str, form: dict[str, str], origin: str = "") -> Response:
+    """origin: the Origin header; by default the client's own (the page's origin)."""
     return client.post(
-        f"{path}/decision", data=form, headers={"Origin": origin}, follow_redirects=False
+        f"{path}/decision",
+        data=form,
+        headers={"Origin": origin or str(client.base_url).rstrip("/")},
+        follow_redirects=False,
     )
 
 
@@ -223,3 +228,25 @@ def test_web_approval_goes_through_the_gates_and_is_recorded_with_its_door(
     assert any("applied" in b for b in evidence)
     # Once applied, the page offers no decision.
     assert "Approve as" not in maya.get(path).text
+
+
+def test_policy_can_refuse_the_web_door(serve: Serve) -> None:
+    """approvals.doors on the default branch: a maintainer's web approval is recorded, with
+    the rule, and does not count."""
+    gh = serve.github
+    policy = gh.repo(OTHER).git().revparse_single("refs/heads/main").peel(pygit2.Commit)
+    text = policy.tree["policies/default.yaml"].data.decode()
+    gh.commit(
+        OTHER, "main", {"policies/default.yaml": text + "approvals: {doors: [pull_request]}\n"}
+    )
+    gh.set_permission(OTHER, "omar", "read")
+    omar = signed_in(serve, "omar")
+    path = f"/repos/{OTHER}/runs/{serve.runs[OTHER]}"
+    assert _decide(omar, path, "approve").status_code == 200
+    (done,) = serve.work()
+    assert "not counted" in done
+    (approval,) = omar.get(f"/repos/{OTHER}/api/runs/{serve.runs[OTHER]}").json()["record"][
+        "approvals"
+    ]
+    assert approval["door"] == "web" and not approval["counted"]
+    assert "approvals from the web door do not count here" in approval["reason"]
