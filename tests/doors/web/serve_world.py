@@ -64,7 +64,7 @@ class Serve:
         return done
 
 
-def _pr(github: GitHubDouble, door: PullRequestDoor, repo: str) -> int:
+def open_job_pr(github: GitHubDouble, door: PullRequestDoor, repo: str) -> int:
     github.commit(repo, "add-job", {JOB: (PROJECT / JOB).read_text()}, start="main")
     number, payload = github.open_pull(repo, "add-job", author="dana")
     result = door.handle(Delivery("pull_request", f"pr-{repo}", "1", payload))
@@ -90,7 +90,7 @@ def serve_world(tmp: Path, public: str = PUBLIC) -> Iterator[Serve]:
         gh.set_permission(THIRD, "maya", "write")
         gh.set_permission(REPO, "dana", "write")
         gh.set_permission(OTHER, "eve", "read")
-        pulls = {repo: _pr(gh, door, repo) for repo in (REPO, OTHER, THIRD)}
+        pulls = {repo: open_job_pr(gh, door, repo) for repo in (REPO, OTHER, THIRD)}
         runs = {repo: door.state.runs(repo, n)[0][2] for repo, n in pulls.items()}
         queue = SqliteQueue(tmp / "bot" / "queue.db")
         app = create_app(door.settings, queue)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+from pathlib import Path
 
 import pygit2
 import pytest
@@ -15,8 +16,9 @@ from httpx import Response
 
 from bot.doors.github.settings import Settings
 from bot.doors.web.hub import SESSION_COOKIE, STATE_COOKIE, safe_next
-from tests.doors.web.serve_world import OTHER, Serve
-from tests.support.github.door import REPO
+from tests.doors.web.serve_world import OTHER, Serve, open_job_pr
+from tests.support.github import GitHubDouble
+from tests.support.github.door import REPO, door_for
 
 VIEW = re.compile(r'name="view" value="([^"]+)"')
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -250,3 +252,13 @@ def test_policy_can_refuse_the_web_door(serve: Serve) -> None:
     ]
     assert approval["door"] == "web" and not approval["counted"]
     assert "approvals from the web door do not count here" in approval["reason"]
+
+
+def test_no_run_page_link_without_a_public_url(tmp_path: Path) -> None:
+    with GitHubDouble(tmp_path) as gh:
+        door = door_for(gh, tmp_path)
+        number = open_job_pr(gh, door, REPO)
+        (body,) = [c.body for c in gh.comments(REPO, number) if "run:" in c.body]
+        violations = list(gh.violations)
+    assert "Record:" in body and "Run page:" not in body
+    assert violations == []
