@@ -262,3 +262,23 @@ def test_no_run_page_link_without_a_public_url(tmp_path: Path) -> None:
         violations = list(gh.violations)
     assert "Record:" in body and "Run page:" not in body
     assert violations == []
+
+
+def test_serve_builds_its_pages_only_when_sign_in_is_configured(tmp_path: Path) -> None:
+    from bot.doors.github.server import build
+
+    base = {"github_token": "ghp_" + "x" * 36, "data_dir": tmp_path, "webhook_secrets": ("s",)}
+    pages = {
+        "public_url": "https://bot.example",
+        "oauth_client_id": "Iv1.abc",
+        "oauth_client_secret": "shh",
+        "session_secret": "k" * 40,
+    }
+    on = TestClient(build(Settings(**base, **pages)), base_url="https://bot.example")
+    r = on.get(f"/repos/{REPO}/runs", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login?next=")
+    login = on.get("/login", follow_redirects=False)
+    assert login.headers["location"].startswith("https://github.com/login/oauth/authorize?")
+    assert "Secure" in login.headers["set-cookie"]
+    off = TestClient(build(Settings(**base)))
+    assert off.get("/repos").status_code == 404 and off.get("/login").status_code == 404
