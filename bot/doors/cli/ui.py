@@ -22,6 +22,7 @@ def site_for(repo: str, backend: str = "bwrap") -> object:
 
     engine = Engine(GitRepo(Path(repo)), Lazy(backend))
     site = Site(engine, RunIndex.for_log(engine.audit), User(engine.repo.identity()))
+    site.decider = site.decide_here  # approvals from the run page: the engine's gates
     site.refresh()
     return site
 

@@ -175,6 +175,19 @@ class GitHubClient:
     def permission(self, full_name: str, login: str) -> str:
         return str(self.call(self.repo(full_name).get_collaborator_permission, login))
 
+    def collaborator(self, full_name: str, login: str) -> tuple[str, int | None]:
+        """(permission, the account's id) GitHub gives login on the repository: the id
+        lets the caller check the login still names the person it means (renames)."""
+        _, data = self.call(
+            self._api().requester.requestJsonAndCheck,
+            "GET",
+            f"/repos/{full_name}/collaborators/{quote(login, safe='')}/permission",
+        )
+        user = data.get("user") if isinstance(data, dict) else None
+        uid = user.get("id") if isinstance(user, dict) else None
+        permission = data.get("permission") if isinstance(data, dict) else None
+        return str(permission or "none"), uid if type(uid) is int else None
+
     def check(
         self,
         full_name: str,

@@ -40,9 +40,10 @@ from bot.doors.github.commands import Command, Reply, parse_comment
 from bot.doors.github.queue import NotRetried
 from bot.doors.github.release import OwnPushes
 from bot.doors.github.sansio import Delivery
-from bot.doors.github.settings import Settings
+from bot.doors.github.settings import Settings, run_page_url
 from bot.doors.github.state import PullState
 from bot.doors.github.timing import github_time, stamp
+from bot.doors.github.web_decision import WEB_DECISION, on_web_decision
 from bot.run.agent import Model
 from bot.run.apply import BOT_IDENTITY
 from bot.run.engine import Engine
@@ -123,7 +124,13 @@ class PullRequestDoor:
         # environment); each repository's engine widens it with what its policy names.
         self.redact = Redactor.for_host(
             os.environ,
-            [*settings.webhook_secrets, settings.app_private_key, settings.github_token],
+            [
+                *settings.webhook_secrets,
+                settings.app_private_key,
+                settings.github_token,
+                settings.oauth_client_secret,
+                settings.session_secret,
+            ],
         )
         redact_logs(self.redact)
 
@@ -189,6 +196,8 @@ class PullRequestDoor:
             return lambda ctx: runners.on_workflow_run(self, ctx)
         if d.event == "agentplane.reconcile":
             return lambda ctx: self.on_pull(ctx, p["number"])
+        if d.event == WEB_DECISION:
+            return lambda ctx: on_web_decision(self, ctx, p)
         return f"ignored: {d.event}.{d.action}"
 
     def _push_audit(self, ctx: Context) -> None:
@@ -813,6 +822,8 @@ class PullRequestDoor:
         )
         if head is not None:
             body += f"\nRecord: {ctx.on_audit_branch(entry_path(head.seq))}"
+        if self.settings.public_url:
+            body += f"\nRun page: {run_page_url(self.settings.public_url, ctx.full, rec.run_id)}"
         number, sha = self._where(ctx, rec)
         if number is not None:
             posted = self._comment(ctx, number, f"run:{rec.job_path}", body)

@@ -207,4 +207,9 @@ def build(settings: Settings) -> FastAPI:
         on_publish=lambda rec: metrics.runs.labels(rec.state).inc(),
     )
     worker = Worker(queue, door.handle, metrics)
-    return create_app(settings, queue, worker, reconciler=lambda: reconcile(door, queue.put))
+    app = create_app(settings, queue, worker, reconciler=lambda: reconcile(door, queue.put))
+    if settings.pages_enabled:
+        from bot.doors.web.wiring import attach_pages
+
+        attach_pages(app, settings, door.state, queue, door.client_for, list(door.redact.secrets))
+    return app

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -50,6 +51,22 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".agentplane-bot")
     reconcile_seconds: float = 600.0
     allow_forks: bool = False
+    public_url: str | None = Field(
+        None,
+        description="where people reach this server (https://host[:port]); the PR comment "
+        "links to each run's page under it, and GitHub sends signed-in people back to it",
+    )
+    oauth_client_id: str | None = Field(None, description="the App's client ID, for sign-in")
+    oauth_client_secret: str | None = Field(None, repr=False)
+    session_secret: str | None = Field(
+        None, repr=False, description="signs the run pages' cookies; 32 characters or more"
+    )
+    web_url: str = Field(
+        "https://github.com", description="GitHub's web origin, for /login/oauth/..."
+    )
+    access_cache_seconds: float = Field(
+        60.0, description="how long GitHub's answer to 'can this person read it' is kept"
+    )
     github_throttle: bool = Field(
         True,
         description="PyGithub's pauses between requests (GitHub's advice against "
@@ -76,12 +93,31 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in v.split(",") if part.strip())
         return v
 
-    @field_validator("api_url")
+    @field_validator("api_url", "web_url", "public_url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @field_validator("session_secret")
+    @classmethod
+    def _long_enough(cls, v: str | None) -> str | None:
+        if v is not None and len(v) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return v
+
+    @property
+    def pages_enabled(self) -> bool:
+        """Run pages are served only with everything sign-in needs: never without it."""
+        return bool(
+            self.public_url
+            and self.oauth_client_id
+            and self.oauth_client_secret
+            and self.session_secret
+        )
 
     @property
     def can_act(self) -> bool:
@@ -99,7 +135,21 @@ class Settings(BaseSettings):
                 "no App credentials or AGENTPLANE_GITHUB_TOKEN: deliveries are "
                 "acknowledged and queued, but the bot cannot act on them"
             )
+        sign_in = {
+            "AGENTPLANE_PUBLIC_URL": self.public_url,
+            "AGENTPLANE_OAUTH_CLIENT_ID": self.oauth_client_id,
+            "AGENTPLANE_OAUTH_CLIENT_SECRET": self.oauth_client_secret,
+            "AGENTPLANE_SESSION_SECRET": self.session_secret,
+        }
+        missing = [k for k, v in sign_in.items() if not v]
+        if self.oauth_client_id and missing:
+            out.append(f"run pages are off: sign-in needs {', '.join(missing)} as well")
         return out
+
+
+def run_page_url(public_url: str, repo: str, run_id: str) -> str:
+    """Where serve shows one run (bot.doors.web.hub serves /repos/{owner}/{name}/...)."""
+    return f"{public_url}/repos/{quote(repo)}/runs/{quote(run_id, safe='')}"
 
 
 ENV = {

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from bot.doors.web.api import api_router
@@ -35,7 +36,8 @@ class Origins:
         return frozenset({self.app}) | self.also
 
 
-def build(site: Site, origins: Origins) -> FastAPI:
+def build(site: Site, origins: Origins, host_check: bool = True) -> FastAPI:
+    """host_check: off only behind serve, whose pages need a signed session anyway."""
     app = FastAPI(
         title="agentplane",
         summary="Runs on the audit branch: every run, and everything about one.",
@@ -46,12 +48,11 @@ def build(site: Site, origins: Origins) -> FastAPI:
     app.include_router(pages_router(site, origins.viewer, origins.form_origins))
 
     @app.get("/docs", include_in_schema=False)
-    def docs() -> object:
-        from fastapi.responses import RedirectResponse
-
-        return RedirectResponse("/openapi.json", 303)
+    def docs(request: Request) -> object:
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/openapi.json", 303)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.middleware("http")(headers_middleware(app_csp(origins.viewer)))
-    app.add_middleware(HostCheck, hosts=origins.app_hosts)
+    if host_check:
+        app.add_middleware(HostCheck, hosts=origins.app_hosts)
     return app

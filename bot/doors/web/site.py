@@ -3,14 +3,19 @@ report of the branch's current head (recomputed only when the head moves)."""
 
 from __future__ import annotations
 
+import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import PurePosixPath
+from typing import Literal
 
 from pydantic import BaseModel
 
 from bot.adapters.audit.verify import VerifyReport, verify
 from bot.core.errors import AgentplaneError, RunError
+from bot.core.gates import ReviewTiming
 from bot.core.record import RunRecord
 from bot.doors.web.index import RunIndex
 from bot.doors.web.rows import cost, duration
@@ -41,11 +46,42 @@ class User:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class Decision:
+    """One person's approve or deny from the run page, with what the page showed them."""
+
+    run_id: str
+    person: User
+    decision: Literal["approve", "deny"]
+    reviewed_commit: str
+    reviewed_digest: str
+    shown_at: datetime
+    """When this server showed this person the page with this proposal (its clock)."""
+    submitted_at: datetime
+    """When the decision reached this server (its clock)."""
+
+    @property
+    def timing(self) -> ReviewTiming:
+        return ReviewTiming(self.submitted_at, self.shown_at)
+
+
+Decider = Callable[[Decision], str | None]
+"""Takes a decision through the gates; returns a note to show instead of the run page
+(a door that decides later, from its queue), or None."""
+
+
 @dataclass
 class Site:
     engine: Engine
     index: RunIndex
     user: User
+    """Who uses the pages when no one signs in (`agentplane ui`: this clone's git identity)."""
+    decider: Decider | None = None
+    """How approvals from the run page are decided; None: the page offers none."""
+    jobs_enabled: bool = True
+    """Whether the pages list jobs and start runs (the web door)."""
+    secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    """Signs the view tokens approval forms carry (serve: its session secret)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _start_lock: threading.Lock = field(default_factory=threading.Lock)
     _report: tuple[str | None, VerifyReport] | None = None
@@ -120,18 +156,35 @@ class Site:
                 return job
         raise RunError(f"no job {name!r} in {JOBS_DIR} at HEAD")
 
-    def start(self, name: str, prompt: str | None) -> RunRecord:
+    def start(self, name: str, prompt: str | None, user: User | None = None) -> RunRecord:
         """A run through the one path, as door `web`, requested by the signed-in user."""
         job = self.job(name)
         engine = self.engine
+        who = user or self.user
         req = engine.request(
             job.path,
             prompt=prompt or None,
             door="web",
-            requester=self.user.key,
-            requester_name=self.user.name,
+            requester=who.key,
+            requester_name=who.name,
         )
         with self._start_lock:
             rec = engine.start(req)
         self.index.update(engine.audit)
         return rec
+
+    def decide_here(self, d: Decision) -> str | None:
+        """The decider of `agentplane ui`: the engine's own gates, in this process."""
+        with self._start_lock:
+            self.engine.decide(
+                d.run_id,
+                d.person.key,
+                d.decision,
+                reviewed_commit=d.reviewed_commit,
+                reviewed_digest=d.reviewed_digest,
+                door="web",
+                name=d.person.name,
+                timing=d.timing,
+            )
+        self.index.update(self.engine.audit)
+        return None

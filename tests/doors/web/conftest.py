@@ -20,9 +20,11 @@ from bot.demo.code import DEVELOPER, MAINTAINER, build_repo
 from bot.demo.console import PASSWORD, USERNAME, AdminSite
 from bot.doors.web.app import Origins, build
 from bot.doors.web.index import RunIndex
+from bot.doors.web.serve import free_port
 from bot.doors.web.site import Site, User
 from bot.run.engine import Engine
 from tests.conftest import git
+from tests.doors.web.serve_world import Serve, listening, serve_world
 from tests.families.browser.conftest import have_chromium
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)> fix it'
@@ -113,3 +115,13 @@ def site(world: World) -> Site:
 @pytest.fixture
 def client(site: Site) -> TestClient:
     return TestClient(build(site, TEST_ORIGINS))
+
+
+@pytest.fixture(scope="package")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    """serve's app with its run pages over three repositories (serve_world.py), listening
+    on loopback for the browser; the HTTP tests call the same app in process."""
+    port = free_port()
+    for world in serve_world(tmp_path_factory.mktemp("serve"), f"http://127.0.0.1:{port}"):
+        with listening(world.app, port):
+            yield world

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from bot.doors.web.app import Origins, build
@@ -12,7 +13,7 @@ from bot.doors.web.index import RunFilter, RunIndex
 from bot.doors.web.security import CSRF_COOKIE, allowed_hosts
 from bot.doors.web.site import Site
 from bot.doors.web.viewer import build_viewer
-from tests.doors.web.conftest import HOSTILE, World
+from tests.doors.web.conftest import HOSTILE, TEST_ORIGINS, World
 
 
 def test_host_header_must_be_the_loopback_address_served(site: Site) -> None:
@@ -160,3 +161,25 @@ def test_index_updates_incrementally_and_rebuilds_after_a_rewrite(
     finally:
         index.close()
         (log.key_dir / "test-index.sqlite").unlink()
+
+
+def test_ui_approvals_go_through_the_engines_gates_as_door_web(site: Site, world: World) -> None:
+    if "browser" not in world.runs:
+        pytest.skip("no run awaits approval without Chromium")
+    site.decider = site.decide_here
+    client = TestClient(build(site, TEST_ORIGINS))
+    path = f"/runs/{world.runs['browser']}"
+    page = client.get(path).text
+    view = re.search(r'name="view" value="([^"]+)"', page)
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert view is not None and token is not None
+    r = client.post(
+        f"{path}/decision",
+        data={"csrf": token[1], "view": view[1], "decision": "approve"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == path
+    (approval,) = site.record(world.runs["browser"]).approvals
+    # The clone's own user asked for the run: recorded, from door web, and not counted.
+    assert approval.door == "web" and not approval.counted
+    assert "authors cannot approve" in approval.reason

@@ -637,3 +637,29 @@ def _rate_limit(ctx: Context) -> Result:
     for bucket in [*out["resources"].values(), out["rate"]]:
         bucket["reset"] = reset
     return 200, out, {}
+
+
+@route("users/get-authenticated")
+def _authenticated_user(ctx: Context) -> Result:
+    """The token's own account: a user token's (OAuth sign-in) or a personal token's; an
+    installation token acts for no person and is refused, as on GitHub."""
+    token = ctx.token
+    if token is None or token.installation_id is not None or not token.login:
+        raise HTTPError(403, "Resource not accessible by integration")
+    out: dict[str, Any] = ctx.objects.example("public-user-default-response")
+    out.update(ctx.objects.user(token.login))
+    out.update(
+        name=None,
+        company=None,
+        blog="",
+        location=None,
+        email=None,
+        bio=None,
+        twitter_username=None,
+        public_repos=0,
+        public_gists=0,
+        followers=0,
+        following=0,
+        user_view_type="public",
+    )
+    return 200, out, {}

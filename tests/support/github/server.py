@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import openapi
+from .oauth import OAuthFlow
 from .payloads import PayloadBuilder, sign
 from .routes import ROUTES, Context
 from .state import (
@@ -81,6 +82,8 @@ class GitHubDouble:
         self._thread: threading.Thread | None = None
         self.api_url = ""
         self.payloads = PayloadBuilder(self)
+        self.oauth = OAuthFlow(self)
+        """The OAuth web flow on the double's web origin (`oauth.web_url`): not REST."""
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -587,6 +590,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         headers = {k: v for k, v in self.headers.items()}
+        if not self.path.startswith(PREFIX + "/"):  # github.com's web side: the OAuth flow
+            status, data, extra = self.double.oauth.handle(self.command, self.path, headers, raw)
+            self.send_response(status)
+            for name, value in {"Content-Length": str(len(data)), **extra}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+            return
         status, body, extra = self.double.handle(self.command, self.path, headers, raw)
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)

@@ -1,0 +1,45 @@
+"""Who may read which repository's runs: GitHub's answer, kept for a short time.
+
+The question goes to the collaborator permission endpoint
+(`GET /repos/{owner}/{repo}/collaborators/{username}/permission`) with the App's
+installation token. The answer counts only if the account it describes is the one that
+signed in (same numeric id): a login freed by a rename and taken by someone else does not
+carry the first person's access. Any failure to ask is "no", and is not kept.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from bot.core.errors import AgentplaneError
+from bot.doors.web.oauth import Person
+
+READ = frozenset({"read", "triage", "write", "maintain", "admin"})
+
+Ask = Callable[[str, str], tuple[str, int | None]]
+"""(repository, login) -> (permission, the id of the account GitHub answered about)."""
+
+
+class Access:
+    def __init__(self, ask: Ask, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self.ask, self.ttl, self.clock = ask, ttl, clock
+        self._cache: dict[tuple[int, str], tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def can_read(self, person: Person, repo: str) -> bool:
+        key = (person.id, repo.casefold())
+        now = self.clock()
+        with self._lock:
+            held = self._cache.get(key)
+            if held is not None and held[1] > now:
+                return held[0]
+        try:
+            permission, uid = self.ask(repo, person.login)
+        except AgentplaneError:
+            return False  # GitHub cannot confirm it now: no, and ask again next time
+        allowed = permission in READ and uid == person.id
+        with self._lock:
+            self._cache[key] = (allowed, now + self.ttl)
+        return allowed
