@@ -216,11 +216,6 @@ class GitRepo:
         )
         return proc.stdout.strip() or None
 
-    def is_ancestor(self, commit: str, of: str) -> bool:
-        """Whether commit is in the history of `of` (or is it)."""
-        proc = run_git("merge-base", "--is-ancestor", commit, of, cwd=self.root, ok=(0, 1))
-        return proc.returncode == 0
-
     def reverse_patch(self, commit: str) -> str:
         """The binary patch that takes commit back to its first parent's tree."""
         patch = self._git(
