@@ -1,5 +1,6 @@
 """`agentplane audit artifact RUN NAME` gets an artifact out of the audit branch, and
-`agentplane replay RUN` checks a run without leaving a run to approve or files behind."""
+`agentplane replay RUN` checks a run without leaving a run to approve or files behind;
+then an approver cancels the run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from bot.adapters.git import GitRepo
 from bot.adapters.sandbox.backends import Lazy
+from bot.demo.code import MAINTAINER
 from bot.run.engine import Engine
 from tests.conftest import git
 from tests.doors.cli.test_main import agentplane
@@ -54,3 +56,9 @@ def test_artifact_to_stdout_and_file_never_through_a_symlink(demo_repo: Path) ->
         if " awaiting_approval " in line
     ]
     assert len(waiting) == 1 and waiting[0].startswith(run_id)
+
+    # An approver cancels the run that is left, with a reason (one run serves both).
+    done = agentplane(demo_repo, "cancel", run_id, "--reason", "wrong job", who=MAINTAINER)
+    assert done.returncode == 0, done.stderr
+    last = e.load(run_id).transitions[-1]
+    assert (last.state, last.reason) == ("cancelled", "cancelled by maya@example.com: wrong job")
