@@ -17,7 +17,7 @@ from pathlib import Path
 
 import git
 
-from bot.core.errors import GitError, SourceError, ValidationFailed
+from bot.core.errors import GitError, NotAGitRepository, SourceError, ValidationFailed
 from bot.core.globs import match_any
 from bot.core.yamlsrc import MAX_BYTES, decode
 
@@ -60,9 +60,7 @@ class GitRepo:
         try:
             self.repo = git.Repo(path, search_parent_directories=True)
         except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-            raise GitError(
-                f"{path} is not inside a git repository (run `git init` first)"
-            ) from None
+            raise NotAGitRepository(path.resolve()) from None
         self.root = Path(self.repo.working_tree_dir or self.repo.git_dir)
         self.git_dir = Path(self.repo.git_dir)
 

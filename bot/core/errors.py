@@ -45,8 +45,22 @@ class GitError(AgentplaneError):
     """A git operation on the target repository failed."""
 
 
+class NotAGitRepository(GitError, AuditError):
+    """The path a command was given is not inside a git repository: one wording for every
+    command, whether GitPython (the working tree) or pygit2 (the audit branch) found it
+    out; it is both a GitError and an AuditError so either adapter's callers catch it."""
+
+    def __init__(self, path: object) -> None:
+        super().__init__(f"{path} is not inside a git repository (run `git init` first)")
+
+
 class RunError(AgentplaneError):
     """A run cannot proceed (unknown run, wrong state, stale approval...)."""
+
+
+class CancelRefused(RunError):
+    """A cancel that cannot happen: the run has already ended or is being carried forward,
+    or the person is neither its requester nor one of its approvers."""
 
 
 class NotAwaitingApproval(RunError):

@@ -89,6 +89,8 @@ class Plan(Frozen):
     gates: list[GatePlan]
     budget: Budget
     budget_rule: str
+    budget_capped: tuple[str, ...] = ()
+    """The job's own limits that policy's max or the repo config lowered, each with its rule."""
     model: ModelRoute | None
     clarification: str | None
     backend: str | None = None
@@ -317,17 +319,27 @@ def _setup(
     ]
 
 
-def _budget(req: RunRequest, policy: Policy, config: RepoConfig | None) -> Budget:
+def _budget(
+    req: RunRequest, policy: Policy, config: RepoConfig | None
+) -> tuple[Budget, tuple[str, ...]]:
+    """The run's budget, and a note for each of the job's own limits that policy's max
+    or the repo config lowered (a cap is never silent)."""
     values: dict[str, Any] = {}
+    capped: list[str] = []
     for field in ("usd", "minutes", "tool_calls", "tokens"):
-        candidates = [
-            getattr(req.job.budget, field) or getattr(policy.budgets.default, field),
-            getattr(policy.budgets.max, field),
-            getattr(config.budget, field) if config else None,
+        asked = getattr(req.job.budget, field)
+        limits = [
+            (getattr(policy.budgets.max, field), f"{policy.rule('budgets')}.max"),
+            (getattr(config.budget, field) if config else None, ".agentplane/config.yaml#budget"),
         ]
+        candidates = [asked or getattr(policy.budgets.default, field)]
+        candidates += [limit for limit, _ in limits]
         present = [c for c in candidates if c is not None]
         values[field] = min(present) if present else None
-    return Budget(**values)
+        if asked is not None and values[field] is not None and values[field] < asked:
+            rule = next(r for limit, r in limits if limit == values[field])
+            capped.append(f"{field} {asked} capped to {values[field]} [{rule}]")
+    return Budget(**values), tuple(capped)
 
 
 def _route(
@@ -454,7 +466,7 @@ def plan(
     ]
     setup, setup_decisions = _setup(policy, config, job_type) if jt is not None else (None, [])
     decisions += setup_decisions
-    budget = _budget(req, policy, config)
+    budget, budget_capped = _budget(req, policy, config)
     mutating = bool(gates)
     chosen, no_route = _route(req, policy, job_type, mutating, budget)
     clarification = _clarification(req, policy, prompt, confidence, mutating)
@@ -472,6 +484,7 @@ def plan(
         gates=gates,
         budget=budget,
         budget_rule=policy.rule("budgets"),
+        budget_capped=budget_capped,
         model=chosen,
         backend=jt.backend if jt is not None else None,
         private_networks=tuple(jt.private_networks) if jt is not None else (),

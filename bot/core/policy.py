@@ -451,8 +451,9 @@ class Policy(BaseModel):
         return sorted(r for r in self.roles if self.matches(f"role:{r}", identity, directory))
 
 
-def merge_policy(files: list[tuple[str, str]]) -> Policy:
-    """Merge policy files given as (path, text); every error is located."""
+def merge_policy(files: list[tuple[str, str]], source: str = "the default branch") -> Policy:
+    """Merge policy files given as (path, text); every error is located. source names
+    where they were read (the ref), for the error when there are none."""
     merged: dict[str, Any] = {
         "groups": {},
         "roles": {},
@@ -526,7 +527,7 @@ def merge_policy(files: list[tuple[str, str]]) -> Policy:
         raise ValidationFailed(errors)
     if not files:
         raise ValidationFailed(
-            [SourceError("policies/", 1, 1, "", "no policy files found on the default branch")]
+            [SourceError("policies/", 1, 1, "", f"no policy files found on {source}")]
         )
     return Policy(**merged, origins=origins)
 

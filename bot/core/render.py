@@ -96,6 +96,7 @@ def _plan(p: Plan) -> str:
         f"  $ budget     usd {b.usd}, minutes {b.minutes}, tool calls {b.tool_calls}"
         f"  [{p.budget_rule}]"
     )
+    lines += [f"  ! budget     the job's {note}" for note in p.budget_capped]
     if p.model is not None:
         lines.append(
             f"  * model      {p.model.params.get('model')} (class {p.model.model_class}: "

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from bot.adapters.git import run_git
 
-PROJECT = Path(__file__).resolve().parents[2]
+PROJECT = Path(__file__).resolve().parent / "shipped"
+"""The demo's policy, jobs and model scripts, laid out as in a repository. Package data,
+so the demo runs from an installed wheel (the bot image) and not only from a checkout;
+they are copies of the checkout's examples (a test keeps them the same)."""
 DEVELOPER = ("Dana Developer", "dana@example.com")
 MAINTAINER = ("Maya Maintainer", "maya@example.com")
 

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from bot.adapters.audit.log import AuditLog
 from bot.adapters.git import GitRepo
 from bot.adapters.model.turn import litellm_client, script_from_transcript
 from bot.adapters.sandbox import SandboxBackend
-from bot.core.errors import NotAwaitingApproval, RunError
+from bot.core.errors import CancelRefused, NotAwaitingApproval, RunError
 from bot.core.gate import approval_facts, open_gates
 from bot.core.gates import (
     STALE_RULES,
@@ -63,6 +64,9 @@ from bot.run.propose import Proposer, Resume
 from bot.run.redact import Redactor
 from bot.run.rollback import Rollbacks
 from bot.run.storage import RunStore
+
+CANCELLABLE = frozenset({"awaiting_approval", "needs_clarification"})
+"""States that wait on people, so a person may end them; a run in flight is its process's."""
 
 
 def utc_now() -> str:
@@ -189,19 +193,30 @@ class Engine:
             rec.model_override = ReplayModel.model_validate(model_override)
         return self.proposer.propose(rec, p, policy, answers=answers)
 
-    def replay(self, run_id: str, script_dir: Path) -> RunRecord:
-        """Re-run a recorded run against its recorded model turns (never a live model)."""
+    def replay(self, run_id: str, script_dir: Path | None = None) -> RunRecord:
+        """Re-run a recorded run against its recorded model turns (never a live model).
+
+        A replay is a check, not a change: it runs plan-only, so it ends `completed` with
+        its proposal to compare and never waits for approval. Its script goes to script_dir
+        if given, else to a temporary directory that is gone when the replay ends (nothing
+        is left in the user's repository)."""
         old = self.load(run_id)
         ref = old.artifact("transcript.json")
         if ref is None:
             raise RunError(f"run {run_id} has no transcript to replay")
         script = script_from_transcript(json.loads(self.audit.artifact(ref.sha256)))
-        name = f"replay-{run_id}"
+        if script_dir is None:
+            with tempfile.TemporaryDirectory(prefix="agentplane-replay-") as tmp:
+                return self._replay(old, script, Path(tmp))
+        return self._replay(old, script, script_dir)
+
+    def _replay(self, old: RunRecord, script: dict[str, Any], script_dir: Path) -> RunRecord:
+        name = f"replay-{old.run_id}"
         (script_dir / f"{name}.yaml").write_text(yaml.safe_dump(script, sort_keys=False))
         req = self.request(old.job_path, prompt=old.prompt, commit=old.commit)
         override = {"model": f"scripted/{name}", "api_base": str(script_dir.resolve())}
         answers = [answer_text(c.by, c.answer) for c in old.clarifications]
-        return self.start(req, model_override=override, answers=answers)
+        return self.start(req, model_override=override, answers=answers, plan_only=True)
 
     def rollback(
         self, run_id: str, requester: str | None = None, onto: str | None = None, door: Door = "cli"
@@ -363,9 +378,33 @@ class Engine:
 
     def cancel(self, run_id: str, reason: str) -> RunRecord:
         rec = self.load(run_id)
-        if rec.state in ("awaiting_approval", "needs_clarification"):
+        if rec.state in CANCELLABLE:
             return self._advance(rec, "cancelled", reason)
         return rec
+
+    def cancel_by(self, run_id: str, who: str, note: str = "") -> RunRecord:
+        """A person ends a run that waits on people: its requester withdraws it, one of its
+        approvers cancels it (recorded as `withdrawn by` or `cancelled by`, and why).
+        CancelRefused for anyone else, or for a run that has ended or is in flight."""
+        rec = self.load(run_id)
+        who = normalise(who)
+        if rec.state not in CANCELLABLE:
+            raise CancelRefused(
+                f"run {run_id} is {rec.state}: only a run awaiting approval or an answer "
+                "can be cancelled"
+            )
+        policy = self.policy()
+        directory = self.directory(policy)
+        party = RunParty(rec.requester, tuple(open_gates(rec)))
+        if not may_answer(policy, directory, who, party):
+            raise CancelRefused(f"{who} may not cancel run {run_id}: ask its requester")
+        verb = "withdrawn" if directory.same(who, rec.requester) else "cancelled"
+        return self._advance(rec, "cancelled", f"{verb} by {who}" + (f": {note}" if note else ""))
+
+    def is_requester(self, run_id: str, who: str) -> bool:
+        """Whether who asked for the run, by the one identity rule (bot.core.identity)."""
+        rec = self.load(run_id)
+        return self.directory(self.policy()).same(normalise(who), rec.requester)
 
     def recover(self) -> list[RunRecord]:
         """Resolve the runs whose process died in flight (killed, crashed, host rebooted).

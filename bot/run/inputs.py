@@ -22,6 +22,12 @@ JOBS_DIR = ".agentplane/jobs"
 CONFIG_PATH = ".agentplane/config.yaml"
 
 
+def describe_ref(ref: str) -> str:
+    """How a user names the ref policy was read from: `origin/main`, or `main`."""
+    short = ref.removeprefix("refs/remotes/").removeprefix("refs/heads/")
+    return f"the default branch ({short})"
+
+
 def job_path(name_or_path: str) -> str:
     if name_or_path.endswith((".yaml", ".yml")):
         return name_or_path
@@ -50,9 +56,10 @@ class Inputs:
 
         Reading it also arms the store: records are read through policy's signers, and the
         redactor learns what policy names (model keys routing reads, connections' DSNs)."""
-        files = self.repo.read_dir(self.repo.policy_ref(), "policies", (".yaml", ".yml"))
+        ref = self.repo.policy_ref()
+        files = self.repo.read_dir(ref, "policies", (".yaml", ".yml"))
         with known_tools(self.tool_names):  # policy may grant any tool this engine serves
-            policy = merge_policy(files)
+            policy = merge_policy(files, describe_ref(ref))
         self.store.redactor = self.store.redactor.with_secrets(host_secrets(os.environ, policy))
         redact_logs(self.store.redactor)  # log lines (litellm's errors) learn the keys too
         self.store.trust(policy)

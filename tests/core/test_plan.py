@@ -110,6 +110,14 @@ def test_budget_is_capped_by_policy_max_and_config() -> None:
     config = parse_config(".agentplane/config.yaml", "budget: {minutes: 2}\n")
     p = plan(req(job), POLICY_OBJ, config)
     assert (p.budget.usd, p.budget.minutes, p.budget.tool_calls) == (2.0, 2, 40)
+    # A cap is never silent: the plan names each lowered limit and the rule that lowered it.
+    assert p.budget_capped == (
+        "usd 50.0 capped to 2.0 [policies/p.yaml#budgets.max]",
+        "minutes 5.0 capped to 2.0 [.agentplane/config.yaml#budget]",
+    )
+    text = render_plan(p)
+    assert "  ! budget     the job's usd 50.0 capped to 2.0 [policies/p.yaml#budgets.max]" in text
+    assert "minutes 5.0 capped" in text and "tool_calls" not in text  # asked for none
 
 
 def test_requester_not_allowed_to_run_job_type() -> None:

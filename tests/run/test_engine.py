@@ -345,7 +345,7 @@ def test_replay_of_an_answered_run_gives_the_recorded_answers_back(
     e, rec = start(demo_repo, scripted_job("asker", ASKS))
     done = e.answer(rec.run_id, DEVELOPER[1], "spaces")
     again = e.replay(done.run_id, tmp_path)
-    assert again.state == "awaiting_approval", again.transitions
+    assert again.state == "completed", again.transitions  # a replay is never approvable
     assert again.proposal is not None and done.proposal is not None
     assert again.proposal.digest == done.proposal.digest
     (ask,) = [c for c in again.tool_calls if c.tool == "ask"]
@@ -356,7 +356,7 @@ def test_replay_of_an_answered_run_gives_the_recorded_answers_back(
 def test_replay_reproduces_the_proposal_bit_for_bit(demo_repo: Path, tmp_path: Path) -> None:
     e, rec = start(demo_repo)
     again = e.replay(rec.run_id, tmp_path)
-    assert again.run_id != rec.run_id and again.state == "awaiting_approval"
+    assert again.run_id != rec.run_id and again.state == "completed" and again.plan_only
     assert again.proposal is not None and rec.proposal is not None
     assert again.proposal.digest == rec.proposal.digest
     assert [(c.tool, c.arguments, c.decision) for c in again.tool_calls] == [

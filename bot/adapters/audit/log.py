@@ -49,7 +49,7 @@ from bot.adapters.audit.trust import (
     signed_payload,
 )
 from bot.core.canonical import canonical_json, sha256_hex
-from bot.core.errors import AuditError
+from bot.core.errors import AuditError, NotAGitRepository
 
 ENTRY_VERSION = 2
 SHARD_SIZE = 1000
@@ -319,8 +319,8 @@ class AuditLog:
     def __init__(self, repo_path: Path, signer: Signer | None = None) -> None:
         try:
             self._repo = pygit2.Repository(str(repo_path))
-        except pygit2.GitError as exc:
-            raise AuditError(f"{repo_path}: not a git repository ({exc})") from exc
+        except pygit2.GitError:
+            raise NotAGitRepository(Path(repo_path).resolve()) from None
         common = _common_dir(Path(self._repo.path))
         self._lock_path = common / "agentplane-audit.lock"
         self.anchor_path = common / "agentplane" / "audit-head"

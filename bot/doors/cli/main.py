@@ -21,14 +21,17 @@ from bot.core.render import (
     render_summary,
     render_tool_calls,
 )
+from bot.doors.cli.artifact import register as register_artifact
 from bot.doors.cli.browser import register as register_browser
+from bot.doors.cli.cancel import register as register_cancel
 from bot.doors.cli.eval import register as register_eval
+from bot.doors.cli.init import register as register_init
 from bot.doors.cli.mcp import register as register_mcp
 from bot.doors.cli.rollback import register as register_rollback
 from bot.doors.cli.sandbox import register as register_sandbox
 from bot.doors.cli.schedule import register as register_schedule
 from bot.doors.cli.ui import register as register_ui
-from bot.doors.cli.validate import validate_paths
+from bot.doors.cli.validate import policy_in_use, validate_paths
 from bot.run.redact import Redactor, redact_logs
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,7 +60,12 @@ repo_option = click.option(
 )
 
 
+CLARIFY_EXIT = 3
+"""`plan`'s exit status when the plan says `! clarify`: the run would stop before it starts."""
+
+
 @click.group()
+@click.version_option(package_name="agentplane", message="agentplane %(version)s")
 def cli() -> None:
     """agentplane: governed agent jobs, planned against policy, sandboxed, approved, audited."""
 
@@ -88,9 +96,19 @@ def validate(paths: tuple[str, ...], repo: str) -> None:
         click.echo(err.render(), err=True)
     for warning in warnings:
         click.echo(f"warning: {warning.render()}", err=True)
-    if errors:
+    source = policy_in_use(Path(repo))
+    if source is not None:
+        for line in source.errors:
+            click.echo(line, err=True)
+        for note in source.notes:
+            click.echo(f"note: {note}", err=True)
+        for path in source.differs:
+            click.echo(f"warning: {source.differs_warning(path)}", err=True)
+    if errors or (source is not None and source.errors):
         raise SystemExit(1)
     click.echo(f"ok: {checked} file(s) valid")
+    if source is not None and source.branch:
+        click.echo(f"policy: runs read policies/ from {source.ref}, not the working tree")
 
 
 @cli.command("plan")
@@ -98,9 +116,14 @@ def validate(paths: tuple[str, ...], repo: str) -> None:
 @click.option("--prompt", help="A prompt for this run (wins over the job's own).")
 @repo_option
 def plan_cmd(job: str, prompt: str | None, repo: str) -> None:
-    """Show what policy grants, denies and gates for JOB, with the rule behind each."""
+    """Show what policy grants, denies and gates for JOB, with the rule behind each.
+
+    Exits 3 when the plan says `! clarify` (the run would stop and ask before it starts)."""
     engine = _engine(repo)
-    click.echo(render_plan(engine.plan(engine.request(job, prompt=prompt)), engine.redactor))
+    p = engine.plan(engine.request(job, prompt=prompt))
+    click.echo(render_plan(p, engine.redactor))
+    if p.clarification is not None:
+        raise SystemExit(CLARIFY_EXIT)
 
 
 @cli.command()
@@ -163,7 +186,13 @@ def _after_propose(engine: Any, rec: Any, verdict: str | None) -> None:
 
 
 def _decide(engine: Any, run_id: str, verdict: str) -> None:
-    outcome = engine.decide(run_id, engine.repo.identity(), verdict)
+    who = engine.repo.identity()
+    if verdict == "deny" and engine.is_requester(run_id, who):
+        # The author cannot approve, but may always take their own run back.
+        rec = engine.cancel_by(run_id, who, "denied by its requester")
+        click.echo(render_summary(rec, engine.redactor))
+        return
+    outcome = engine.decide(run_id, who, verdict)
     # On a terminal the person deciding is the one who must act on a decision that does not
     # count: it ends the command as an error (exit 2) with the reason.
     error = outcome.not_counted_error()
@@ -200,7 +229,7 @@ def answer(run_id: str, text: str, verdict: str | None, repo: str) -> None:
 @click.argument("run_id")
 @repo_option
 def deny(run_id: str, repo: str) -> None:
-    """Deny a run waiting for approval."""
+    """Deny a run waiting for approval; its own requester's deny withdraws it."""
     _decide(_live_engine(repo), run_id, "deny")
 
 
@@ -209,15 +238,17 @@ def deny(run_id: str, repo: str) -> None:
 @click.option(
     "--script-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default="build/replays",
-    show_default=True,
-    help="Where the recorded turns are written as a model script.",
+    default=None,
+    help="Keep the recorded turns here as a model script (default: a temporary directory).",
 )
 @repo_option
-def replay(run_id: str, script_dir: Path, repo: str) -> None:
-    """Re-run RUN against its recorded model turns; prints both proposal digests."""
+def replay(run_id: str, script_dir: Path | None, repo: str) -> None:
+    """Re-run RUN against its recorded model turns; prints both proposal digests.
+
+    The replay is plan-only: it ends `completed` and never waits for approval."""
     engine = _engine(repo)
-    script_dir.mkdir(parents=True, exist_ok=True)
+    if script_dir is not None:
+        script_dir.mkdir(parents=True, exist_ok=True)
     old = engine.load(run_id)
     new = engine.replay(run_id, script_dir)
     before = old.proposal.digest if old.proposal else "(no proposal)"
@@ -233,7 +264,7 @@ def replay(run_id: str, script_dir: Path, repo: str) -> None:
 
 @cli.group()
 def audit() -> None:
-    """The audit branch: log, show, verify, key."""
+    """The audit branch: log, show, verify, key, artifact."""
 
 
 @audit.command("log")
@@ -380,6 +411,9 @@ register_ui(cli)
 register_schedule(cli)
 register_rollback(cli)
 register_eval(cli)
+register_cancel(cli)
+register_artifact(cli)
+register_init(cli)
 
 
 def main() -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core.approvers import never_met
-from bot.core.errors import SourceError, ValidationFailed
-from bot.core.job import parse_job
+from bot.core.errors import NotAGitRepository, SourceError, ValidationFailed
+from bot.core.job import BUILTIN_TOOLS, known_tools, parse_job
 from bot.core.policy import Policy, merge_policy, parse_config
 from bot.core.yamlsrc import MAX_BYTES, decode, parse
 
@@ -108,3 +109,65 @@ def policy_warnings(policy: Policy, texts: dict[str, str]) -> list[SourceError]:
             i = ids.index(gate.id) if gate.id in ids else 0
             found.append(doc.error(("gates", i, "approvers"), f"can never be met: {why}"))
     return found
+
+
+@dataclass
+class PolicySource:
+    """The policy a run will use: read from the default branch (origin's, in a clone),
+    never from the working tree. ref is as a user names it (`origin/main`)."""
+
+    ref: str
+    branch: str = ""
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    differs: list[str] = field(default_factory=list)
+    """Working-tree policy files that are not what the ref holds (changed, added, removed)."""
+
+    def differs_warning(self, path: str) -> str:
+        remote = self.ref != self.branch
+        where = (
+            f"{self.branch} on origin (push a branch, open a pull request)"
+            if remote
+            else (self.branch)
+        )
+        return (
+            f"{path}: differs from {self.ref}, and runs use {self.ref}'s; to publish your "
+            f"change, commit it and merge it into {where}: policy is reviewed like code"
+        )
+
+
+def policy_in_use(root: Path) -> PolicySource | None:
+    """Check the policy runs will read, as they read it; None outside a git repository
+    (validate then checks files only)."""
+    # Imported here: validate outside a repository needs no git.
+    from bot.adapters.git import GitRepo
+    from bot.core.errors import GitError
+    from bot.families.registry import default_families, tool_names
+    from bot.run.inputs import describe_ref
+
+    try:
+        repo = GitRepo(root)
+        ref = repo.policy_ref()
+    except GitError as exc:
+        if isinstance(exc, NotAGitRepository):
+            return None
+        # A repository with no commits yet: the files are checked, runs have no policy yet.
+        return PolicySource("(none)", notes=[f"cannot tell which policy runs will use: {exc}"])
+    shown = ref.removeprefix("refs/remotes/").removeprefix("refs/heads/")
+    source = PolicySource(shown, branch=shown.removeprefix("origin/"))
+    files = repo.read_dir(ref, "policies", (".yaml", ".yml"))
+    try:
+        with known_tools(tuple(dict.fromkeys([*BUILTIN_TOOLS, *tool_names(default_families())]))):
+            merge_policy(files, describe_ref(ref))
+    except ValidationFailed as exc:
+        source.errors = [f"{shown}:{e.render()}" for e in exc.errors]
+    published = dict(files)
+    local = {
+        f"policies/{p.name}": p.read_text(encoding="utf-8", errors="replace")
+        for p in sorted((repo.root / "policies").glob("*.y*ml"))
+        if p.is_file() and not p.is_symlink()
+    }
+    source.differs = sorted(
+        path for path in published.keys() | local.keys() if published.get(path) != local.get(path)
+    )
+    return source

@@ -155,7 +155,7 @@ def test_bare_repository(tmp_path: Path) -> None:
 
 
 def test_not_a_repository(tmp_path: Path) -> None:
-    with pytest.raises(AuditError, match="not a git repository"):
+    with pytest.raises(AuditError, match="is not inside a git repository"):
         AuditLog(tmp_path / "nowhere")
 
 

@@ -104,11 +104,6 @@ def test_run_without_tty_waits_then_approve_and_audit(demo_repo: Path) -> None:
     assert verified.returncode == 0 and verified.stdout.startswith("ok: ")
 
 
-def test_run_with_deny_flag(demo_repo: Path) -> None:
-    out = agentplane(demo_repo, "run", "fix-failing-test", "--deny")
-    assert out.returncode == 2 and "authors cannot approve" in out.stderr  # the author again
-
-
 def test_killed_while_awaiting_approval_resumes_with_nothing_lost(demo_repo: Path) -> None:
     """A real terminal: the run asks for approval, the process is SIGKILLed, approval resumes."""
     leader, follower = pty.openpty()
