@@ -58,12 +58,16 @@ class JobTypePolicy(Strict):
     @field_validator("private_networks")
     @classmethod
     def _cidrs(cls, networks: list[str]) -> list[str]:
-        for net in networks:
-            try:
-                ipaddress.ip_network(net)
-            except ValueError as exc:
-                raise ValueError(f"{net!r} is not a network in CIDR form: {exc}") from None
-        return networks
+        return cidrs(networks)
+
+
+def cidrs(networks: list[str]) -> list[str]:
+    for net in networks:
+        try:
+            ipaddress.ip_network(net)
+        except ValueError as exc:
+            raise ValueError(f"{net!r} is not a network in CIDR form: {exc}") from None
+    return networks
 
 
 class GatePolicy(Strict):
@@ -197,10 +201,27 @@ class McpServerPolicy(Strict):
         default_factory=list,
         description="Domains the server may reach through the egress proxy; empty: no network",
     )
+    private_networks: list[str] = Field(
+        default_factory=list,
+        description="Non-public networks (CIDR) the server's allowed domains may resolve "
+        "into, e.g. [10.20.0.0/16] for an internal service; empty: public addresses only",
+    )
     timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per request")
     max_result_bytes: int = Field(
         default=65536, ge=1, le=4 << 20, description="Result text kept per call, at most"
     )
+    max_message_bytes: int = Field(
+        default=16 << 20,
+        ge=64 << 10,
+        le=256 << 20,
+        description="One message (line) the server writes, at most; a server that writes a "
+        "longer one is stopped and the call fails",
+    )
+
+    @field_validator("private_networks")
+    @classmethod
+    def _cidrs(cls, networks: list[str]) -> list[str]:
+        return cidrs(networks)
 
     def rule_for(self, tool: str) -> McpToolPolicy | None:
         rule = self.tools.get(tool)

@@ -398,6 +398,8 @@ class DoorRef(BaseModel):
     number: int | None = None
     client: str | None = None
     """The MCP client that asked (its clientInfo, `name/version`), for runs from the MCP door."""
+    token: str | None = None
+    """The name of the bearer token the MCP door accepted over HTTP (never the token)."""
     workflow_run_id: int | None = None
     """The GitHub Actions workflow run that carried the run (its GITHUB_RUN_ID)."""
     workflow_run_url: str | None = None

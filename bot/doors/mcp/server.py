@@ -4,15 +4,19 @@ Tools: list jobs, show a job's plan, start a run, a run's status and evidence, a
 clarification. Approval is never a tool: the gate stays where policy puts it (a PR review,
 the terminal), so an agent in a chat panel cannot approve its own work. The caller is who
 the transport says: over stdio, the local git identity (the same person the terminal
-door would record). Every run goes through Engine.request(..., door="mcp") and start, and
-its record names the client (clientInfo) in door_ref.
+door would record); over HTTP, the person the bearer token stands for (bot.doors.mcp.http).
+Every run goes through Engine.request(..., door="mcp") and start, and its record names the
+client (clientInfo) and, over HTTP, the token's name in door_ref.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 
 from bot.core.errors import AgentplaneError
@@ -54,9 +58,32 @@ def _status(rec: RunRecord) -> dict[str, Any]:
     }
 
 
-def build(engine: Engine, identity: Callable[[], str]) -> MCPServer:
-    """The server for one repository; identity() is the caller the transport vouches for."""
-    server = MCPServer("agentplane")
+@dataclass(frozen=True)
+class Caller:
+    """Who the transport vouches for: the person, and over HTTP the token's name."""
+
+    person: str
+    token: str | None = None
+
+
+WhoIs = Callable[[Context[Any, Any] | None], Caller]
+"""The caller of one request, from its transport; raises AgentplaneError when there is none."""
+
+
+def local_user(engine: Engine) -> WhoIs:
+    """stdio: the local git identity, as the terminal door records it."""
+    return lambda ctx: Caller(engine.repo.identity())
+
+
+def build(
+    engine: Engine,
+    who: WhoIs,
+    *,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> MCPServer:
+    """The server for one repository; who(ctx) is the caller the transport vouches for."""
+    server = MCPServer("agentplane", token_verifier=token_verifier, auth=auth)
 
     def fail(exc: AgentplaneError) -> str:
         return f"ERROR: {engine.redactor(str(exc))}"
@@ -69,10 +96,11 @@ def build(engine: Engine, identity: Callable[[], str]) -> MCPServer:
         return [path.rsplit("/", 1)[-1].rsplit(".", 1)[0] for path, _ in files]
 
     @server.tool()
-    def show_plan(job: str, prompt: str | None = None) -> str:
+    def show_plan(job: str, ctx: Context[Any, Any], prompt: str | None = None) -> str:
         """What policy grants, denies and gates for a job, each with its rule."""
         try:
-            req = engine.request(job, prompt=_bounded(prompt), door="mcp", requester=identity())
+            caller = who(ctx)
+            req = engine.request(job, prompt=_bounded(prompt), door="mcp", requester=caller.person)
             return render_plan(engine.plan(req), engine.redactor)
         except AgentplaneError as exc:
             return fail(exc)
@@ -81,8 +109,10 @@ def build(engine: Engine, identity: Callable[[], str]) -> MCPServer:
     def start_run(job: str, ctx: Context[Any, Any], prompt: str | None = None) -> dict[str, Any]:
         """Plan and propose a run of a job in its sandbox; it waits for approval elsewhere."""
         try:
-            req = engine.request(job, prompt=_bounded(prompt), door="mcp", requester=identity())
-            rec = engine.start(req, door_ref=DoorRef(repo=req.repo, client=client_of(ctx)))
+            caller = who(ctx)
+            req = engine.request(job, prompt=_bounded(prompt), door="mcp", requester=caller.person)
+            ref = DoorRef(repo=req.repo, client=client_of(ctx), token=caller.token)
+            rec = engine.start(req, door_ref=ref)
         except AgentplaneError as exc:
             return {"error": fail(exc)}
         return _status(rec)
@@ -106,12 +136,12 @@ def build(engine: Engine, identity: Callable[[], str]) -> MCPServer:
         return render_evidence(rec, engine.patch(rec), engine.evidence(rec), engine.redactor)
 
     @server.tool()
-    def answer(run_id: str, text: str) -> dict[str, Any]:
+    def answer(run_id: str, text: str, ctx: Context[Any, Any]) -> dict[str, Any]:
         """Answer a run's open question (as the caller); the run resumes where it stopped."""
         if len(text) > MAX_ANSWER:
             return {"error": f"ERROR: an answer is at most {MAX_ANSWER} characters"}
         try:
-            return _status(engine.answer(run_id, identity(), text))
+            return _status(engine.answer(run_id, who(ctx).person, text))
         except AgentplaneError as exc:
             return {"error": fail(exc)}
 

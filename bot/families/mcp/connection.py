@@ -3,10 +3,11 @@
 The server runs under the sandbox adapter (bubblewrap): its install bound read-only
 (policy's `mounts`), its workdir at /workspace (read-only unless apply makes an approved
 call), its network the egress proxy open to policy's `network` only, its environment only
-what policy gives it. The SDK's own client speaks stdio to it over the two descriptors a
-sandbox's launch command carries; an event loop in a thread of its own keeps the session
-open between the broker's synchronous calls. Every request is bounded in time and every
-result in size.
+what policy gives it. The SDK's own client speaks to it over our stdio transport
+(bot.families.mcp.stdio: every line bounded) through the two descriptors a sandbox's
+launch command carries; an event loop in a thread of its own keeps the session open
+between the broker's synchronous calls. Every request is bounded in time, every message
+and every result in size.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO, cast
 
 from anyio.from_thread import start_blocking_portal
-from mcp import Client, StdioServerParameters
-from mcp.client.stdio import stdio_client
+from mcp import Client
 from mcp.types import CallToolResult, Implementation, TextContent
 
 from bot.adapters.sandbox.spec import EgressEvent, Limits, SandboxBackend, SandboxSpec
@@ -30,6 +30,7 @@ from bot.core.errors import AgentplaneError
 from bot.core.policy import McpServerPolicy
 from bot.families.mcp.decide import Hints
 from bot.families.mcp.errors import McpError
+from bot.families.mcp.stdio import Transcript, bounded_stdio
 
 MAX_TOOLS = 256
 MAX_PAGES = 16
@@ -110,6 +111,7 @@ class Connection:
         self.name = name
         self.policy = policy
         self._stack = ExitStack()
+        self._transcript = Transcript()
         try:
             env, self.secrets = server_env(name, policy, environ)
             self._stderr: TextIO = self._stack.enter_context(_stderr_file())
@@ -130,6 +132,7 @@ class Connection:
                 write_globs=("**",) if writable else (),
                 network="allowlist" if policy.network else "none",
                 allow_domains=tuple(policy.network),
+                egress_private_ok=tuple(policy.private_networks) if policy.network else (),
                 env=tuple(sorted(env.items())),
                 ro_paths=tuple(Path(m) for m in policy.mounts),
                 limits=Limits(cpu_seconds=600, wall_seconds=policy.timeout_seconds),
@@ -139,12 +142,15 @@ class Connection:
             raise McpError(f"cannot start MCP server {self.name!r}'s sandbox: {exc}") from None
         self._stack.callback(self.box.close)
         inside = ["sh", "-c", _INSIDE, "sh", *policy.command]
-        params = StdioServerParameters(
-            command="sh", args=["-c", _HOST, "sh", *self.box.launch_command(inside)]
+        transport = bounded_stdio(
+            ["sh", "-c", _HOST, "sh", *self.box.launch_command(inside)],
+            errlog=self._stderr,
+            max_line=policy.max_message_bytes,
+            transcript=self._transcript,
         )
         self._portal = self._stack.enter_context(start_blocking_portal())
         client = Client(
-            stdio_client(params, errlog=self._stderr),
+            transport,
             read_timeout_seconds=policy.timeout_seconds,
             client_info=Implementation(name="agentplane", version="1"),
         )
@@ -154,8 +160,15 @@ class Connection:
         except Exception as exc:
             raise McpError(
                 f"MCP server {self.name!r} did not start ({policy.command[0]} ...): "
-                f"{_first(exc)}; its stderr: {self.stderr() or '(empty)'}"
+                f"{self._why(exc)}; its stderr: {self.stderr() or '(empty)'}"
             ) from None
+
+    def _why(self, exc: BaseException) -> str:
+        """What went wrong: the transport's own finding (a line over the bound) before the
+        session's echo of it (a closed connection)."""
+        if self._transcript.failure is not None:
+            return self._transcript.failure
+        return _first(exc)
 
     def stderr(self) -> str:
         self._stderr.flush()
@@ -169,7 +182,7 @@ class Connection:
             try:
                 page = self._portal.call(functools.partial(self._client.list_tools, cursor=cursor))
             except Exception as exc:
-                why = _first(exc)
+                why = self._why(exc)
                 raise McpError(f"MCP server {self.name!r} did not list its tools: {why}") from None
             for t in page.tools:
                 a = t.annotations
@@ -195,7 +208,7 @@ class Connection:
         except Exception as exc:
             raise McpError(
                 f"{self.name}.{tool} failed (timeout {self.policy.timeout_seconds:g}s): "
-                f"{_first(exc)}"
+                f"{self._why(exc)}"
             ) from None
         return CallResult(result_text(result, self.policy.max_result_bytes), result.is_error)
 

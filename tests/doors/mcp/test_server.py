@@ -13,7 +13,7 @@ from mcp.types import Implementation, TextContent
 from bot.adapters.git import GitRepo
 from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.core.record import RunRecord
-from bot.doors.mcp.server import build
+from bot.doors.mcp.server import build, local_user
 from bot.run.engine import Engine
 
 JOB = "fix-failing-test"
@@ -37,7 +37,7 @@ def _text(result: Any) -> str:
 
 
 def _panel(engine: Engine, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
-    server = build(engine, engine.repo.identity)
+    server = build(engine, local_user(engine))
 
     async def go() -> list[Any]:
         async with Client(server, client_info=PANEL) as client:

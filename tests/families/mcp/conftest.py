@@ -87,3 +87,40 @@ def commits(repo: Path) -> list[str]:
 
 def staged(repo: Path) -> list[str]:
     return git(repo, "-c", "safe.directory=*", "diff", "--cached", "--name-only").splitlines()
+
+
+SERVERS = Path(__file__).with_name("servers")
+LOOPBACK = ["127.0.0.0/8"]
+
+
+def venv_server(
+    command: list[str],
+    tools: dict[str, object],
+    *,
+    env: dict[str, str] | None = None,
+    **more: object,
+) -> dict[str, object]:
+    """A server run by the sandbox's python3 from this venv's site-packages (and the
+    tests' own servers directory), with policy's tools."""
+    return {
+        "command": command,
+        "env": {"PYTHONPATH": SITE, **(env or {})},
+        "mounts": [str(Path(SITE).parents[2]), str(SERVERS)],
+        "tools": tools,
+        "timeout_seconds": 30,
+        **more,
+    }
+
+
+def witnessed_server(
+    witness_url: str, port: int, tools: dict[str, object], **more: object
+) -> dict[str, object]:
+    """tests/families/mcp/servers/witnessed.py, reporting each request to the witness."""
+    return venv_server(
+        ["python3", str(SERVERS / "witnessed.py")],
+        tools,
+        env={"WITNESS_URL": witness_url},
+        network=[f"127.0.0.1:{port}"],
+        private_networks=LOOPBACK,
+        **more,
+    )
