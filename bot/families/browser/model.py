@@ -64,6 +64,9 @@ class Step(BaseModel):
     """Artifact name of a screenshot taken at this step."""
     secret: bool = False
     """A fill of a password field: its value is never shown (apply still types it)."""
+    before: str | None = None
+    """What a filled or selected field held before: data the run changes, which an
+    exported test must not assert."""
 
     def describe(self) -> str:
         if self.action == "goto":

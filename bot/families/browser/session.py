@@ -223,6 +223,9 @@ class BrowserSession:
                 if text:
                     self.typed_secrets.append(text)
                     self.tab.extra_secrets.append(text)
+            else:
+                with contextlib.suppress(PlaywrightError):
+                    step.before = await loc.input_value()
             await loc.fill(text)
 
         return self._act(step, fill)
@@ -231,7 +234,10 @@ class BrowserSession:
         step = self._start("select", target, option)
 
         async def select() -> None:
-            await locate(self.tab.page, target).select_option(option)
+            loc = locate(self.tab.page, target)
+            with contextlib.suppress(PlaywrightError):
+                step.before = await loc.input_value()
+            await loc.select_option(option)
 
         return self._act(step, select)
 
