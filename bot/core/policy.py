@@ -11,7 +11,15 @@ import binascii
 import ipaddress
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from bot.core.approvers import Requirement
 from bot.core.contracts import BUILTIN, ContractItem
@@ -157,6 +165,65 @@ class SqlConnectionPolicy(Strict):
         description="Functions allowed beyond the built-in read-only allowlist, spelled as "
         "PostgreSQL does (`schema.name`, lower case unless quoted); functions that run SQL "
         "text or act (ts_stat, dblink, pg_terminate_backend) stay refused",
+    )
+
+
+class ElementRef(Strict):
+    """An element of a login page: its label, its ARIA role and name, or a CSS selector."""
+
+    label: str | None = Field(None, description="A form field's label, e.g. Username")
+    role: str | None = Field(None, description="ARIA role, e.g. button")
+    name: str | None = Field(None, description="The accessible name, exactly")
+    selector: str | None = Field(None, description="A CSS selector, e.g. '#id_password'")
+
+    @model_validator(mode="after")
+    def _named(self) -> ElementRef:
+        if not (self.label or self.selector or (self.role and self.name)):
+            raise ValueError("name the element with label, role and name, or selector")
+        return self
+
+
+class LoginSuccess(Strict):
+    """How the page after the login shows that it worked."""
+
+    url: str | None = Field(
+        None, description="A glob the landing page's path must match, e.g. '/admin/*'"
+    )
+    text: str | None = Field(None, description="Text the landing page must show")
+
+    @model_validator(mode="after")
+    def _some(self) -> LoginSuccess:
+        if not (self.url or self.text):
+            raise ValueError("say how success shows: url (a path glob), text, or both")
+        return self
+
+
+class FormLogin(Strict):
+    """A login form on the credential's own origin, filled and submitted by the broker."""
+
+    url: str = Field(description="The login page: a path on the credential's origin")
+    username: ElementRef
+    password: ElementRef = Field(description="Must be an <input type=password>")
+    submit: ElementRef
+    success: LoginSuccess
+
+    @field_validator("url")
+    @classmethod
+    def _path(cls, url: str) -> str:
+        # A path, never a URL: the form is always on the origin the host bound the secret to.
+        if not url.startswith("/") or url.startswith("//"):
+            raise ValueError(
+                "a path on the credential's origin, starting with / (e.g. /admin/login/); "
+                "the origin comes from $AGENTPLANE_CREDENTIAL_<NAME>"
+            )
+        return url
+
+
+class CredentialPolicy(Strict):
+    """How a broker credential logs in to its origin. Without `form`: HTTP auth."""
+
+    form: FormLogin | None = Field(
+        None, description="The login form the broker fills in; unset: HTTP Basic/Digest auth"
     )
 
 
@@ -378,6 +445,11 @@ class PolicyFile(Strict):
     models: Routing | None = None
     clarify: Clarify | None = None
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    credentials: dict[str, CredentialPolicy] = Field(
+        default_factory=dict,
+        description="Broker credentials (values in the host's AGENTPLANE_CREDENTIAL_<NAME>): "
+        "how each logs in; one not listed logs in with HTTP auth",
+    )
     mcp_servers: dict[str, McpServerPolicy] = Field(
         default_factory=dict, description="Local MCP servers job types may be granted"
     )
@@ -410,6 +482,7 @@ class Policy(BaseModel):
     models: Routing = Field(default_factory=Routing)
     clarify: Clarify = Field(default_factory=Clarify)
     sql_connections: dict[str, SqlConnectionPolicy] = Field(default_factory=dict)
+    credentials: dict[str, CredentialPolicy] = Field(default_factory=dict)
     mcp_servers: dict[str, McpServerPolicy] = Field(default_factory=dict)
     artifact_contracts: dict[str, list[ContractItem]] = Field(default_factory=dict)
     audit: AuditPolicy = Field(default_factory=AuditPolicy)
@@ -482,6 +555,7 @@ def merge_policy(files: list[tuple[str, str]], source: str = "the default branch
         "job_types": {},
         "gates": [],
         "sql_connections": {},
+        "credentials": {},
         "mcp_servers": {},
         "artifact_contracts": {},
     }
@@ -500,6 +574,7 @@ def merge_policy(files: list[tuple[str, str]], source: str = "the default branch
             "people",
             "job_types",
             "sql_connections",
+            "credentials",
             "mcp_servers",
             "artifact_contracts",
         ):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import html
 import io
+import json
 import logging
 import re
 import zipfile
@@ -20,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
 from bot.core.errors import AgentplaneError
 
@@ -252,7 +255,8 @@ def host_secrets(environ: Mapping[str, str], policy: Policy | None = None) -> li
             # and so does HTTP Basic's token for it (base64 of user:password), which every
             # request Chromium sends with the credential carries (a HAR, a trace).
             userinfo = value.rpartition("@")[0]
-            out += [value, userinfo.partition(":")[2], *_basic_tokens(userinfo)]
+            password = userinfo.partition(":")[2]
+            out += [value, password, *_basic_tokens(userinfo), *_encodings(password)]
         elif name == BOT_SECRETS[0]:
             out += [s.strip() for s in value.split(",")]
         elif name in BOT_SECRETS or name in model_vars:
@@ -269,6 +273,21 @@ def host_secrets(environ: Mapping[str, str], policy: Policy | None = None) -> li
             continue  # resolve() reports an unreadable secrets file where it is used
         out += _dsn_secrets(text)  # the whole text, and a DSN's password if it is one
     return out
+
+
+def _encodings(password: str) -> list[str]:
+    """The password as a form body, a URL and HTML spell it: the broker types a form
+    credential into its login form, and a page or a log may echo it back so."""
+    if not password:
+        return []
+    forms = {
+        quote_plus(password),
+        quote_plus(password, safe="*").replace("~", "%7E"),  # a browser's form encoding
+        quote(password, safe=""),
+        html.escape(password),
+        json.dumps(password)[1:-1],
+    }
+    return sorted(forms - {password})
 
 
 def _basic_tokens(userinfo: str) -> list[str]:

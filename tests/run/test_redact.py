@@ -151,3 +151,16 @@ def test_zip_artifacts_have_known_secrets_masked_in_text_members(
         z.writestr("a", b"\0" * 4097)
     with pytest.raises(RedactionError, match="cannot be checked for secrets"):
         Redactor([key]).zip(bomb.getvalue())
+
+
+def test_a_credential_s_password_is_masked_as_a_form_body_url_and_page_spell_it() -> None:
+    pw = "pw~!& x<y>"
+    redact = Redactor.for_host({"AGENTPLANE_CREDENTIAL_CONSOLE": f"admin:{pw}@http://c.test"})
+    spelled = (
+        "username=admin&password=pw%7E%21%26+x%3Cy%3E",  # Chromium's form body
+        "next=pw~%21%26%20x%3Cy%3E",  # a URL's query
+        "<input value='pw~!&amp; x&lt;y&gt;'>",  # a page's HTML
+    )
+    for text in spelled:
+        assert MASK in redact(text), text
+        assert "x%3Cy" not in redact(text) and "x&lt;y" not in redact(text)

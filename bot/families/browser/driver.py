@@ -26,6 +26,7 @@ from bot.adapters.sandbox.proxy import FORWARD_PORT
 from bot.adapters.sandbox.spec import EgressEvent, Limits, Sandbox, SandboxBackend, SandboxSpec
 from bot.adapters.sandbox.tls import RunCA
 from bot.core.errors import SandboxError
+from bot.core.policy import FormLogin
 from bot.families.browser.allowlist import _split_entry, normal_url
 from bot.families.browser.errors import BrowserUnavailable
 from bot.families.browser.netgate import NetworkGate
@@ -58,20 +59,29 @@ GATE_ARGS = (
 
 @dataclass(frozen=True)
 class BrowserCredential:
-    """A login the broker holds for the browser: HTTP auth for one origin, never shown."""
+    """A login the broker holds for the browser, for one origin, never shown: HTTP auth,
+    or the login form policy declares (`form`), which the broker fills in itself."""
 
     name: str
     username: str
     password: str = field(repr=False)
     origin: str
+    form: FormLogin | None = None
+    form_rule: str = ""
+    """Where policy declares the form (`policies/x.yaml#credentials.<name>.form`)."""
 
-    def for_playwright(self) -> HttpCredentials:
+    def for_playwright(self) -> HttpCredentials | None:
         # Bound to its origin: an allowed third-party domain never receives it.
+        if self.form is not None:
+            return None  # a form credential is typed into its form, never sent as HTTP auth
         return {"username": self.username, "password": self.password, "origin": self.origin}
+
+    def on_origin(self, url: str) -> bool:
+        return normal_url(url).split("/", 3)[:3] == normal_url(self.origin).split("/", 3)[:3]
 
     def authorization(self, url: str) -> str | None:
         """The Basic header for a request to url, if url is on this credential's origin."""
-        if normal_url(url).split("/", 3)[:3] != normal_url(self.origin).split("/", 3)[:3]:
+        if self.form is not None or not self.on_origin(url):
             return None
         token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
         return f"Basic {token}"

@@ -36,7 +36,10 @@ def render_browser_evidence(
     links maps artifact names (gate.png, trace.zip) to URLs where the door uploaded them.
     """
     links = links or {}
-    lines = [f"Browser steps ({len(run.steps)}), domains {', '.join(run.domains) or '(none)'}:"]
+    lines = [
+        f"Logged in: {login.describe()}; the model never saw the password" for login in run.logins
+    ]
+    lines.append(f"Browser steps ({len(run.steps)}), domains {', '.join(run.domains) or '(none)'}:")
     lines += [f"  {s.n:>3}. {s.describe()}" for s in run.steps]
     lines += gate_warnings(run)
     if run.sandbox:
@@ -65,6 +68,8 @@ def render_browser_evidence(
         lines += [
             f"  field     {k} = (issued per page load; matched by name at apply)"
             if k in p.volatile_fields
+            else f"  field     {k} = (a password field: masked; the body digest binds it)"
+            if k in p.secret_fields
             else f"  field     {k} = {v!r}"
             for k, v in p.form or []
         ]

@@ -3,7 +3,8 @@
 Plain pytest rather than pytest-playwright: its fixtures want Playwright's
 downloaded browsers, which many hosts (ours) cannot fetch; this test finds
 Chromium the way agentplane does. It replays the steps up to the approval gate
-and never past it, asserts the URLs and the accessible text the agent read,
+and never past it, asserts the URLs and the accessible text the agent read (but
+not the values the run itself changes, which the page shows anew once it applied),
 records a trace, and refuses every state-changing request, so running it
 cannot change the site. Every recorded value is emitted with repr(): page
 text can never become code.
@@ -11,6 +12,7 @@ text can never become code.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from urllib.parse import urlsplit
 
 from bot.families.browser.model import BrowserRun, Step, Target
@@ -119,7 +121,42 @@ def _locator(t: Target) -> str:
     return f"page.get_by_text({t.name!r}, exact=True)"
 
 
-def _step_lines(step: Step, gate_step: int | None) -> list[str]:
+MIN_CHANGED = 3
+"""Shorter values (a `1`, an `on`) would strike unrelated lines from the snapshot."""
+
+
+def changed_data(run: BrowserRun) -> set[str]:
+    """Values the run itself changes: what its fills and selects replaced, and what they
+    typed. After the approved request lands the page shows the new ones, so an exported
+    test that asserted either would fail right after the apply it recorded."""
+    out: set[str] = set()
+    for step in run.steps:
+        if step.action in ("fill", "select") and not step.secret:
+            out |= {v for v in (step.before, step.value) if v and len(v) >= MIN_CHANGED}
+    return out
+
+
+def structural(snapshot: str, changed: AbstractSet[str]) -> str:
+    """The aria snapshot without the elements that show changed data (each with what it
+    holds): the structure and everything else the agent read stay asserted; Playwright
+    matches a snapshot partially, so the left-out elements may be there or not."""
+    out: list[str] = []
+    skip_deeper: int | None = None
+    for line in snapshot.splitlines():
+        depth = len(line) - len(line.lstrip())
+        if skip_deeper is not None and depth > skip_deeper:
+            continue
+        skip_deeper = None
+        if any(value in line for value in changed):
+            skip_deeper = depth
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _step_lines(
+    step: Step, gate_step: int | None, changed: AbstractSet[str] = frozenset()
+) -> list[str]:
     out = [f"    # step {step.n}: {step.describe()}"]
     if step.n == gate_step and step.target is not None:
         return [
@@ -138,7 +175,9 @@ def _step_lines(step: Step, gate_step: int | None) -> list[str]:
     elif step.action == "select" and step.target is not None:
         out.append(f"    {_locator(step.target)}.select_option({step.value!r})")
     elif step.action == "read" and step.read_text is not None:
-        out.append(f'    expect(page.locator("body")).to_match_aria_snapshot({step.read_text!r})')
+        shown = structural(step.read_text, changed)
+        if shown.strip():
+            out.append(f'    expect(page.locator("body")).to_match_aria_snapshot({shown!r})')
     if step.action in ("goto", "click", "read") and step.url_after:
         out.append(f"    expect(page).to_have_url({step.url_after!r})")
     return out
@@ -151,13 +190,14 @@ def export_test(run: BrowserRun, run_id: str, filename: str, origin: str | None 
         first = next((s.value for s in run.steps if s.action == "goto" and s.value), "")
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(first)) if first else None
     gate = run.pending.step if run.pending else None
+    changed = changed_data(run)
     body: list[str] = []
     for step in run.steps:
         if gate is not None and step.n > gate:
             break
         if step.action == "screenshot":
             continue
-        body += _step_lines(step, gate)
+        body += _step_lines(step, gate, changed)
     head = HEADER.format(
         run_id=run_id,
         filename=filename,

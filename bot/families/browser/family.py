@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bot.core.plan import Plan
+from bot.core.policy import Policy
 from bot.core.record import AppliedPart, ProposalPart
 from bot.families.base import ToolSpec
 from bot.families.browser.credentials import browser_credential
 from bot.families.browser.driver import BrowserCredential, Chromium
 from bot.families.browser.errors import ReplayDiffers
 from bot.families.browser.evidence import render_browser_evidence
-from bot.families.browser.model import BrowserRun
+from bot.families.browser.model import BrowserRun, Login
 from bot.families.browser.replay import release
 from bot.families.browser.tools import RUN_ARTIFACT, BrowserTools, chromium_for, media_type
 from bot.families.interface import (
@@ -29,6 +30,7 @@ from bot.families.interface import (
     FamilySession,
     Inverse,
     InverseContext,
+    Note,
     NotGranted,
     RunContext,
     Section,
@@ -42,14 +44,14 @@ BY = "chromium"
 """How the record marks Chromium's connections: it makes some of its own accord."""
 
 
-def _credential(plan: Plan, environ: Mapping[str, str]) -> BrowserCredential | None:
+def _credential(plan: Plan, environ: Mapping[str, str], policy: Policy) -> BrowserCredential | None:
     names = plan.granted("credential")
-    return browser_credential(names[0], environ) if names else None
+    return browser_credential(names[0], environ, policy) if names else None
 
 
 class _Granted(FamilySession):
     def __init__(self, ctx: RunContext) -> None:
-        credential = _credential(ctx.plan, ctx.environ)
+        credential = _credential(ctx.plan, ctx.environ, ctx.policy)
         self.browser = BrowserTools.from_plan(
             ctx.plan, ctx.job.scope.browser, ctx.job_path, credential
         )
@@ -69,9 +71,10 @@ class _Granted(FamilySession):
             for a in files
         )
         egress = tuple(Egress(e, BY) for e in self.browser.egress)
+        notes = tuple(_login_note(login) for login in self.browser.run.logins)
         held = self.browser.pending
         if held is None:
-            return Staged(artifacts=artifacts, egress=egress)
+            return Staged(artifacts=artifacts, egress=egress, notes=notes)
         part = ProposalPart(
             family=BrowserFamily.name,
             kind=HELD_REQUEST,
@@ -86,7 +89,7 @@ class _Granted(FamilySession):
                 "step": held.step,
             },
         )
-        return Staged(artifacts=artifacts, egress=egress, parts=(part,))
+        return Staged(artifacts=artifacts, egress=egress, parts=(part,), notes=notes)
 
     def close(self) -> None:
         self.browser.close()
@@ -111,7 +114,7 @@ class BrowserFamily(ToolFamily):
         run = BrowserRun.model_validate_json(data)
         chromium: Chromium | None = None
         try:
-            credential = _credential(ctx.plan, ctx.environ)
+            credential = _credential(ctx.plan, ctx.environ, ctx.policy)
             chromium = chromium_for(ctx.plan, run.domains)
             released = release(
                 run,
@@ -134,10 +137,13 @@ class BrowserFamily(ToolFamily):
         for name, blob in released.artifacts.items():
             ctx.keep(_apply_artifact(name, blob))
         request = f"{part.detail.get('method')} {released.url}"
+        details = {"request": request, "status": str(released.status)}
+        if released.logins:
+            details["login"] = "; ".join(login.describe() for login in released.logins)
         return AppliedPart(
             family=self.name,
             summary=f"released {request} (HTTP {released.status})",
-            details={"request": request, "status": str(released.status)},
+            details=details,
         )
 
     def unsafe_to_repeat(self, part: ProposalPart) -> str | None:
@@ -162,6 +168,19 @@ class BrowserFamily(ToolFamily):
         run = BrowserRun.model_validate_json(data)
         text = render_browser_evidence(run, ctx.record.run_id, ctx.links)
         return [text_section("Browser", text)]
+
+
+def _login_note(login: Login) -> Note:
+    """The broker's login, in the record's tool calls: no model call made it, and its
+    request is the one state change that left without approval, by policy's rule."""
+    return Note(
+        tool="login",
+        arguments={"credential": login.credential, "request": f"{login.method} {login.url}"},
+        decision="allow",
+        rule=login.rule,
+        reason=login.describe(),
+        ok=True,
+    )
 
 
 def _apply_artifact(name: str, data: bytes) -> Artifact:

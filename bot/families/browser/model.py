@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from bot.core.canonical import digest_of
 from bot.core.job import GatedElement
+from bot.core.policy import FormLogin
 
 StepAction = Literal["goto", "click", "fill", "select", "read", "screenshot"]
 StepStatus = Literal["ok", "held", "refused", "error"]
@@ -61,13 +62,20 @@ class Step(BaseModel):
     """The accessible-text snapshot a `read` returned: exported as an assertion."""
     screenshot: str | None = None
     """Artifact name of a screenshot taken at this step."""
+    secret: bool = False
+    """A fill of a password field: its value is never shown (apply still types it)."""
+    before: str | None = None
+    """What a filled or selected field held before: data the run changes, which an
+    exported test must not assert."""
 
     def describe(self) -> str:
         if self.action == "goto":
             what = self.value or ""
         elif self.target is not None:
             what = self.target.describe()
-            if self.value is not None:
+            if self.secret:
+                what += " = (a password field: masked)"
+            elif self.value is not None:
                 what += f" = {self.value!r}"
         else:
             what = "the page"
@@ -93,11 +101,33 @@ class GateEvent(BaseModel):
     method: str
     url: str
     body_sha256: str | None = None
-    decision: Literal["refused", "released"]
+    decision: Literal["refused", "released", "login"]
     reason: str
 
     def describe(self) -> str:
         return f"step {self.step}: {self.decision} {self.method} {self.url}: {self.reason}"
+
+
+class Login(BaseModel):
+    """A login the broker performed with a credential's form: the one state-changing
+    request policy lets leave without approval, because policy declares it as that
+    credential's login. What was typed is never recorded, only where it went."""
+
+    credential: str
+    rule: str
+    """Where policy declares the form: `policies/x.yaml#credentials.<name>.form`."""
+    page: str
+    method: str
+    url: str
+    status: int | None = None
+    landed_on: str
+
+    def describe(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no response"
+        return (
+            f"the broker logged in with credential {self.credential!r} ({self.rule}): "
+            f"{self.method} {self.url} ({status}), landed on {self.landed_on}"
+        )
 
 
 class PendingRequest(BaseModel):
@@ -113,7 +143,10 @@ class PendingRequest(BaseModel):
     body_size: int
     content_type: str | None = None
     form: list[tuple[str, str]] | None = None
-    """The body decoded, when it is a urlencoded form: what the reviewer reads."""
+    """The body decoded, when it is a urlencoded form: what the reviewer reads, with
+    password fields' values masked (the body digest binds them)."""
+    secret_fields: list[str] = Field(default_factory=list)
+    """The form's password fields (`type=password` on the page): shown masked."""
     volatile_fields: list[str] = Field(default_factory=list)
     """Form fields the server issues per page load (CSRF tokens), as the job names them:
     apply requires them present, in place, with whatever value the page gives now."""
@@ -140,6 +173,10 @@ class BrowserRun(BaseModel):
     volatile_fields: list[str] = Field(default_factory=list)
     credential: str | None = None
     """The name of the broker credential the context logged in with; never its value."""
+    credential_form: FormLogin | None = None
+    """How that credential logs in, when by a form (policy's, no secret): for the export."""
+    logins: list[Login] = Field(default_factory=list)
+    """Form logins the broker performed before the model's first step."""
     steps: list[Step] = Field(default_factory=list)
     blocked: list[Blocked] = Field(default_factory=list)
     gate_events: list[GateEvent] = Field(default_factory=list)

@@ -40,6 +40,8 @@ class NetworkGate:
         self._lock = threading.Lock()
         self._release: tuple[str, str, str | None] | None = None
         self._released = False
+        self._login: tuple[str, str, str | None] | None = None
+        self._login_reason = ""
         self.step = 0
         """The step in progress, for the events (set by the session or the replay)."""
         self.events: list[GateEvent] = []
@@ -54,6 +56,18 @@ class NetworkGate:
                 raise RuntimeError("the gate releases one request per apply")
             self._release = (method.upper(), normal_url(url), body_sha256)
 
+    def release_login(self, method: str, url: str, body_sha256: str | None, reason: str) -> None:
+        """Let the broker's own login request through, once: the form policy declares as a
+        credential's login, submitted by the broker on that credential's origin."""
+        with self._lock:
+            self._login = (method.upper(), normal_url(url), body_sha256)
+            self._login_reason = reason
+
+    def end_login(self) -> None:
+        """The login is over: its slot lets nothing through any more, sent or not."""
+        with self._lock:
+            self._login = None
+
     @property
     def released(self) -> bool:
         with self._lock:
@@ -67,6 +81,10 @@ class NetworkGate:
         with self._lock:
             if method == "CONNECT":
                 reason = "a tunnel the gate cannot read: its requests could change state unseen"
+            elif self._login == seen:
+                self._login = None
+                self._record(request, "login", self._login_reason)
+                return True, self._login_reason
             elif self._release == seen and not self._released:
                 self._released = True
                 self._record(request, "released", "the approved request, released once")
@@ -95,7 +113,9 @@ class NetworkGate:
                 method=request.method.upper()[:16],
                 url=request.url[:2000],
                 body_sha256=request.body_sha256,
-                decision="released" if decision == "released" else "refused",
+                decision="released"
+                if decision == "released"
+                else ("login" if decision == "login" else "refused"),
                 reason=reason,
             )
         )

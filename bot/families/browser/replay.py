@@ -22,6 +22,13 @@ from dataclasses import dataclass, field
 from playwright.async_api import Error as PlaywrightError
 
 from bot.families.browser.driver import BrowserCredential, Chromium
+from bot.families.browser.elements import (
+    ACTION_TIMEOUT_MS,
+    NAVIGATION_TIMEOUT_MS,
+    element_info,
+    locate,
+    mask_fields,
+)
 from bot.families.browser.errors import (
     BrowserError,
     ReleaseFailed,
@@ -29,9 +36,9 @@ from bot.families.browser.errors import (
     ReplayDiffers,
 )
 from bot.families.browser.gate import element_gate
-from bot.families.browser.model import BrowserRun, GateEvent, PendingRequest, Step
+from bot.families.browser.model import BrowserRun, GateEvent, Login, PendingRequest, Step
 from bot.families.browser.netgate import NetworkGate
-from bot.families.browser.tab import ACTION_TIMEOUT_MS, Held, Tab, element_info, locate
+from bot.families.browser.tab import Held, Tab
 
 REPLAYED = frozenset({"goto", "click", "fill", "select"})
 METHOD_KEEPING_REDIRECTS = frozenset({307, 308})
@@ -50,6 +57,8 @@ class Released:
     """What the network gate refused during apply (and the release it let through)."""
     artifacts: dict[str, bytes] = field(default_factory=dict)
     """apply-trace.zip and apply.har: the apply's own evidence."""
+    logins: list[Login] = field(default_factory=list)
+    """The broker's form login before the replay, when the credential has one."""
 
 
 class _Differs(Exception):
@@ -62,7 +71,7 @@ def _masked(form: list[tuple[str, str]], volatile: list[str]) -> list[tuple[str,
 
 
 def form_changes(approved: PendingRequest, held: Held) -> str:
-    now = held.form
+    now = mask_fields(held.form, approved.secret_fields)
     if approved.form is None or now is None:
         return ""
     before = dict(_masked(approved.form, approved.volatile_fields))
@@ -77,7 +86,10 @@ def _same_body(approved: PendingRequest, held: Held) -> bool:
     values (same fields, same order, each volatile field present where it was)."""
     if not approved.volatile_fields or approved.form is None or held.form is None:
         return held.body_sha256 == approved.body_sha256
-    return _masked(held.form, approved.volatile_fields) == _masked(
+    # Password fields are stored masked, in both forms alike; the replayed fill types the
+    # recorded value again, so what they hold is what was approved.
+    now = mask_fields(held.form, approved.secret_fields) or []
+    return _masked(now, approved.volatile_fields) == _masked(
         approved.form, approved.volatile_fields
     )
 
@@ -105,7 +117,7 @@ async def _perform(tab: Tab, run: BrowserRun, step: Step, job_rule: str) -> Held
             response = await page.goto(step.value or "", wait_until="load")
             answered.extend([response.status] if response is not None else [])
 
-        held = await tab.act(go())
+        held = await tab.act(go(), timeout_ms=NAVIGATION_TIMEOUT_MS)
         if step.http_status is not None and answered and answered[0] != step.http_status:
             raise _Differs(
                 [
@@ -240,7 +252,10 @@ def release(
     artifacts: dict[str, bytes] = {}
     try:
         browser = chromium.browser()
-        chromium.run(tab.open(browser))
+        try:
+            chromium.run(tab.open(browser, chromium.gate))
+        except BrowserError as exc:
+            raise ReplayDiffers([f"the broker's login failed: {exc}"]) from None
         try:
             done = chromium.run(_replay(tab, chromium.gate, run, approved, job_rule))
         except _Differs as exc:
@@ -251,7 +266,7 @@ def release(
             raise ReplayDiffers(exc.differences, artifacts) from None
         files = chromium.run(tab.close())
         artifacts.update({f"apply-{k}": v for k, v in files.items()})
-        return Released(**{**done.__dict__, "artifacts": artifacts})
+        return Released(**{**done.__dict__, "artifacts": artifacts, "logins": list(tab.logins)})
     finally:
         with contextlib.suppress(PlaywrightError, BrowserError):
             chromium.run(tab.close())

@@ -17,10 +17,22 @@ from playwright.async_api import Error as PlaywrightError
 from bot.core.job import GatedElement
 from bot.families.browser.allowlist import check_url
 from bot.families.browser.driver import BrowserCredential, Chromium
+from bot.families.browser.elements import (
+    ACTION_TIMEOUT_MS,
+    NAVIGATION_TIMEOUT_MS,
+    element_info,
+    is_password_field,
+    locate,
+    mask_fields,
+    mask_password_values,
+    password_names,
+    password_values,
+)
 from bot.families.browser.errors import BrowserError
 from bot.families.browser.gate import element_gate, element_matches, gated_seen
+from bot.families.browser.login import LoginFailed
 from bot.families.browser.model import Blocked, BrowserRun, PendingRequest, Step, StepAction, Target
-from bot.families.browser.tab import Held, Tab, element_info, locate
+from bot.families.browser.tab import Held, Tab
 
 MAX_READ = 12_000
 
@@ -52,6 +64,7 @@ class BrowserSession:
             gated=list(gated),
             volatile_fields=list(volatile_fields),
             credential=credential.name if credential else None,
+            credential_form=credential.form if credential else None,
             gated_seen=[] if gated else None,
         )
         self.credential = credential
@@ -61,6 +74,9 @@ class BrowserSession:
         self.images: dict[str, bytes] = {}
         self.files: dict[str, bytes] = {}
         self._open = False
+        self._failed = ""
+        self.typed_secrets: list[str] = []
+        """Values typed into password fields this session: masked in what it shows."""
         self._closed = False
 
     # -- helpers ----------------------------------------------------------------------
@@ -74,9 +90,17 @@ class BrowserSession:
                 f"step {self.run.pending.step} is held for approval "
                 f"({self.run.pending.describe()}); the run stops here",
             )
+        if self._failed:
+            raise BrowserError(self._failed)
         if not self._open:
-            self.chromium.run(self.tab.open(self.chromium.browser()))
+            try:
+                self.chromium.run(self.tab.open(self.chromium.browser(), self.chromium.gate))
+            except LoginFailed as exc:
+                # Tried once: every later step says why, none types the password again.
+                self._failed = str(exc)
+                raise
             self._open = True
+            self.run.logins = list(self.tab.logins)
         step = Step(n=len(self.run.steps) + 1, action=action, target=target, value=value)
         self.tab.step = self.chromium.gate.step = step.n
         return step
@@ -104,6 +128,7 @@ class BrowserSession:
             raise
         name = "gate.png"
         self.images[name] = shot
+        secret_fields = sorted(self.tab.password_names)
         await held.route.abort("blockedbyclient")
         self.tab.sealed = True  # also refuses the requests that came during the hold
         await self.tab.settle_action()
@@ -119,7 +144,8 @@ class BrowserSession:
             body_sha256=held.body_sha256,
             body_size=len(held.body or b""),
             content_type=held.request.headers.get("content-type"),
-            form=held.form,
+            form=mask_fields(held.form, secret_fields),
+            secret_fields=[k for k in secret_fields if k in dict(held.form or [])],
             volatile_fields=[k for k in self.run.volatile_fields if k in dict(held.form or [])],
             page_url=page_url,
             element=step.element,
@@ -167,7 +193,7 @@ class BrowserSession:
             response = await self.tab.page.goto(url, wait_until="load")
             step.http_status = response.status if response is not None else None
 
-        return self._act(step, go)
+        return self._act(step, go, NAVIGATION_TIMEOUT_MS)
 
     def click(self, target: Target) -> str:
         step = self._start("click", target, None)
@@ -176,6 +202,9 @@ class BrowserSession:
             loc = locate(self.tab.page, target)
             step.element = await element_info(loc)
             hit = element_gate(step.element, self.run.gated, self.job_rule)
+            if hit is not None:
+                self.tab.password_names |= set(await password_names(loc))
+                await self.tab.shoot_form(loc)
             return await self.tab.act(loc.click(), armed=hit)
 
         return self._run_held(step, click)
@@ -184,7 +213,20 @@ class BrowserSession:
         step = self._start("fill", target, text)
 
         async def fill() -> None:
-            await locate(self.tab.page, target).fill(text)
+            loc = locate(self.tab.page, target)
+            if await is_password_field(loc):
+                # What goes into a password field is masked wherever it is shown: the
+                # tool call, the evidence, the trace and the HAR. Only browser-run.json
+                # keeps it, since apply must type it again.
+                step.secret = True
+                self.tab.password_names |= set(await password_names(loc))
+                if text:
+                    self.typed_secrets.append(text)
+                    self.tab.extra_secrets.append(text)
+            else:
+                with contextlib.suppress(PlaywrightError):
+                    step.before = await loc.input_value()
+            await loc.fill(text)
 
         return self._act(step, fill)
 
@@ -192,7 +234,10 @@ class BrowserSession:
         step = self._start("select", target, option)
 
         async def select() -> None:
-            await locate(self.tab.page, target).select_option(option)
+            loc = locate(self.tab.page, target)
+            with contextlib.suppress(PlaywrightError):
+                step.before = await loc.input_value()
+            await loc.select_option(option)
 
         return self._act(step, select)
 
@@ -202,7 +247,7 @@ class BrowserSession:
         async def read() -> str:
             title = await self.tab.page.title()
             snap = await self.tab.page.locator("body").aria_snapshot()
-            return f"{title}\n{snap}"
+            return f"{title}\n{mask_password_values(snap, await password_values(self.tab.page))}"
 
         try:
             text = self.chromium.run(read())
@@ -226,9 +271,11 @@ class BrowserSession:
 
     # -- running actions --------------------------------------------------------------
 
-    def _act(self, step: Step, action: Callable[[], Awaitable[None]]) -> str:
+    def _act(
+        self, step: Step, action: Callable[[], Awaitable[None]], timeout_ms: int = ACTION_TIMEOUT_MS
+    ) -> str:
         async def run() -> Held | None:
-            return await self.tab.act(action())
+            return await self.tab.act(action(), timeout_ms=timeout_ms)
 
         return self._run_held(step, run)
 

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import html
 import io
 import json
 import re
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus
 
+from PIL import Image, ImageDraw
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -37,38 +39,36 @@ from playwright.async_api import Error as PlaywrightError
 
 from bot.families.browser.allowlist import check_url
 from bot.families.browser.driver import BrowserCredential
+from bot.families.browser.elements import (
+    ACTION_TIMEOUT_MS,
+    NAVIGATION_TIMEOUT_MS,
+    element_boxes,
+)
 from bot.families.browser.errors import BrowserError
 from bot.families.browser.gate import GateHit, request_gate
-from bot.families.browser.model import Blocked, ElementInfo, Target
+from bot.families.browser.login import form_login
+from bot.families.browser.model import Blocked, Login
+from bot.families.browser.netgate import NetworkGate
 
-ACTION_TIMEOUT_MS = 10_000
 SETTLE_S = 0.3
 """After an action returns, how long a request it started may take to show up."""
 HOLD_WAIT_S = 5.0
+SHOT_MARGIN = 16.0
+MAX_SHOT_PX = 8000.0
+"""A gate screenshot is never taller than this (a page can be endless)."""
+MARK_COLOUR = (255, 0, 255)
+"""The gated element's outline on the gate screenshot: a colour pages rarely use."""
 SHOT_TIMEOUT_S = 10.0
 """The DevTools screenshot has no timeout of its own: a hold must never wedge on it."""
 LATE_WAIT_S = 20.0
 """How long a request that came while another was held waits for the seal before it is
 refused anyway (the hold's screenshot and abort take well under a second)."""
-FORM_INFO_JS = """el => {
-  const form = el.form || el.closest('form');
-  const type = (el.getAttribute('type') || '').toLowerCase();
-  const tag = el.tagName.toLowerCase();
-  const submits = !!form && (
-    (tag === 'button' && (type === '' || type === 'submit')) ||
-    (tag === 'input' && (type === 'submit' || type === 'image')));
-  return {
-    tag,
-    submits,
-    method: form ? (el.getAttribute('formmethod') || form.method || 'get') : null,
-    action: form ? (el.hasAttribute('formaction') ? el.formAction : form.action) : null,
-  };
-}"""
 MASK = b"[REDACTED]"
 """The one redactor's mask (bot/run/redact.py, a layer above this one)."""
 MIN_SECRET = 4
 """As the redactor: a shorter password would mask ordinary bytes."""
-_SNAPSHOT_LINE = re.compile(r'^- (?P<role>[\w-]+)(?: "(?P<name>(?:[^"\\]|\\.)*)")?')
+MIN_COOKIE = 8
+"""Cookie values this long are masked (a session id); shorter ones are flags like `1`."""
 
 
 @dataclass
@@ -90,17 +90,50 @@ class Held:
         return parse_qsl(self.body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
-def credential_forms(credential: BrowserCredential | None) -> list[bytes]:
+def form_encoded(value: str) -> str:
+    """value as a browser encodes a form field (WHATWG urlencoded: only `*-._` and
+    alphanumerics kept, space as `+`); Python's quote_plus also keeps `~`."""
+    return quote_plus(value, safe="*").replace("~", "%7E")
+
+
+def credential_forms(
+    credential: BrowserCredential | None, cookies: Sequence[str] = ()
+) -> list[bytes]:
     """Every form in which the credential's password shows up in a HAR or a trace: as
     typed, inside `user:password`, as HTTP Basic's token (every request Chromium sends
-    with the credential carries it), JSON-escaped and percent-encoded. Longest first."""
-    if credential is None or len(credential.password) < MIN_SECRET:
+    with the credential carries it), JSON-escaped, HTML-escaped and percent-encoded (a
+    form's body); and the session's cookie values (MIN_COOKIE long or more). Longest first."""
+    if credential is None:
         return []
-    pw, userinfo = credential.password, f"{credential.username}:{credential.password}"
-    token = base64.b64encode(userinfo.encode()).decode()
-    forms = {pw, userinfo, token, token.rstrip("="), json.dumps(pw)[1:-1], quote(pw, safe="")}
-    forms.add(quote_plus(pw))
+    forms = {c for c in cookies if len(c) >= MIN_COOKIE}
+    if len(credential.password) >= MIN_SECRET:
+        pw, userinfo = credential.password, f"{credential.username}:{credential.password}"
+        token = base64.b64encode(userinfo.encode()).decode()
+        forms |= {pw, userinfo, token, token.rstrip("="), json.dumps(pw)[1:-1]}
+        forms |= {quote(pw, safe=""), quote_plus(pw), form_encoded(pw), html.escape(pw)}
     return sorted({f.encode() for f in forms}, key=len, reverse=True)
+
+
+def outline(png: bytes, box: tuple[float, float, float, float]) -> bytes:
+    """png with box (x, y, width, height) outlined in MARK_COLOUR."""
+    with Image.open(io.BytesIO(png)) as img:
+        pic = img.convert("RGB")
+    x, y, w, h = box
+    ImageDraw.Draw(pic).rectangle(
+        (x - 4, y - 4, x + w + 4, y + h + 4), outline=MARK_COLOUR, width=4
+    )
+    out = io.BytesIO()
+    pic.save(out, "PNG")
+    return out.getvalue()
+
+
+def typed_forms(values: Sequence[str]) -> list[bytes]:
+    """What was typed into password fields, as the trace and a form body spell it."""
+    forms: set[str] = set()
+    for v in values:
+        if len(v) >= MIN_SECRET:
+            forms |= {v, json.dumps(v)[1:-1], form_encoded(v), quote(v, safe=""), html.escape(v)}
+    return [f.encode() for f in forms]
 
 
 def mask(data: bytes, secrets: Sequence[bytes]) -> bytes:
@@ -126,33 +159,6 @@ def mask_zip(data: bytes, secrets: Sequence[bytes]) -> bytes:
     return out.getvalue()
 
 
-def locate(page: Page, target: Target) -> Locator:
-    if target.selector:
-        return page.locator(target.selector)
-    if target.label:
-        return page.get_by_label(target.label, exact=True)
-    if target.role:
-        return page.get_by_role(target.role, name=target.name, exact=True)  # type: ignore[arg-type]
-    if target.name:
-        return page.get_by_text(target.name, exact=True)
-    raise BrowserError("name an element: role (+ name), label or selector")
-
-
-async def element_info(locator: Locator) -> ElementInfo:
-    """Role and accessible name from Playwright's accessibility tree, plus its form."""
-    snapshot = await locator.aria_snapshot(timeout=ACTION_TIMEOUT_MS)
-    m = _SNAPSHOT_LINE.match(snapshot.strip().splitlines()[0] if snapshot.strip() else "")
-    form: dict[str, Any] = await locator.evaluate(FORM_INFO_JS)
-    return ElementInfo(
-        role=m.group("role") if m else "generic",
-        name=(m.group("name") or "").replace('\\"', '"') if m else "",
-        tag=str(form["tag"]),
-        submits_form=bool(form["submits"]),
-        form_method=str(form["method"]).upper() if form["method"] else None,
-        form_action=str(form["action"]) if form["action"] else None,
-    )
-
-
 class Tab:
     def __init__(
         self,
@@ -168,6 +174,16 @@ class Tab:
         self.armed: GateHit | None = None
         self.held: Held | None = None
         self.refused_late: list[str] = []
+        self.logins: list[Login] = []
+        """Form logins the broker performed for this context."""
+        self.pre_shot: bytes | None = None
+        """The gated click's form, its element outlined: the gate screenshot, if held."""
+        self.password_names: set[str] = set()
+        """Names of the password fields the page had where the run typed or clicked."""
+        self.extra_secrets: list[str] = []
+        """Values typed into password fields: masked in the trace and the HAR as well."""
+        self.login_cookies: list[str] = []
+        """Cookie values the login set: the session is as secret as the password."""
         """State-changing requests refused after the first was held (or after the seal)."""
         self._held_event = asyncio.Event()
         self._sealed_event = asyncio.Event()
@@ -196,14 +212,25 @@ class Tab:
             raise BrowserError("the browser context is not open")
         return self._page
 
-    async def open(self, browser: Browser) -> None:
+    async def open(self, browser: Browser, gate: NetworkGate | None = None) -> None:
+        """Open the context; a form credential logs in first, in a context of its own."""
+        state: Any = None
+        if self.credential is not None and self.credential.form is not None:
+            if gate is None:
+                raise BrowserError("a form login needs the network gate to release its request")
+            done = await form_login(browser, self.credential, self.domains, gate)
+            self.logins.append(done.record)
+            self.login_cookies += done.cookie_values
+            state = done.state
         self._context = await browser.new_context(
             record_har_path=str(Path(self._dir.name) / "browser.har"),
             service_workers="block",  # a service worker's fetches would bypass routing
             http_credentials=self.credential.for_playwright() if self.credential else None,
+            storage_state=state,
             accept_downloads=False,
         )
         self._context.set_default_timeout(ACTION_TIMEOUT_MS)
+        self._context.set_default_navigation_timeout(NAVIGATION_TIMEOUT_MS)
         await self._context.tracing.start(screenshots=True, snapshots=True, sources=False)
         await self._context.route("**/*", self._route)
         await self._context.route_web_socket(re.compile(".*"), self._websocket)
@@ -212,20 +239,49 @@ class Tab:
         # A confirm("Delete?") is answered yes: the request it releases is held at the gate.
         self._page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
 
+    async def shoot_form(self, locator: Locator) -> None:
+        """Before a gated click: the whole form of the element, the element outlined, kept
+        for the gate screenshot. Taken before the click because a held navigation stops
+        Playwright's screenshots; the outline is drawn on the picture, not the page."""
+        self.pre_shot = None
+        boxes = await element_boxes(locator)
+        if boxes is None:
+            return
+        el = boxes["element"]
+        parts = [b for b in (el, boxes.get("form")) if b]
+        x0 = max(0.0, min(b["x"] for b in parts) - SHOT_MARGIN)
+        y0 = max(0.0, min(b["y"] for b in parts) - SHOT_MARGIN)
+        x1 = max(b["x"] + b["w"] for b in parts) + SHOT_MARGIN
+        y1 = min(max(b["y"] + b["h"] for b in parts) + SHOT_MARGIN, y0 + MAX_SHOT_PX)
+        try:
+            png = await self.page.screenshot(
+                full_page=True,
+                clip={"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0},
+                animations="disabled",
+                timeout=ACTION_TIMEOUT_MS,
+            )
+        except PlaywrightError:
+            return  # the hold falls back to the window as it is then
+        self.pre_shot = outline(png, (el["x"] - x0, el["y"] - y0, el["w"], el["h"]))
+
     async def gate_screenshot(self) -> bytes:
-        """The page as it is while a navigation is held. Playwright's own screenshot waits
-        for that navigation, so ask the DevTools protocol; the session opened with the page
-        because detaching one mid-hold never returns."""
+        """The picture a reviewer approves: the form shot taken just before the gated
+        click, or else the page as it is while a navigation is held. Playwright's own
+        screenshot waits for that navigation, so ask the DevTools protocol; the session
+        opened with the page because detaching one mid-hold never returns."""
+        if self.pre_shot is not None:
+            shot, self.pre_shot = self.pre_shot, None
+            return shot
         assert self._cdp is not None
         try:
-            shot = await asyncio.wait_for(
+            data = await asyncio.wait_for(
                 self._cdp.send("Page.captureScreenshot", {"format": "png"}), SHOT_TIMEOUT_S
             )
         except TimeoutError:
             raise BrowserError(
                 f"the gate screenshot did not come in {SHOT_TIMEOUT_S:g} s"
             ) from None
-        return base64.b64decode(shot["data"])
+        return base64.b64decode(data["data"])
 
     def _block(self, method: str, url: str, kind: str, reason: str) -> None:
         self.blocked.append(
@@ -291,7 +347,12 @@ class Tab:
             f"approval: dropped ({len(data)} bytes, sha256:{hashlib.sha256(data).hexdigest()})",
         )
 
-    async def act(self, action: Awaitable[Any], armed: GateHit | None = None) -> Held | None:
+    async def act(
+        self,
+        action: Awaitable[Any],
+        armed: GateHit | None = None,
+        timeout_ms: int = ACTION_TIMEOUT_MS,
+    ) -> Held | None:
         """Run one action; return the request it tried to send past the gate, if any."""
         self.armed = armed
         task = asyncio.ensure_future(action)
@@ -299,7 +360,7 @@ class Tab:
         try:
             done, _ = await asyncio.wait(
                 {task, waiter},
-                timeout=ACTION_TIMEOUT_MS / 1000,
+                timeout=timeout_ms / 1000,
                 return_when=asyncio.FIRST_COMPLETED,
             )
             if task in done and self.held is None:
@@ -308,7 +369,7 @@ class Tab:
                     await self.page.wait_for_load_state("load", timeout=ACTION_TIMEOUT_MS)
                 await asyncio.wait({waiter}, timeout=HOLD_WAIT_S if armed else SETTLE_S)
             elif not done:
-                raise BrowserError(f"the action did not finish in {ACTION_TIMEOUT_MS} ms")
+                raise BrowserError(f"the action did not finish in {timeout_ms} ms")
             return self.held
         finally:
             waiter.cancel()
@@ -338,8 +399,15 @@ class Tab:
         trace = Path(self._dir.name) / "trace.zip"
         try:
             await self._context.tracing.stop(path=str(trace))
+            # A logged-in session's cookies open the console as the password does: every
+            # Cookie and Set-Cookie header in the HAR and the trace is masked with it.
+            jar: list[str] = []
+            if self.credential is not None:
+                with contextlib.suppress(PlaywrightError):
+                    jar = [str(c.get("value", "")) for c in await self._context.cookies()]
             await self._context.close()
-            secrets = credential_forms(self.credential)
+            secrets = credential_forms(self.credential, [*self.login_cookies, *jar])
+            secrets = sorted({*secrets, *typed_forms(self.extra_secrets)}, key=len, reverse=True)
             for name in ("trace.zip", "browser.har"):
                 path = Path(self._dir.name) / name
                 if path.exists():

@@ -115,7 +115,12 @@ class BrowserTools:
 
     def redact(self, text: str) -> str:
         if self.credential and self.credential.password:
-            return text.replace(self.credential.password, "[redacted]")
+            text = text.replace(self.credential.password, "[redacted]")
+        for typed in sorted(self.session.typed_secrets, key=len, reverse=True):
+            # What went into a password field, out of the tool call's record (its arguments
+            # and result) and the model's next read: MIN_SECRET long or more, as the tab.
+            if len(typed) >= 4:
+                text = text.replace(typed, "[password field: masked]")
         return text
 
     def _call(self, fn: Any, *args: Any) -> ToolOutcome:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +40,7 @@ from bot.demo.code import MAINTAINER
 from bot.demo.console import USERNAME, AdminSite
 from bot.run.engine import Engine
 from tests.conftest import Scripted
+from tests.families.browser import scan
 from tests.families.browser.conftest import needs_chromium
 
 pytestmark = [needs_chromium]
@@ -52,35 +52,7 @@ FORMS = (CANARY, BASIC)
 
 
 def leaks(data: str | bytes) -> list[str]:
-    raw = data.encode() if isinstance(data, str) else data
-    found = [c for c in FORMS if c.encode() in raw]
-    if raw[:4] == b"PK\x03\x04":  # a zip (the trace): its members, unpacked
-        with zipfile.ZipFile(io.BytesIO(raw)) as z:
-            for name in z.namelist():
-                found += [f"{c} in {name}" for c in leaks(z.read(name))]
-    return found
-
-
-def audit_blobs(repo: Path) -> dict[str, bytes]:
-    """Every blob reachable from the audit branch, by path, and each commit message."""
-    listing = subprocess.run(
-        ["git", "rev-list", "--objects", "refs/heads/agentplane/audit"],
-        cwd=repo,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    out: dict[str, bytes] = {}
-    for line in listing:
-        oid, _, path = line.partition(" ")
-        kind = subprocess.run(
-            ["git", "cat-file", "-t", oid], cwd=repo, check=True, capture_output=True, text=True
-        ).stdout.strip()
-        if kind in ("blob", "commit"):
-            out[f"{kind} {path or oid}"] = subprocess.run(
-                ["git", "cat-file", kind, oid], cwd=repo, check=True, capture_output=True
-            ).stdout
-    return out
+    return scan.leaks(data, FORMS)
 
 
 @pytest.fixture
@@ -139,7 +111,7 @@ def test_browser_job_leaks_no_canary(
     assert "released POST" in summary and leaks(summary) == []
     assert leaks(e.redactor(render_pr_comment(done, "plan", "", None))) == []
 
-    blobs = audit_blobs(demo_repo)
+    blobs = scan.audit_blobs(demo_repo)
     names = {a.name for a in done.artifacts}
     assert {"browser-run.json", "browser.har", "trace.zip", "gate.png"} <= names
     assert {"apply-trace.zip", "apply-browser.har"} <= names
