@@ -495,9 +495,11 @@ class RunRecord(BaseModel):
     plan_only: bool = False
     """A plan-only (drift) run: its proposal is what the job would change now, recorded and
     never offered for approval (the run ends completed)."""
-    failure: Literal["", "model"] = ""
+    failure: Literal["", "model", "crashed"] = ""
     """"model": the model failed the run (unreachable, or a cut, empty or malformed answer).
-    A door does not retry such a run by itself: it would fail again, and pay again."""
+    A door does not retry such a run by itself: it would fail again, and pay again.
+    "crashed": the process carrying it died before its proposal was recorded; nothing was
+    staged for anyone, so the door that asked for it may start it again."""
     owner: str | None = None
     """While IN_FLIGHT: the process carrying the run (bot.run.owner), so a dead one is found."""
     rollback_of: str | None = None

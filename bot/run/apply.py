@@ -19,6 +19,7 @@ from bot.families.interface import (
     ToolFamily,
     family_named,
 )
+from bot.run import killpoints
 from bot.run.inputs import Inputs
 from bot.run.propose import egress_entry
 from bot.run.storage import RunStore
@@ -87,6 +88,7 @@ class Applier:
                 return self.store.advance(rec, "failed", f"apply failed: {exc}", artifacts)
             done.append(applied)
             rec.applied = list(done)
+            killpoints.reached("apply")  # applied, not yet recorded
         return self.store.advance(rec, "applied", "; ".join(a.summary for a in done), artifacts)
 
     def unsafe_to_repeat(self, rec: RunRecord) -> str | None:

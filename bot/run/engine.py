@@ -57,6 +57,7 @@ from bot.core.request import Door, RunRequest
 from bot.families.ask.tools import answer_text
 from bot.families.interface import EvidenceContext, ToolFamily, implied_actions
 from bot.families.registry import default_families, tool_names
+from bot.run import killpoints
 from bot.run.agent import Model
 from bot.run.apply import Applier
 from bot.run.inputs import Inputs, job_path
@@ -185,6 +186,7 @@ class Engine:
             model=p.model,
         )
         self._advance(rec, "planned", f"planned with policy from {self.repo.default_branch()}")
+        killpoints.reached("plan")
         if not p.allowed.granted:
             return self._advance(rec, "denied", f"{p.allowed.rule}: {p.allowed.reason}")
         if p.clarification is not None:
@@ -361,6 +363,7 @@ class Engine:
             reason = f"stale: the head moved to {head[:12]} after approval"
             return Outcome("cancelled", self._advance(rec, "cancelled", reason), reason)
         self._advance(rec, "approved", f"approved by {', '.join(approvers)}")
+        killpoints.reached("approval-seen")  # the approval is recorded, nothing applied
         done = self.applier.apply(rec, proposal)
         kind: OutcomeKind = "applied" if done.state == "applied" else "failed"
         return Outcome(kind, done, done.transitions[-1].reason)
@@ -425,6 +428,7 @@ class Engine:
                 models, tools = self.store.fold_journal(rec)
                 kept = f" (kept from its journal: {models} model calls, {tools} tool calls)"
                 reason = f"{died} while {rec.state}; run it again"
+                rec.failure = "crashed"
                 rec = self._advance(rec, "failed", reason + (kept if models or tools else ""))
             resolved.append(rec)
         return resolved

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from bot.core.canonical import canonical_json
 from bot.core.errors import AuditError
+from bot.run import killpoints
 
 Kind = Literal["model", "tool"]
 RUN_ID = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,200}\Z")
@@ -51,6 +52,7 @@ class Journal:
                 os.close(fd)
         except OSError as exc:  # a planted symlink (ELOOP), a full disk: the run stops
             raise AuditError(f"cannot journal the call to {self.path}: {exc}") from None
+        killpoints.reached("propose")  # the call is durable; the run is mid-propose
 
     def entries(self) -> Iterator[tuple[Kind, dict[str, Any]]]:
         """What was journaled, oldest first; a line torn by the crash is left out."""

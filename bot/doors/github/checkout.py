@@ -24,6 +24,7 @@ from typing import Literal
 from bot.adapters.audit.log import AuditLog
 from bot.adapters.git import GitRepo, run_git
 from bot.core.errors import AuditError, GitError
+from bot.run import killpoints
 from bot.run.redact import Redactor
 
 AUDIT = "agentplane/audit"
@@ -167,6 +168,7 @@ class Checkout:
             self.replica = Replica("unknown", f"the push failed: {exc}")
             log.warning("%s: %s", self.name, self.replica.problem)
             return self.replica
+        killpoints.reached("audit-push")  # pushed; not yet noted here
         self.git("update-ref", REPLICA, LOCAL)
         self.replica = Replica("same")
         return self.replica
@@ -190,6 +192,15 @@ class Checkout:
     def _delete_ref(self, ref: str) -> None:
         if self._tip(ref) is not None:
             self.git("update-ref", "-d", ref)
+
+    def contains(self, tip: str, commit: str) -> bool:
+        """Whether commit is in tip's history (both must be in the clone)."""
+        return self._is_ancestor(commit, tip)
+
+    def remote_has(self, commit: str) -> bool:
+        """Whether a branch at GitHub holds commit (asked of the remote, not the clone)."""
+        heads = self.git("ls-remote", "--heads", "origin").split()
+        return commit in heads[0::2]
 
     def push_commit(self, commit: str, branch: str) -> None:
         """Fast-forward branch to commit (never forced: a moved branch fails the push)."""

@@ -8,12 +8,15 @@ honours Retry-After. Comments carry a hidden marker so posting is idempotent.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import github
+import requests
 from github import Auth, Github, GithubIntegration
 from github.GithubRetry import GithubRetry
 
@@ -21,11 +24,43 @@ from bot.core.errors import AgentplaneError
 from bot.core.identity import from_github
 from bot.doors.github.settings import Settings
 
+T = TypeVar("T")
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods urllib3 may send again by itself. A POST or PATCH whose answer was lost may
+have been applied: only the bot, which checks first, sends one again (GitHubClient.write)."""
+WRITE_ATTEMPTS = 6
+
 
 class GitHubError(AgentplaneError):
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        return min(float(value), 900.0) if value is not None else None
+    except ValueError:
+        return None
+
+
+def transient(exc: Exception) -> bool:
+    """A failure a later attempt may not meet: GitHub's 5xx, its rate limits (429, or a
+    403 that says so), a timeout or a dropped connection."""
+    if isinstance(exc, requests.RequestException):
+        return True
+    if isinstance(exc, GitHubError) and exc.status is not None:
+        return (
+            exc.status >= 500
+            or exc.status == 429
+            or (exc.status == 403 and (exc.retry_after is not None or "rate limit" in str(exc)))
+        )
+    return False
 
 
 def unauthorized(exc: Exception) -> bool:
@@ -80,9 +115,22 @@ def marker(key: str) -> str:
 class GitHubClient:
     def __init__(self, settings: Settings, installation_id: int | None = None) -> None:
         self.settings = settings
-        retry = GithubRetry(total=5, backoff_factor=0.2)
+        # GitHub's guidance: honour Retry-After, back off exponentially, and never resend a
+        # write blindly. urllib3 resends only what cannot act twice (IDEMPOTENT); rate
+        # limits answer 403 or 429 with Retry-After, which urllib3 sleeps out.
+        retry = GithubRetry(
+            total=5,
+            backoff_factor=settings.github_backoff,
+            allowed_methods=IDEMPOTENT,
+            status_forcelist=[*range(500, 600), 429],
+        )
         # Lazy objects: only the calls we make go over the wire (no hidden GETs to build them).
-        opts: dict[str, Any] = {"base_url": settings.api_url, "retry": retry, "lazy": True}
+        opts: dict[str, Any] = {
+            "base_url": settings.api_url,
+            "retry": retry,
+            "lazy": True,
+            "timeout": settings.github_timeout,
+        }
         if not settings.github_throttle:
             opts.update(seconds_between_requests=None, seconds_between_writes=None)
         auth: Auth.Auth
@@ -93,7 +141,9 @@ class GitHubClient:
         self.integration: GithubIntegration | None = None
         if settings.app_id and settings.app_private_key:
             app = Auth.AppAuth(settings.app_id, settings.app_private_key)
-            self.integration = GithubIntegration(auth=app, base_url=settings.api_url, retry=retry)
+            self.integration = GithubIntegration(
+                auth=app, base_url=settings.api_url, retry=retry, timeout=settings.github_timeout
+            )
             if installation_id is None:
                 return
             auth = app.get_installation_auth(installation_id)
@@ -120,7 +170,26 @@ class GitHubClient:
         try:
             return fn(*args, **kw)
         except github.GithubException as exc:
-            raise GitHubError(f"GitHub API {exc.status}: {exc.data}", exc.status) from None
+            raise GitHubError(
+                f"GitHub API {exc.status}: {exc.data}", exc.status, _retry_after(exc.headers)
+            ) from None
+
+    def write(self, what: str, attempt: Callable[[], T]) -> T:
+        """attempt() until it succeeds or fails for good. attempt must look before it writes
+        (find the comment by its marker, the check run by name and commit), so running it
+        again after a write whose answer was lost finds that write instead of repeating it.
+        Waits Retry-After when GitHub gives one, else backs off exponentially."""
+        for n in range(WRITE_ATTEMPTS):
+            try:
+                return attempt()
+            except (GitHubError, requests.RequestException) as exc:
+                if not transient(exc) or n == WRITE_ATTEMPTS - 1:
+                    if isinstance(exc, GitHubError):
+                        raise
+                    raise GitHubError(f"{what}: {type(exc).__name__}: {exc}") from None
+                wait = exc.retry_after if isinstance(exc, GitHubError) else None
+                time.sleep(wait if wait is not None else self.settings.github_backoff * 2**n)
+        raise AssertionError("unreachable")
 
     def repo(self, full_name: str) -> Any:
         return self.call(self._api().get_repo, full_name)
@@ -201,6 +270,24 @@ class GitHubClient:
         annotations: list[dict[str, Any]] | None = None,
     ) -> int:
         """Create or update the check run `name` on head_sha (idempotent by name + sha)."""
+        return self.write(
+            f"check run {name}",
+            lambda: self._check(
+                full_name, name, head_sha, status, conclusion, title, summary, annotations
+            ),
+        )
+
+    def _check(
+        self,
+        full_name: str,
+        name: str,
+        head_sha: str,
+        status: str,
+        conclusion: str | None,
+        title: str,
+        summary: str,
+        annotations: list[dict[str, Any]] | None,
+    ) -> int:
         repo = self.repo(full_name)
         output: dict[str, Any] = {"title": title or name, "summary": summary[:65000]}
         if annotations:
@@ -220,6 +307,11 @@ class GitHubClient:
 
         Returns GitHub's own time for the comment as it now reads: when it was last written
         (an unchanged body keeps the time it was written with)."""
+        return self.write(
+            f"comment {key} on #{number}", lambda: self._upsert(full_name, number, key, body)
+        )
+
+    def _upsert(self, full_name: str, number: int, key: str, body: str) -> Posted:
         issue = self.call(self.repo(full_name).get_issue, number)
         tagged = f"{marker(key)}\n{body}"
         for comment in self.call(issue.get_comments):
@@ -232,11 +324,15 @@ class GitHubClient:
 
     def react(self, full_name: str, comment_id: int, content: str) -> None:
         # PyGithub reaches this endpoint only through a fetched comment; one request suffices.
-        self.call(
-            self._api().requester.requestJsonAndCheck,
-            "POST",
-            f"/repos/{full_name}/issues/comments/{comment_id}/reactions",
-            input={"content": content},
+        # GitHub answers a repeated reaction with the one already there: safe to resend.
+        self.write(
+            "reaction",
+            lambda: self.call(
+                self._api().requester.requestJsonAndCheck,
+                "POST",
+                f"/repos/{full_name}/issues/comments/{comment_id}/reactions",
+                input={"content": content},
+            ),
         )
 
     def branch_rules(self, full_name: str, branch: str) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ from bot.doors.github.settings import Settings, run_page_url
 from bot.doors.github.state import PullState
 from bot.doors.github.timing import github_time, stamp
 from bot.doors.github.web_decision import WEB_DECISION, on_web_decision
+from bot.run import killpoints
 from bot.run.agent import Model
 from bot.run.apply import BOT_IDENTITY
 from bot.run.engine import Engine
@@ -252,6 +253,32 @@ class PullRequestDoor:
             except AgentplaneError as exc:
                 log.warning("%s: cannot report recovered run %s: %s", ctx.full, rec.run_id, exc)
 
+    def _catch_up(self, ctx: Context, pr: PullInfo) -> None:
+        """Finish what an earlier handling of this PR did not (killed, or GitHub failed it
+        half way): an applied run whose commit is not on the PR branch goes there (or to
+        its run branch, when the head moved), and a run whose latest record was never
+        shown is shown. Both read the audit record and GitHub's state, never the model,
+        and both are idempotent: a run already pushed and shown costs no write."""
+        # Each job's comment shows its newest run; an older (superseded) run is not shown.
+        newest = {job: run_id for job, _, run_id in self.state.runs(ctx.full, pr.number)}
+        for run_id in newest.values():
+            rec = ctx.engine.load(run_id)
+            applied = rec.applied_commit() if rec.state == "applied" else None
+            if applied and pr.state == "open" and not self._landed(ctx, pr, applied[0]):
+                ctx.engine.repo = ctx.checkout.sync(
+                    ctx.engine.repo.default_branch(), [], [pr.number]
+                )
+                self._push_recovered(ctx, pr, rec)
+            if self.state.shown_as(ctx.full, run_id) != _shown_mark(rec):
+                self.publish(ctx, rec)
+
+    def _landed(self, ctx: Context, pr: PullInfo, commit: str) -> bool:
+        """Whether commit is where it was meant to go: in the PR head's history, or (a
+        fork, a moved head) on its run branch at GitHub."""
+        if pr.head_sha == commit or ctx.checkout.contains(pr.head_sha, commit):
+            return True
+        return ctx.checkout.remote_has(commit)
+
     def _push_recovered(self, ctx: Context, pr: PullInfo, rec: RunRecord) -> None:
         """An approval applied after a crash goes onto the PR branch only if the head is
         still the commit approved; otherwise it stays on its run branch, and the PR is told."""
@@ -361,6 +388,7 @@ class PullRequestDoor:
             )
             return "refused: fork"
         ctx.engine.repo = ctx.checkout.sync(ctx.engine.repo.default_branch(), [], [pr.number])
+        self._catch_up(ctx, pr)
         if "Agentplane-Run:" in ctx.checkout.git("log", "-1", "--format=%B", pr.head_sha):
             return "ignored: the head is agentplane's own applied commit"
         governing = [f for f, _ in pr.files if f.startswith(GOVERNING)]
@@ -416,7 +444,10 @@ class PullRequestDoor:
         return valid
 
     def _run_job(self, ctx: Context, pr: PullInfo, job: str) -> None:
-        if self.state.run_for(ctx.full, pr.number, job, pr.head_sha):
+        known = self.state.run_for(ctx.full, pr.number, job, pr.head_sha)
+        # A run whose process died before it proposed anything is owed again to the
+        # delivery that asked for it (nothing was staged, shown as awaiting, or applied).
+        if known and ctx.engine.load(known).failure != "crashed":
             return  # this head already has its run: a redelivery changes nothing
         for old_job, head, run_id in self.state.runs(ctx.full, pr.number):
             if old_job == job and head != pr.head_sha:
@@ -515,6 +546,7 @@ class PullRequestDoor:
         outcomes = []
         if state == "approved" and any(f.startswith(GOVERNING) for f, _ in pr.files):
             outcomes.append(self._policy_review(ctx, pr, (key, reviewer), review.get("commit_id")))
+        self._catch_up(ctx, pr)
         pushes = OwnPushes()  # one review releases every run awaiting it: see release.py
         heads = {run_id: head for _, head, run_id in self.state.runs(ctx.full, number)}
         for rec in self._open_runs(ctx, number):
@@ -827,6 +859,7 @@ class PullRequestDoor:
         number, sha = self._where(ctx, rec)
         if number is not None:
             posted = self._comment(ctx, number, f"run:{rec.job_path}", body)
+            killpoints.reached("evidence-posted")
             ctx.posted.add(rec.run_id)
             if rec.state == "awaiting_approval" and rec.proposal is not None and posted.at:
                 self.state.evidence_shown(
@@ -843,6 +876,7 @@ class PullRequestDoor:
                 f"Audit head: `{digest}`"
             ),
         )
+        self.state.shown(ctx.full, rec.run_id, _shown_mark(rec))
 
     def _where(self, ctx: Context, rec: RunRecord) -> tuple[int | None, str]:
         """The PR a run's evidence goes on, and the commit its check goes on: its own, or,
@@ -854,6 +888,11 @@ class PullRequestDoor:
 
     def _comment(self, ctx: Context, number: int, key: str, body: str) -> Posted:
         return ctx.client.upsert_comment(ctx.full, number, key, ctx.engine.redactor(body))
+
+
+def _shown_mark(rec: RunRecord) -> str:
+    """Which record of a run was last shown on GitHub (its state and step)."""
+    return f"{rec.state}:{len(rec.transitions)}"
 
 
 _NOT_YET = {

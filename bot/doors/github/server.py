@@ -27,6 +27,7 @@ from prometheus_client import (
 from bot.doors.github.queue import DeliveryQueue, NotRetried
 from bot.doors.github.sansio import MAX_BODY, Delivery, TooLarge, WebhookError, parse
 from bot.doors.github.settings import Settings
+from bot.run import killpoints
 
 log = logging.getLogger("agentplane.server")
 
@@ -70,9 +71,13 @@ class Worker:
         handle: Callable[[Delivery], str],
         metrics: Metrics,
         idle_sleep: float = 0.2,
+        lease_seconds: float = 300.0,
     ) -> None:
         self.queue, self.handle, self.metrics = queue, handle, metrics
         self.idle_sleep = idle_sleep
+        self.lease_seconds = lease_seconds
+        """How long a delivery stays leased to this worker: a worker killed mid-delivery
+        leaves it leased, and another takes it once the lease runs out."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="agentplane-worker", daemon=True)
 
@@ -84,7 +89,7 @@ class Worker:
         self._thread.join(timeout=30)
 
     def run_once(self) -> bool:
-        item = self.queue.lease()
+        item = self.queue.lease(self.lease_seconds)
         if item is None:
             return False
         started = time.perf_counter()
@@ -154,6 +159,7 @@ def create_app(
             metrics.deliveries.labels(f"rejected_{exc.status}").inc()
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         fresh = queue.put(delivery)
+        killpoints.reached("delivery-accepted")  # queued, GitHub not yet answered
         metrics.deliveries.labels("queued" if fresh else "duplicate").inc()
         return JSONResponse({"queued": fresh, "duplicate": not fresh}, status_code=202)
 

@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     access_cache_seconds: float = Field(
         60.0, description="how long GitHub's answer to 'can this person read it' is kept"
     )
+    github_backoff: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="first wait, in seconds, before a failed GitHub call is tried again"
+        " (doubling each time) when GitHub gives no Retry-After",
+    )
+    github_timeout: int = Field(
+        15,
+        ge=1,
+        description="seconds to wait for one GitHub API answer before it counts as failed",
+    )
     github_throttle: bool = Field(
         True,
         description="PyGithub's pauses between requests (GitHub's advice against "

@@ -33,6 +33,9 @@ class PullState:
                 head TEXT NOT NULL, id TEXT NOT NULL UNIQUE, request TEXT NOT NULL,
                 sent INTEGER NOT NULL DEFAULT 0, run_id TEXT,
                 PRIMARY KEY (repo, number, job, head))""",
+            """CREATE TABLE IF NOT EXISTS shown (
+                repo TEXT NOT NULL, run_id TEXT NOT NULL, mark TEXT NOT NULL,
+                PRIMARY KEY (repo, run_id))""",
         )
 
     def run_for(self, repo: str, number: int, job: str, head: str) -> str | None:
@@ -131,6 +134,18 @@ class PullState:
             row = self._db.execute(
                 "SELECT posted_at FROM evidence WHERE repo=? AND run_id=? AND digest=?",
                 (repo, run_id, digest),
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def shown(self, repo: str, run_id: str, mark: str) -> None:
+        """The run's record `mark` (state and step) is what GitHub now shows."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO shown VALUES (?, ?, ?)", (repo, run_id, mark))
+
+    def shown_as(self, repo: str, run_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT mark FROM shown WHERE repo=? AND run_id=?", (repo, run_id)
             ).fetchone()
         return str(row[0]) if row else None
 

@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import openapi
+from .chaos import Chaos
 from .oauth import OAuthFlow
 from .payloads import PayloadBuilder, sign
 from .routes import ROUTES, Context
@@ -73,6 +75,8 @@ class GitHubDouble:
         self.deliveries: list[Delivery] = []
         self.tokens: dict[str, Token] = {}
         self._faults: list[Fault] = []
+        self.chaos: Chaos | None = None
+        """Seeded faults on a share of all calls (tests.support.github.chaos), when set."""
         self._ids = itertools.count(1001)
         self._user_ids: dict[str, int] = {}
         """login -> numeric id of every account that exists; a rename moves the id."""
@@ -598,7 +602,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        chaos = self.double.chaos
+        fault = chaos.draw(self.command) if chaos is not None else None
+        if fault is not None and chaos is not None and self._misbehave(fault, chaos):
+            return
         status, body, extra = self.double.handle(self.command, self.path, headers, raw)
+        if fault == "dropped-after-write":  # done, and the client never hears it
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         data = b"" if body is None else json.dumps(body).encode()
         self.send_response(status)
         reset = int(time.time()) + 3600
@@ -616,5 +628,32 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def _misbehave(self, fault: str, chaos: Chaos) -> bool:
+        """Answer with the fault instead of the API (True), or let the call through."""
+        if fault == "slow":
+            time.sleep(chaos.slow)
+            return False
+        if fault == "dropped-after-write":
+            return False
+        if fault == "timeout":  # not acted on; the answer comes too late to be read
+            time.sleep(chaos.timeout + 0.3)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        status, message = {
+            "5xx": (502, "Server Error"),
+            "403-secondary": (403, SECONDARY_RATE_LIMIT),
+            "429": (429, "API rate limit exceeded"),
+        }[fault]
+        data = json.dumps({"message": message, "documentation_url": DOCS}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        if status != 502:
+            self.send_header("Retry-After", "1")
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
