@@ -193,6 +193,8 @@ class PullRequestDoor:
             return lambda ctx: self.on_comment(ctx, p)
         if d.event == "issues" and d.action in ("opened", "labeled"):
             return lambda ctx: self.on_issue(ctx, p["issue"])
+        if d.event == runners.SCHEDULE_EVENT:
+            return lambda ctx: runners.on_schedule(self, ctx)
         if key == ("workflow_run", "completed"):
             return lambda ctx: runners.on_workflow_run(self, ctx)
         if d.event == "agentplane.reconcile":
@@ -923,4 +925,15 @@ def reconcile(door: PullRequestDoor, enqueue: Callable[[Delivery], bool]) -> int
             # A fresh id per pass: handling is idempotent, so repeats cost nothing.
             guid = f"reconcile-{repo}-{n}-{time.time_ns()}"
             count += enqueue(Delivery("agentplane.reconcile", guid, "reconciler", payload))
+    return count
+
+
+def enqueue_schedules(door: PullRequestDoor, enqueue: Callable[[Delivery], bool]) -> int:
+    """One schedule delivery per repository the bot serves; the worker runs the scheduler
+    for each, so scheduled runs take the same queue, leases and path as webhooks."""
+    count = 0
+    for repo, inst in door.state.repos():
+        payload = {"repository": {"full_name": repo}, "installation": {"id": inst}}
+        guid = f"schedule-{repo}-{time.time_ns()}"
+        count += enqueue(Delivery(runners.SCHEDULE_EVENT, guid, "scheduler", payload))
     return count

@@ -15,12 +15,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bot.core.errors import AgentplaneError
-from bot.core.record import RunRecord
+from bot.core.record import DoorRef, RunRecord
 from bot.core.request import RunRequest
 from bot.doors.actions.dispatched import DispatchRequest, answers, new_request
+from bot.doors.actions.proposal import commit_proposal, open_or_update, proposal_branch, reviewable
 from bot.doors.github.carried import NotCarried, carried
 from bot.doors.github.client import PullInfo
 from bot.doors.github.release import OwnPushes
+from bot.doors.schedule.runner import Scheduler
+from bot.run.apply import BOT_IDENTITY
 from bot.run.engine import Engine
 
 if TYPE_CHECKING:
@@ -130,3 +133,40 @@ def review_view(rec: RunRecord, head: str, pushes: OwnPushes) -> Callable[[str |
 
 def peeled(live: Callable[[], str], peel: Callable[[str | None], str | None]) -> Callable[[], str]:
     return lambda: peel(live()) or ""
+
+
+SCHEDULE_EVENT = "agentplane.schedule"
+"""The delivery serve's own scheduler enqueues per repository (settings.schedule_seconds)."""
+
+
+def on_schedule(door: PullRequestDoor, ctx: Context) -> str:
+    """The one scheduler (bot.doors.schedule), run by the bot for installations that prefer
+    it to the Action: due jobs start as the schedule; a proposal goes to the job's proposal
+    PR exactly as the Action's does, and that PR carries the run."""
+    started, listing = Scheduler(ctx.engine).run(
+        door_ref=lambda job: DoorRef(repo=ctx.full, branch=proposal_branch(job.name))
+    )
+    for problem in listing.problems:
+        log.warning("%s: schedule: %s", ctx.full, problem)
+    said = []
+    for s in started:
+        rec = s.record
+        said.append(f"{rec.job_name}: {rec.state}")
+        if s.drift is not None or not reviewable(rec):
+            continue
+        commit = commit_proposal(ctx.engine, rec, BOT_IDENTITY)
+        opened = open_or_update(
+            ctx.client,
+            ctx.full,
+            ctx.engine.repo.default_branch(),
+            rec,
+            commit,
+            "The evidence is in agentplane's comment on this pull request.",
+            ctx.engine,
+        )
+        if opened.superseded:
+            old = ctx.engine.cancel(opened.superseded, f"superseded by run {rec.run_id}")
+            door.publish(ctx, old)
+        door.state.remember(ctx.full, opened.number, rec.job_name, commit, rec.run_id)
+        door.publish(ctx, rec)
+    return "; ".join(said) or "schedule: nothing due"

@@ -120,6 +120,7 @@ def create_app(
     queue: DeliveryQueue,
     worker: Worker | None = None,
     reconciler: Callable[[], Any] | None = None,
+    scheduler: Callable[[], Any] | None = None,
     metrics: Metrics | None = None,
     max_body: int = MAX_BODY,
 ) -> FastAPI:
@@ -132,17 +133,23 @@ def create_app(
         stop = threading.Event()
         if worker is not None:
             worker.start()
-        if reconciler is not None:
+        periodic = [("reconcile", reconciler, settings.reconcile_seconds)]
+        periodic += [("schedule", scheduler, settings.schedule_seconds)]
+        for name, task, seconds in periodic:
+            if task is None or seconds <= 0:
+                continue
 
-            def loop() -> None:
+            def loop(
+                name: str = name, task: Callable[[], Any] = task, seconds: float = seconds
+            ) -> None:
                 while not stop.is_set():
                     try:
-                        reconciler()
+                        task()
                     except Exception:
-                        log.exception("reconcile failed")
-                    stop.wait(settings.reconcile_seconds)
+                        log.exception("%s failed", name)
+                    stop.wait(seconds)
 
-            threading.Thread(target=loop, name="agentplane-reconciler", daemon=True).start()
+            threading.Thread(target=loop, name=f"agentplane-{name}", daemon=True).start()
         yield
         stop.set()
         if worker is not None:
@@ -198,7 +205,7 @@ async def read_bounded(request: Request, limit: int) -> bytes:
 def build(settings: Settings) -> FastAPI:
     """Wire the embedded default: SQLite queue and state under data_dir, bubblewrap sandbox."""
     from bot.adapters.sandbox.backends import get_backend
-    from bot.doors.github.flow import PullRequestDoor, reconcile
+    from bot.doors.github.flow import PullRequestDoor, enqueue_schedules, reconcile
     from bot.doors.github.queue import SqliteQueue
     from bot.doors.github.state import PullState
 
@@ -213,7 +220,13 @@ def build(settings: Settings) -> FastAPI:
         on_publish=lambda rec: metrics.runs.labels(rec.state).inc(),
     )
     worker = Worker(queue, door.handle, metrics)
-    app = create_app(settings, queue, worker, reconciler=lambda: reconcile(door, queue.put))
+    app = create_app(
+        settings,
+        queue,
+        worker,
+        reconciler=lambda: reconcile(door, queue.put),
+        scheduler=lambda: enqueue_schedules(door, queue.put),
+    )
     if settings.pages_enabled:
         from bot.doors.web.wiring import attach_pages
 

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     clone_url: str | None = Field(None, description="template, e.g. file:///srv/{owner}/{repo}.git")
     data_dir: Path = Path(".agentplane-bot")
     reconcile_seconds: float = 600.0
+    schedule_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="0: jobs' schedules are left to the Action; otherwise serve runs the one "
+        "scheduler every this many seconds for each repository it serves",
+    )
     allow_forks: bool = False
     public_url: str | None = Field(
         None,

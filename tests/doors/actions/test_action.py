@@ -18,7 +18,7 @@ from bot.adapters.audit.signing import Signer
 from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.demo.code import PROJECT as DEMO
 from bot.doors.actions.proposal import marked_run, run_marker
-from bot.doors.github.flow import PullRequestDoor
+from bot.doors.github.flow import PullRequestDoor, enqueue_schedules
 from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings
 from bot.doors.github.state import PullState
@@ -403,3 +403,26 @@ def test_a_pr_run_dispatched_to_actions_comes_back_on_the_pr_once_and_is_approve
     assert rec["run_id"] == run_id and rec["state"] == "applied"
     assert rec["door"] == "pull_request" and rec["door_ref"]["dispatch"] == request["id"]
     assert rec["door_ref"]["workflow_run_id"] == 777
+
+
+def test_serve_runs_the_same_scheduler_and_its_proposal_pr_is_approved_by_review(
+    github: GitHubDouble, tmp_path: Path
+) -> None:
+    bare = origin_with_scheduled_job(github, tmp_path, Signer.generate("actions:octo/demo"))
+    door = bot_door(github, tmp_path)
+    door.state.seen_repo(REPO, github.installations["octo"])
+    queued: list[Delivery] = []
+    assert enqueue_schedules(door, lambda d: queued.append(d) is None) == 1
+    assert door.handle(queued[0]) == "fix-failing-test: awaiting_approval"
+    (((_, number), pull),) = github.pulls.items()
+    assert pull.head == "agentplane/proposal/fix-failing-test"
+    ((_, _, run_id),) = door.state.runs(REPO, number)
+    # The window is served: the next pass starts nothing.
+    again: list[Delivery] = []
+    enqueue_schedules(door, lambda d: again.append(d) is None)
+    assert door.handle(again[0]) == "schedule: nothing due"
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(door, "pull_request_review", review, "r1") == "fix-failing-test: applied"
+    rec = audit_records(bare)[-1]["record"]
+    assert (rec["run_id"], rec["state"], rec["door"]) == (run_id, "applied", "schedule")
+    assert rec["requester"] == SCHEDULE_KEY
