@@ -294,7 +294,7 @@ class CommandFacts:
     runs: tuple[RunParty, ...] = field(default_factory=tuple)
 
 
-STARTS_RUNS = frozenset({"rerun"})
+STARTS_RUNS = frozenset({"rerun", "rollback"})
 """Verbs that start agent runs: they need a role that may run jobs."""
 READS_PLANS = frozenset({"plan"})
 """Verbs that only show what policy decides: the same role as running, since a plan shows

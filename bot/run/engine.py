@@ -221,11 +221,16 @@ class Engine:
         return self.start(req, model_override=override, answers=answers, plan_only=True)
 
     def rollback(
-        self, run_id: str, requester: str | None = None, onto: str | None = None, door: Door = "cli"
+        self,
+        run_id: str,
+        requester: str | None = None,
+        onto: str | None = None,
+        door: Door = "cli",
+        door_ref: DoorRef | None = None,
     ) -> RunRecord:
         """A new run whose proposal undoes what run_id applied (bot.run.rollback); it is
         gated and applied like any other, through decide()."""
-        return self.rollbacks.start(self.load(run_id), requester, onto, door)
+        return self.rollbacks.start(self.load(run_id), requester, onto, door, door_ref)
 
     def answer(self, run_id: str, who: str, text: str) -> RunRecord:
         """Answer the run's open question and resume it where it stopped."""

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from bot.adapters.git import GitRepo
 from bot.core.errors import AgentplaneError, RunError
 from bot.core.gate import open_gates
-from bot.core.record import AppliedPart, Proposal, ProposalPart, RunRecord
+from bot.core.record import AppliedPart, DoorRef, Proposal, ProposalPart, RunRecord
 from bot.core.request import Door
 from bot.families.interface import InverseContext, ToolFamily, family_named
 from bot.run.inputs import Inputs
@@ -60,6 +60,7 @@ class Rollbacks:
         requester: str | None = None,
         onto: str | None = None,
         door: Door = "cli",
+        door_ref: DoorRef | None = None,
     ) -> RunRecord:
         """A new run that undoes `old` (a verified record); it waits for approval like any
         proposal, or ends completed when there is nothing it can undo."""
@@ -94,6 +95,7 @@ class Rollbacks:
             tools_granted=p.granted("tool"),
             model=None,  # nothing asks a model: the undo is computed from the record
             rollback_of=old.run_id,
+            door_ref=door_ref,
         )
         advance = self.store.advance
         advance(rec, "planned", f"rollback of {old.run_id}, planned with policy from "

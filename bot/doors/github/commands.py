@@ -26,6 +26,8 @@ VERBS = {
     "rerun": "run the jobs again on the current head",
     "cancel": "cancel the open runs of this PR",
     "answer": "answer the agent's question: /agentplane answer <text>",
+    "rollback": "undo this PR's newest applied run (or RUN) as a new run, approved by review:"
+    " /agentplane rollback [RUN]",
     "help": "show this help",
 }
 MAX_COMMENT = 65536  # GitHub's own limit on a comment body; past it nothing is a command

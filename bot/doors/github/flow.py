@@ -39,6 +39,7 @@ from bot.doors.github.client import GitHubClient, Posted, PullInfo, unauthorized
 from bot.doors.github.commands import Command, Reply, parse_comment
 from bot.doors.github.queue import NotRetried
 from bot.doors.github.release import OwnPushes
+from bot.doors.github.rollback import evidence_key, on_rollback
 from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings, run_page_url
 from bot.doors.github.state import PullState
@@ -680,7 +681,7 @@ class PullRequestDoor:
             return f"refused: {problem}"
         ctx.client.react(ctx.full, comment["id"], "+1")
         reply = f"reply:{comment['id']}"
-        if parsed.verb in ("plan", "rerun", "apply") and "pull_request" not in issue:
+        if parsed.verb in ("plan", "rerun", "apply", "rollback") and "pull_request" not in issue:
             self._comment(ctx, number, reply, f"`{parsed.verb}` works on pull requests only.")
             return f"ignored: {parsed.verb} outside a pull request"
         if parsed.verb == "plan":
@@ -694,6 +695,8 @@ class PullRequestDoor:
             return self.on_answer(ctx, number, key, parsed.argument)
         if parsed.verb == "cancel":
             return self.on_closed(ctx, number, f"cancelled by @{login}")
+        if parsed.verb == "rollback":
+            return on_rollback(self, ctx, number, (key, login), parsed.argument, reply)
         raise AssertionError(f"parse_comment returned a verb with no handler: {parsed.verb}")
 
     def on_plan(self, ctx: Context, number: int, key: str) -> str:
@@ -860,7 +863,7 @@ class PullRequestDoor:
             body += f"\nRun page: {run_page_url(self.settings.public_url, ctx.full, rec.run_id)}"
         number, sha = self._where(ctx, rec)
         if number is not None:
-            posted = self._comment(ctx, number, f"run:{rec.job_path}", body)
+            posted = self._comment(ctx, number, evidence_key(rec), body)
             killpoints.reached("evidence-posted")
             ctx.posted.add(rec.run_id)
             if rec.state == "awaiting_approval" and rec.proposal is not None and posted.at:
