@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import os
 import random
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -61,17 +60,11 @@ class Story:
         for _ in range(self.rng.randint(0, MAX_PER_STEP[kind])):
             point = self.rng.choice(REACH[kind])
             nth = self.rng.randint(1, HITS.get(point, 1))
-            t0 = time.perf_counter()
             ended = run_forked(action, {ENV: f"{point}:{nth}"})
-            if os.environ.get("KDEBUG"):
-                print(kind, point, nth, ended.killed, round(time.perf_counter() - t0, 2))
             assert not ended.error, ended.error
             if ended.killed:
                 self.kills[point] += 1
-        t0 = time.perf_counter()
         ended = run_forked(action)
-        if os.environ.get("KDEBUG"):
-            print(kind, "clean", round(time.perf_counter() - t0, 2))
         assert not ended.error, ended.error
         assert not ended.killed
         self.steps += 1

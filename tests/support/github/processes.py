@@ -7,8 +7,6 @@ the run path around the agent, and each kill may cost a fresh proposal.
 
 from __future__ import annotations
 
-import logging
-import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -98,8 +96,6 @@ class Bot:
 
     def work(self) -> None:
         """A worker drains the queue (a fresh process: it resolves what a dead one left)."""
-        if os.environ.get("KDEBUG"):
-            logging.basicConfig(level=logging.INFO, format="  child: %(message)s")
         queue = self.queue()
         worker = Worker(queue, self.door().handle, Metrics(), lease_seconds=0.0)
         for _ in range(400):
