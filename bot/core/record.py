@@ -91,35 +91,28 @@ class ToolCall(BaseModel):
     """How a command ended (`exit 1`, `timed out`); "" for tools that are not commands."""
 
 
-class VerificationResult(BaseModel):
+class CommandRun(BaseModel):
+    """A command the control plane ran in a sandbox of its own, and how it ended."""
+
+    command: str
+    exit_code: int | None
+    """None: it timed out."""
+    output: str
+    """The tail of what it printed (redacted)."""
+    duration_ms: float
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == 0
+
+
+class VerificationResult(CommandRun):
     """One of the job's `verify` commands, run by the control plane itself on the base
     commit plus the proposal, in a fresh sandbox: the model's claim is never the evidence."""
 
-    command: str
-    exit_code: int | None
-    """None: it timed out."""
-    output: str
-    """The tail of what it printed (redacted)."""
-    duration_ms: float
 
-    @property
-    def passed(self) -> bool:
-        return self.exit_code == 0
-
-
-class SetupStep(BaseModel):
+class SetupStep(CommandRun):
     """One setup command as it ran in the sandbox, before the agent."""
-
-    command: str
-    exit_code: int | None
-    """None: it timed out."""
-    output: str
-    """The tail of what it printed (redacted)."""
-    duration_ms: float
-
-    @property
-    def passed(self) -> bool:
-        return self.exit_code == 0
 
 
 class SetupResult(BaseModel):

@@ -412,13 +412,8 @@ def _permission(ctx: Context) -> Result:
     return 200, out, {}
 
 
-@route("users/get-by-username")
-def _get_user(ctx: Context) -> Result:
-    """A public profile; 404 for a login no account has (a renamed one's old login)."""
-    found = ctx.gh.find_user(ctx.params["username"])
-    if found is None:
-        raise HTTPError(404, "Not Found")
-    login, _ = found
+def _public_user(ctx: Context, login: str) -> dict[str, Any]:
+    """GitHub's public user object for login, as the spec's example shapes it."""
     out: dict[str, Any] = ctx.objects.example("public-user-default-response")
     out.update(ctx.objects.user(login))
     out.update(
@@ -434,6 +429,17 @@ def _get_user(ctx: Context) -> Result:
         followers=0,
         following=0,
     )
+    return out
+
+
+@route("users/get-by-username")
+def _get_user(ctx: Context) -> Result:
+    """A public profile; 404 for a login no account has (a renamed one's old login)."""
+    found = ctx.gh.find_user(ctx.params["username"])
+    if found is None:
+        raise HTTPError(404, "Not Found")
+    login, _ = found
+    out = _public_user(ctx, login)
     return 200, out, {}
 
 
@@ -646,20 +652,6 @@ def _authenticated_user(ctx: Context) -> Result:
     token = ctx.token
     if token is None or token.installation_id is not None or not token.login:
         raise HTTPError(403, "Resource not accessible by integration")
-    out: dict[str, Any] = ctx.objects.example("public-user-default-response")
-    out.update(ctx.objects.user(token.login))
-    out.update(
-        name=None,
-        company=None,
-        blog="",
-        location=None,
-        email=None,
-        bio=None,
-        twitter_username=None,
-        public_repos=0,
-        public_gists=0,
-        followers=0,
-        following=0,
-        user_view_type="public",
-    )
+    out = _public_user(ctx, token.login)
+    out["user_view_type"] = "public"
     return 200, out, {}
