@@ -15,17 +15,14 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from bot.adapters.audit.signing import Signer
-from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.demo.code import PROJECT as DEMO
 from bot.doors.actions.proposal import marked_run, run_marker
 from bot.doors.github.flow import PullRequestDoor, enqueue_schedules
 from bot.doors.github.sansio import Delivery
-from bot.doors.github.settings import Settings
-from bot.doors.github.state import PullState
 from tests.doors.actions.harness import PROJECT, Runner, make_runner, run_steps
 from tests.support import openapi
 from tests.support.github import GitHubDouble
-from tests.support.github.door import JOB, REPO, repo_files
+from tests.support.github.door import JOB, REPO, app_door, repo_files
 
 AUDIT = "refs/heads/agentplane/audit"
 SCHEDULE_KEY = "fix-failing-test@schedule.invalid"
@@ -260,15 +257,7 @@ def test_the_action_pins_nothing_unpinned_and_the_workflow_is_least_privilege() 
 
 def bot_door(github: GitHubDouble, tmp: Path) -> PullRequestDoor:
     """The App, installed on the same octo/demo the runner worked on."""
-    settings = Settings(
-        webhook_secrets=("s",),
-        app_id=github.app_id,
-        app_private_key=github.app_private_key_pem,
-        api_url=github.api_url,
-        data_dir=tmp / "bot",
-        github_throttle=False,
-    )
-    return PullRequestDoor(settings, BwrapBackend(), PullState(tmp / "bot" / "state.db"))
+    return app_door(github, tmp)
 
 
 def deliver(door: PullRequestDoor, event: str, payload: dict[str, Any], guid: str) -> str:

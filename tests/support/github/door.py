@@ -36,6 +36,11 @@ def repo_files() -> dict[str, str]:
 def door_for(github: GitHubDouble, root: Path, **settings_kw: Any) -> PullRequestDoor:
     """A door on the double's octo/demo repo, as an installed App ."""
     github.create_repo(REPO, repo_files())
+    return app_door(github, root, **settings_kw)
+
+
+def app_door(github: GitHubDouble, root: Path, **settings_kw: Any) -> PullRequestDoor:
+    """The App's door on whatever repos the double already has."""
     settings = Settings(
         webhook_secrets=("s",),
         app_id=github.app_id,
