@@ -37,6 +37,20 @@ MAX_NODES = 20_000
 MAX_EXPANDED = 1024 * 1024
 """Characters of scalar text one file may yield once its aliases are expanded."""
 
+
+@dataclass(frozen=True)
+class Bounds:
+    """How much one file may hold; FILES are those of job, policy and config files."""
+
+    bytes: int = MAX_BYTES
+    depth: int = MAX_DEPTH
+    nodes: int = MAX_NODES
+    expanded: int = MAX_EXPANDED
+    what: str = "job, policy and config files"
+
+
+FILES = Bounds()
+
 _TAG = "tag:yaml.org,2002:"
 _MERGE = _TAG + "merge"
 ALLOWED_TAGS = frozenset(
@@ -106,16 +120,17 @@ class _BoundedComposer(Composer):
         super().__init__()
         self._depth = 0
         self._nodes = 0
+        self.bounds = FILES
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         self._nodes += 1
-        if self._nodes > MAX_NODES:
-            raise _Refused(self.peek_event().start_mark, f"more than {MAX_NODES} values")
+        if self._nodes > self.bounds.nodes:
+            raise _Refused(self.peek_event().start_mark, f"more than {self.bounds.nodes} values")
         self._depth += 1
         try:
-            if self._depth > MAX_DEPTH:
+            if self._depth > self.bounds.depth:
                 raise _Refused(
-                    self.peek_event().start_mark, f"nested deeper than {MAX_DEPTH} levels"
+                    self.peek_event().start_mark, f"nested deeper than {self.bounds.depth} levels"
                 )
             node: yaml.Node = super().compose_node(parent, index)  # type: ignore[assignment]
             return node
@@ -161,11 +176,12 @@ def _loader_class() -> type[Any]:
 _Loader = _loader_class()
 
 
-def decode(path: str, data: bytes) -> str:
-    """File bytes as text for parse: at most MAX_BYTES + 1 of them are kept (parse refuses
-    the file if it is longer), and bytes that are not UTF-8 stay visible to parse, which
-    says where they are (surrogate escapes), so no reader needs an error path of its own."""
-    return data[: MAX_BYTES + 1].decode("utf-8", errors="surrogateescape")
+def decode(path: str, data: bytes, bounds: Bounds = FILES) -> str:
+    """File bytes as text for parse: at most bounds.bytes + 1 of them are kept (parse
+    refuses the file if it is longer), and bytes that are not UTF-8 stay visible to parse,
+    which says where they are (surrogate escapes), so no reader needs an error path of its
+    own."""
+    return data[: bounds.bytes + 1].decode("utf-8", errors="surrogateescape")
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:
@@ -173,9 +189,9 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
 
 
-def _precheck(path: str, text: str) -> None:
+def _precheck(path: str, text: str, bounds: Bounds) -> None:
     size = len(text.encode("utf-8", errors="surrogateescape"))
-    if size > MAX_BYTES:
+    if size > bounds.bytes:
         raise ValidationFailed(
             [
                 SourceError(
@@ -183,8 +199,8 @@ def _precheck(path: str, text: str) -> None:
                     1,
                     1,
                     "",
-                    f"file is over {MAX_BYTES // 1024} KiB: agentplane "
-                    "reads job, policy and config files only up to that size",
+                    f"file is over {bounds.bytes // 1024} KiB: agentplane "
+                    f"reads {bounds.what} only up to that size",
                 )
             ]
         )
@@ -210,10 +226,11 @@ def _precheck(path: str, text: str) -> None:
             )
 
 
-def _compose(path: str, text: str) -> yaml.Node | None:
+def _compose(path: str, text: str, bounds: Bounds) -> yaml.Node | None:
     loader = None
     try:
         loader = _Loader(text)  # libyaml reads the first bytes as it starts
+        loader.bounds = bounds
         node: yaml.Node | None = loader.get_single_node()
         return node
     except _Refused as exc:
@@ -226,7 +243,7 @@ def _compose(path: str, text: str) -> yaml.Node | None:
         problem = exc.problem or str(exc)
         if problem == "exceeded maximum nesting depth":  # libyaml's own bound, past ours
             raise ValidationFailed(
-                [SourceError(path, line, col, "", f"nested deeper than {MAX_DEPTH} levels")]
+                [SourceError(path, line, col, "", f"nested deeper than {bounds.depth} levels")]
             ) from None
         if problem == "but found another document":
             problem = "a second document starts here: a file holds one YAML document (no `---`)"
@@ -245,21 +262,21 @@ def _compose(path: str, text: str) -> yaml.Node | None:
             loader.dispose()
 
 
-def parse(path: str, text: str) -> Located:
-    """Parse one YAML document within the bounds above; every problem (syntax, duplicate
-    keys, tags, a bound) becomes a located SourceError."""
-    _precheck(path, text)
-    node = _compose(path, text)
+def parse(path: str, text: str, bounds: Bounds = FILES) -> Located:
+    """Parse one YAML document within bounds; every problem (syntax, duplicate keys, tags,
+    a bound) becomes a located SourceError."""
+    _precheck(path, text, bounds)
+    node = _compose(path, text, bounds)
     if node is None:
         return Located(path, None, {(): (1, 1)})
-    return _Builder(path).run(node)
+    return _Builder(path, bounds).run(node)
 
 
 class _Builder:
     """Plain values from the node graph, expanding aliases and merge keys within bounds."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, bounds: Bounds) -> None:
+        self.path, self.bounds = path, bounds
         self.positions: dict[Path_, tuple[int, int]] = {}
         self.errors: list[SourceError] = []
         self.values = 0
@@ -285,8 +302,8 @@ class _Builder:
 
     def build(self, n: yaml.Node, at: Path_) -> Any:
         self.values += 1
-        if self.values > MAX_NODES:
-            raise _Refused(n, f"more than {MAX_NODES} values once aliases are expanded")
+        if self.values > self.bounds.nodes:
+            raise _Refused(n, f"more than {self.bounds.nodes} values once aliases are expanded")
         if n.tag not in ALLOWED_TAGS:
             self.fail(
                 n,
@@ -315,9 +332,9 @@ class _Builder:
 
     def scalar(self, n: yaml.ScalarNode, at: Path_) -> Any:
         self.chars += len(n.value)
-        if self.chars > MAX_EXPANDED:
+        if self.chars > self.bounds.expanded:
             raise _Refused(
-                n, f"more than {MAX_EXPANDED // 1024} KiB of text once aliases are expanded"
+                n, f"more than {self.bounds.expanded // 1024} KiB of text once aliases are expanded"
             )
         try:
             return self.constructor.construct_object(n)

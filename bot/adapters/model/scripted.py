@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import litellm
-import yaml
 from litellm.llms.custom_llm import CustomLLM, CustomLLMError
 from litellm.types.utils import ModelResponse
+from pydantic import BaseModel, ConfigDict
 
 from bot.adapters import safefs
+from bot.core import yamlsrc
+from bot.core.errors import ValidationFailed
 
 PROVIDER = "scripted"
 
@@ -29,6 +31,32 @@ def _error(status: int, message: str) -> Exception:
 
 
 MAX_SCRIPT_BYTES = 4 << 20
+SCRIPT_BOUNDS = yamlsrc.Bounds(
+    bytes=MAX_SCRIPT_BYTES, nodes=400_000, expanded=MAX_SCRIPT_BYTES, what="model scripts"
+)
+"""A script comes from the repository: read with the job file's reader (aliases, depth,
+tags bounded), within bounds a long recorded run fits in."""
+
+
+class _Shape(BaseModel):
+    # Recorded turns carry marks other readers use (an eval's `out_of_grant`, say).
+    model_config = ConfigDict(extra="allow")
+
+
+class ScriptCall(_Shape):
+    name: str
+    arguments: Any = None
+    raw_arguments: str | None = None
+
+
+class ScriptTurn(_Shape):
+    content: str | None = None
+    tool_calls: list[ScriptCall] | None = None
+    finish: str | None = None
+
+
+class Script(_Shape):
+    turns: list[ScriptTurn]
 
 
 def load_script(model: str, api_base: str | None, root: str | None = None) -> list[dict[str, Any]]:
@@ -57,15 +85,13 @@ def load_script(model: str, api_base: str | None, root: str | None = None) -> li
             raise _error(400, f"model script {shown / candidate}: {exc}") from None
         except OSError as exc:
             raise _error(500, f"cannot read model script {shown / candidate}: {exc}") from None
-        if len(text) > MAX_SCRIPT_BYTES:
-            raise _error(400, f"{shown / candidate}: larger than {MAX_SCRIPT_BYTES} bytes")
+        where = str(shown / candidate)
         try:
-            data = yaml.safe_load(text.decode("utf-8", errors="replace")) or {}
-        except yaml.YAMLError as exc:
-            raise _error(400, f"{shown / candidate}: not valid YAML: {exc}") from None
-        turns = data.get("turns") if isinstance(data, dict) else None
-        if not isinstance(turns, list):
-            raise _error(400, f"{shown / candidate}: expected a `turns:` list")
+            doc = yamlsrc.parse(where, yamlsrc.decode(where, text, SCRIPT_BOUNDS), SCRIPT_BOUNDS)
+            yamlsrc.validate(doc, Script)
+        except ValidationFailed as exc:
+            raise _error(400, f"model script {exc}") from None
+        turns: list[dict[str, Any]] = doc.data["turns"]
         return turns
     raise _error(404, f"no model script {name!r} in {Path(shown).absolute()}")
 
