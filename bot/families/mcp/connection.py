@@ -1,6 +1,9 @@
 """One MCP server, started in a sandbox of its own, and a synchronous client for it.
 
-The server runs under the sandbox adapter (bubblewrap): its install bound read-only
+The server runs under the job's sandbox backend (bubblewrap or Docker, the family picks
+it), in a sandbox of its own rather than the job's: a server given a broker credential in
+its environment would otherwise share it with every process the job's tools start (same
+uid, same /proc). Its install is bound read-only
 (policy's `mounts`), its workdir at /workspace (read-only unless apply makes an approved
 call), its network the egress proxy open to policy's `network` only, its environment only
 what policy gives it. The SDK's own client speaks to it over our stdio transport
@@ -15,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,9 +238,10 @@ def open_all(
     names: Sequence[str],
     servers: Mapping[str, McpServerPolicy],
     environ: Mapping[str, str],
-    backend: SandboxBackend,
+    backend_of: Callable[[McpServerPolicy], SandboxBackend],
 ) -> list[Connection]:
-    """Start each named server; if one fails, those started are closed."""
+    """Start each named server under backend_of(its policy); if one fails, those started
+    are closed."""
     started: list[Connection] = []
     try:
         for name in names:
@@ -246,7 +250,7 @@ def open_all(
                     f"policy grants MCP server {name!r} but defines no mcp_servers.{name}: "
                     "add it to policies/ on the default branch"
                 )
-            started.append(Connection(name, servers[name], environ, backend))
+            started.append(Connection(name, servers[name], environ, backend_of(servers[name])))
     except BaseException:
         for c in started:
             c.close()

@@ -76,6 +76,12 @@ def unlisted() -> str:
 
 
 @server.tool()
+def sandbox() -> str:
+    """Which sandbox backend this server runs under: Docker leaves /.dockerenv."""
+    return "docker" if os.path.exists("/.dockerenv") else "bwrap"
+
+
+@server.tool()
 def flood() -> str:
     """Write 100 MB without a newline."""
     chunk = b"x" * (1 << 20)
