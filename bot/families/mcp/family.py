@@ -126,7 +126,7 @@ class McpFamily(ToolFamily):
         # its type requires now.
         name = ctx.plan.backend or call.backend or DEFAULT
         try:
-            backend = self.backend_for(name)
+            backend = None if server.remote else self.backend_for(name)
             conn = Connection(call.server, server, ctx.environ, backend, writable=True)
         except McpError as exc:
             raise ApplyRefused(f"nothing was called: {exc}") from None
