@@ -93,41 +93,39 @@ class _Logged(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         began = time.monotonic()
-        url = request.url
-        event = {
-            "host": url.host,
-            "port": url.port or (443 if url.scheme == "https" else 80),
-            "rule": f"mcp_servers.{self.name}.url",
-            "method": request.method,
-            "url": str(url.copy_with(query=None, fragment=None)),
-        }
         try:
             response = await self.inner.handle_async_request(request)
         except httpx2.HTTPError as exc:
             self.log.append(
-                EgressEvent(
-                    decision="unreachable",
-                    reason=f"{type(exc).__name__}: {exc}"[:300],
-                    duration_ms=(time.monotonic() - began) * 1000,
-                    **event,  # type: ignore[arg-type]
-                )
+                self._event(request, began, "unreachable", f"{type(exc).__name__}: {exc}")
             )
             raise
-        self.log.append(
-            EgressEvent(
-                decision="allow",
-                reason=f"answered {response.status_code}",
-                duration_ms=(time.monotonic() - began) * 1000,
-                **event,  # type: ignore[arg-type]
-            )
-        )
-        if request.method == "POST" and response.status_code >= 400:
+        status = response.status_code
+        self.log.append(self._event(request, began, "allow", f"answered {status}"))
+        if request.method == "POST" and status >= 400:
             # The SDK reports only "an error response"; the status is what a user acts on.
-            hint = _HINTS.get(response.status_code, "")
-            self.transcript.failure = f"the server answered HTTP {response.status_code}{hint}"
+            self.transcript.failure = f"the server answered HTTP {status}{_HINTS.get(status, '')}"
         assert isinstance(response.stream, httpx2.AsyncByteStream)
-        response.stream = _Bounded(response.stream, self.policy.max_message_bytes, self.transcript)
+        # Only a message's answer (POST) says why a call failed; the GET stream reconnects.
+        transcript = self.transcript if request.method == "POST" else Transcript()
+        response.stream = _Bounded(response.stream, self.policy.max_message_bytes, transcript)
         return response
+
+    def _event(
+        self, request: httpx2.Request, began: float, decision: str, reason: str
+    ) -> EgressEvent:
+        url = request.url
+        return EgressEvent(
+            host=url.host,
+            port=url.port or (443 if url.scheme == "https" else 80),
+            decision=decision,
+            rule=f"mcp_servers.{self.name}.url",
+            duration_ms=(time.monotonic() - began) * 1000,
+            method=request.method,
+            # Without the query: it is the server's business, and may carry a session key.
+            url=str(url.copy_with(query=None, fragment=None)),
+            reason=reason[:300],
+        )
 
     async def aclose(self) -> None:
         await self.inner.aclose()
