@@ -3,6 +3,7 @@ else the one the job's own sandbox runs in; apply starts it under the same one."
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -88,5 +89,6 @@ def test_the_server_runs_under_the_jobs_backend_at_propose_and_at_apply(
         done = e.decide(rec.run_id, MAINTAINER[1], "approve")
         assert done.kind == "applied", done.reason
         assert calls(witness, "apply") == [("publish", {"text": "hi"})]
-        applied = [g for g in witness.hits if g.phase == "apply"]
-        assert applied, "apply started no server"
+        # Every request the server received, at propose and at apply, it received there.
+        seen = {(h.phase, json.loads(h.body)["sandbox"]) for h in witness.hits}
+        assert seen == {("propose", expected), ("apply", expected)}, seen
