@@ -59,7 +59,9 @@ def test_the_server_runs_under_the_jobs_backend_at_propose_and_at_apply(
     for name in {engine_default, expected}:
         ok, why = make_backend(name).available()
         if not ok:
-            pytest.fail(f"{name} is needed here: {why}")
+            if name in os.environ.get("AGENTPLANE_REQUIRE_BACKENDS", "").split(","):
+                pytest.fail(f"{name} backend required but unavailable: {why}")
+            pytest.skip(f"{name} backend unavailable: {why}")
     with Witness() as witness:
         server = witnessed_server(witness.url, witness.port, TOOLS)
         # The server's install is this venv; under Docker it also needs the system
