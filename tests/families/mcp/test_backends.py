@@ -40,7 +40,8 @@ def libs() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="agentplane-mcp-libs-") as top:
         os.chmod(top, 0o755)
         for name in ("libgcc_s.so.1", "librt.so.1", "libpthread.so.0", "libdl.so.2"):
-            shutil.copy(Path("/lib/x86_64-linux-gnu") / name, top)
+            found = [*Path("/lib").glob(f"*-linux-gnu/{name}"), *Path("/usr/lib").glob(f"*/{name}")]
+            shutil.copy(found[0], top)
         yield Path(top)
 
 
