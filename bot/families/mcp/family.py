@@ -2,9 +2,11 @@
 
 Policy (never the job file) names the servers a job type may use and, per tool, allow,
 deny or needs_approval; the servers' annotations can only tighten that (bot.families.mcp
-.decide). Each server runs in a sandbox of its own (bot.families.mcp.connection). A call
-that needs approval is not made: it is held as a proposal part (tool and argument
-digest), and apply makes exactly that call, once, with the server's workdir writable.
+.decide). A local server runs in a sandbox of its own under the job's backend
+(bot.families.mcp.connection); a remote one is reached by the broker from the host
+(bot.families.mcp.remote). A call that needs approval is not made: it is held as a
+proposal part (tool and argument digest), and apply makes exactly that call, once (a
+local server with its workdir writable).
 """
 
 from __future__ import annotations
@@ -122,8 +124,8 @@ class McpFamily(ToolFamily):
                 f"policy no longer grants MCP server {call.server!r} to {ctx.plan.job_type} "
                 "jobs; nothing was called"
             )
-        # Apply has no job sandbox: the backend the job ran the server under, else the one
-        # its type requires now.
+        # Apply has no job sandbox: the backend the approved plan required, else the one
+        # the job ran the server under.
         name = ctx.plan.backend or call.backend or DEFAULT
         try:
             backend = None if server.remote else self.backend_for(name)
