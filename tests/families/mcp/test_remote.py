@@ -91,6 +91,8 @@ def test_the_broker_reaches_a_remote_server_with_its_credential_and_the_sandbox_
                 target_timezone="Asia/Tokyo",
             ),
             call("time", "set_time", time="12:00"),  # the server lists no such tool
+            # The server echoes a bad zone in its error: here, the credential itself.
+            call("time", "get_current_time", timezone=TOKEN),
             {"tool_calls": [{"name": "shell", "arguments": {"command": probe}}]},
             {"content": "it is some time in Paris; the conversion waits for approval"},
         ],
@@ -101,17 +103,22 @@ def test_the_broker_reaches_a_remote_server_with_its_credential_and_the_sandbox_
     e = Engine(GitRepo(demo_repo), BwrapBackend())
     rec = e.start(e.request(job))
     assert rec.state == "awaiting_approval", rec.transitions[-1]
-    now, convert, unknown, shell = rec.tool_calls[-4:]
+    now, convert, unknown, echoed, shell = rec.tool_calls[-5:]
     assert now.decision == "allow" and '"timezone": "Europe/Paris"' in now.result, now.result
     assert now.rule.endswith("#mcp_servers.time.tools.get_current_time")
     assert convert.decision == "needs_approval" and "HELD" in convert.result
     assert unknown.decision == "deny"
+    assert "Invalid timezone" in echoed.result and TOKEN not in echoed.result, echoed.result
+    assert TOKEN not in str(echoed.arguments)
     # The job's sandbox has no route to the server and no credential in its environment.
     assert TOKEN not in shell.result and "AGENTPLANE_CREDENTIAL" not in shell.result
     assert "URLError" in shell.result or "Errno" in shell.result, shell.result
     # From the server's side: only the allowed call arrived, each request with the token;
     # nothing unauthenticated (the sandbox's attempt never got there).
-    assert remote.gate.calls("propose") == [("get_current_time", {"timezone": "Europe/Paris"})]
+    assert remote.gate.calls("propose") == [
+        ("get_current_time", {"timezone": "Europe/Paris"}),
+        ("get_current_time", {"timezone": TOKEN}),
+    ]
     assert remote.gate.hits and {h.authorization for h in remote.gate.hits} == {f"Bearer {TOKEN}"}
     # The broker's requests are in the record like egress, by the family, without the token.
     made = [g for g in rec.egress if g.by == "mcp:time"]
