@@ -240,11 +240,37 @@ class McpToolPolicy(Strict):
     )
 
 
+class McpHeader(Strict):
+    """A request header a remote MCP server needs, its value from a broker credential."""
+
+    credential: str = Field(
+        min_length=1,
+        description="Broker credential name (the host's AGENTPLANE_CREDENTIAL_<NAME>); "
+        "masked in everything recorded",
+    )
+    prefix: str = Field(default="", description='Before the value, e.g. "Bearer "')
+
+
+LOCAL_ONLY = ("command", "env", "credentials", "mounts", "workdir", "network", "private_networks")
+
+
 class McpServerPolicy(Strict):
-    """A local MCP server (stdio) a job type may use, run in a sandbox of its own."""
+    """An MCP server a job type may use: local (`command`, stdio, run in a sandbox of its
+    own) or remote (`url`, streamable HTTP, reached by the broker on the host only)."""
 
     command: list[str] = Field(
-        min_length=1, description="argv as seen inside the sandbox, e.g. [python3, -m, pkg]"
+        default_factory=list,
+        description="Local: argv as seen inside the sandbox, e.g. [python3, -m, pkg]",
+    )
+    url: str | None = Field(
+        None,
+        description="Remote: the server's streamable HTTP endpoint (http or https); the "
+        "broker connects from the host, the job's sandbox never reaches it",
+    )
+    headers: dict[str, McpHeader] = Field(
+        default_factory=dict,
+        description="Remote: header name -> the broker credential its value comes from "
+        "(e.g. Authorization: {credential: tickets, prefix: 'Bearer '})",
     )
     env: dict[str, str] = Field(default_factory=dict, description="Literal environment")
     credentials: dict[str, str] = Field(
@@ -289,6 +315,39 @@ class McpServerPolicy(Strict):
     @classmethod
     def _cidrs(cls, networks: list[str]) -> list[str]:
         return cidrs(networks)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme, sep, rest = url.partition("://")
+        host = rest.split("/", 1)[0].rpartition("@")[2]
+        if not sep or scheme.lower() not in ("http", "https") or not host:
+            raise ValueError(f"{url!r} is not an http(s) URL of an MCP endpoint")
+        if "@" in rest.split("/", 1)[0]:
+            raise ValueError("put a remote server's credentials in `headers`, not in its URL")
+        return url
+
+    @model_validator(mode="after")
+    def _local_or_remote(self) -> McpServerPolicy:
+        if self.url is None:
+            if not self.command:
+                raise ValueError("an MCP server needs a `command` (local) or a `url` (remote)")
+            if self.headers:
+                raise ValueError("`headers` are for a remote server (`url`)")
+            return self
+        given = [f for f in LOCAL_ONLY if getattr(self, f)]
+        if given:
+            raise ValueError(
+                f"a remote MCP server (`url`) takes no {', '.join(given)}: those are for a "
+                "local server the sandbox runs"
+            )
+        return self
+
+    @property
+    def remote(self) -> bool:
+        return self.url is not None
 
     def rule_for(self, tool: str) -> McpToolPolicy | None:
         rule = self.tools.get(tool)
@@ -451,7 +510,7 @@ class PolicyFile(Strict):
         "how each logs in; one not listed logs in with HTTP auth",
     )
     mcp_servers: dict[str, McpServerPolicy] = Field(
-        default_factory=dict, description="Local MCP servers job types may be granted"
+        default_factory=dict, description="MCP servers (local or remote) job types may be granted"
     )
     artifact_contracts: dict[str, list[ContractItem]] = Field(
         default_factory=dict,

@@ -116,6 +116,8 @@ def _wrapper(limits: Limits, uid: int) -> list[str]:
 
 
 class BwrapSandbox(Sandbox):
+    backend_name = "bwrap"
+
     def __init__(
         self,
         spec: SandboxSpec,

@@ -122,6 +122,8 @@ def reap(client: docker.DockerClient) -> list[str]:
 
 
 class DockerSandbox(Sandbox):
+    backend_name = "docker"
+
     def __init__(
         self,
         client: docker.DockerClient,

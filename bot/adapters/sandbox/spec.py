@@ -11,7 +11,7 @@ import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from bot.core.errors import SandboxError
 
@@ -164,6 +164,10 @@ def exec_wall_time(
 
 class Sandbox(abc.ABC):
     """One started sandbox: reused for every command of a run."""
+
+    backend_name: ClassVar[str] = ""
+    """The backend that started it, so a helper the run starts (an MCP server) can run
+    under the same one; empty for a sandbox no backend in BACKENDS made (a test's)."""
 
     @abc.abstractmethod
     def exec(self, argv: list[str], *, timeout: float | None = None) -> ExecResult:

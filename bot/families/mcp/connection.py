@@ -1,6 +1,9 @@
 """One MCP server, started in a sandbox of its own, and a synchronous client for it.
 
-The server runs under the sandbox adapter (bubblewrap): its install bound read-only
+The server runs under the job's sandbox backend (bubblewrap or Docker, the family picks
+it), in a sandbox of its own rather than the job's: a server given a broker credential in
+its environment would otherwise share it with every process the job's tools start (same
+uid, same /proc). Its install is bound read-only
 (policy's `mounts`), its workdir at /workspace (read-only unless apply makes an approved
 call), its network the egress proxy open to policy's `network` only, its environment only
 what policy gives it. The SDK's own client speaks to it over our stdio transport
@@ -15,21 +18,23 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, cast
 
 from anyio.from_thread import start_blocking_portal
 from mcp import Client
+from mcp.client._transport import TransportStreams
 from mcp.types import CallToolResult, Implementation, TextContent
 
-from bot.adapters.sandbox.spec import EgressEvent, Limits, SandboxBackend, SandboxSpec
+from bot.adapters.sandbox.spec import EgressEvent, Limits, Sandbox, SandboxBackend, SandboxSpec
 from bot.core.errors import AgentplaneError
 from bot.core.policy import McpServerPolicy
 from bot.families.mcp.decide import Hints
 from bot.families.mcp.errors import McpError
+from bot.families.mcp.remote import credential_env, endpoint, remote_headers, remote_transport
 from bot.families.mcp.stdio import Transcript, bounded_stdio
 
 MAX_TOOLS = 256
@@ -40,10 +45,6 @@ MAX_STDERR = 2000
 # inside: the server's stdin and stdout are those two descriptors.
 _HOST = 'exec "$@" 3<&0 4>&1 1>&2'
 _INSIDE = 'exec "$@" <&3 >&4 3<&- 4>&-'
-
-
-def credential_env(name: str) -> str:
-    return "AGENTPLANE_CREDENTIAL_" + name.upper().replace("-", "_").replace(".", "_")
 
 
 def server_env(
@@ -104,18 +105,27 @@ class Connection:
         name: str,
         policy: McpServerPolicy,
         environ: Mapping[str, str],
-        backend: SandboxBackend,
+        backend: SandboxBackend | None,
         *,
         writable: bool = False,
     ) -> None:
+        """backend: where a local server runs; unused for a remote one (policy's `url`)."""
         self.name = name
         self.policy = policy
         self._stack = ExitStack()
         self._transcript = Transcript()
+        self._log: list[EgressEvent] = []
+        self.box: Sandbox | None = None
         try:
-            env, self.secrets = server_env(name, policy, environ)
             self._stderr: TextIO = self._stack.enter_context(_stderr_file())
-            self._start(env, backend, writable)
+            if policy.remote:
+                headers, self.secrets = remote_headers(name, policy, environ)
+                transport = remote_transport(name, policy, headers, self._log, self._transcript)
+                self._connect(transport, f"at {endpoint(policy)}")
+            else:
+                assert backend is not None, "a local MCP server needs a sandbox backend"
+                env, self.secrets = server_env(name, policy, environ)
+                self._start(env, backend, writable)
         except BaseException:
             self._stack.close()
             raise
@@ -148,19 +158,22 @@ class Connection:
             max_line=policy.max_message_bytes,
             transcript=self._transcript,
         )
+        self._connect(transport, f"({policy.command[0]} ...)")
+
+    def _connect(self, transport: AbstractAsyncContextManager[TransportStreams], at: str) -> None:
         self._portal = self._stack.enter_context(start_blocking_portal())
         client = Client(
             transport,
-            read_timeout_seconds=policy.timeout_seconds,
+            read_timeout_seconds=self.policy.timeout_seconds,
             client_info=Implementation(name="agentplane", version="1"),
         )
         try:
             entered = self._portal.wrap_async_context_manager(client)
             self._client = self._stack.enter_context(entered)
         except Exception as exc:
+            stderr = "" if self.policy.remote else f"; its stderr: {self.stderr() or '(empty)'}"
             raise McpError(
-                f"MCP server {self.name!r} did not start ({policy.command[0]} ...): "
-                f"{self._why(exc)}; its stderr: {self.stderr() or '(empty)'}"
+                f"MCP server {self.name!r} did not start {at}: {self._why(exc)}{stderr}"
             ) from None
 
     def _why(self, exc: BaseException) -> str:
@@ -213,7 +226,9 @@ class Connection:
         return CallResult(result_text(result, self.policy.max_result_bytes), result.is_error)
 
     def egress(self) -> list[EgressEvent]:
-        return self.box.egress_log()
+        """Requests the server made through its sandbox's proxy, or (remote) the broker
+        made to the server."""
+        return self.box.egress_log() if self.box is not None else list(self._log)
 
     def close(self) -> None:
         self._stack.close()
@@ -235,9 +250,10 @@ def open_all(
     names: Sequence[str],
     servers: Mapping[str, McpServerPolicy],
     environ: Mapping[str, str],
-    backend: SandboxBackend,
+    backend_of: Callable[[McpServerPolicy], SandboxBackend],
 ) -> list[Connection]:
-    """Start each named server; if one fails, those started are closed."""
+    """Start each named server under backend_of(its policy); if one fails, those started
+    are closed."""
     started: list[Connection] = []
     try:
         for name in names:
@@ -246,7 +262,9 @@ def open_all(
                     f"policy grants MCP server {name!r} but defines no mcp_servers.{name}: "
                     "add it to policies/ on the default branch"
                 )
-            started.append(Connection(name, servers[name], environ, backend))
+            policy = servers[name]
+            backend = None if policy.remote else backend_of(policy)
+            started.append(Connection(name, policy, environ, backend))
     except BaseException:
         for c in started:
             c.close()

@@ -2,18 +2,21 @@
 
 Policy (never the job file) names the servers a job type may use and, per tool, allow,
 deny or needs_approval; the servers' annotations can only tighten that (bot.families.mcp
-.decide). Each server runs in a sandbox of its own (bot.families.mcp.connection). A call
-that needs approval is not made: it is held as a proposal part (tool and argument
-digest), and apply makes exactly that call, once, with the server's workdir writable.
+.decide). A local server runs in a sandbox of its own under the job's backend
+(bot.families.mcp.connection); a remote one is reached by the broker from the host
+(bot.families.mcp.remote). A call that needs approval is not made: it is held as a
+proposal part (tool and argument digest), and apply makes exactly that call, once (a
+local server with its workdir writable).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.adapters.sandbox.bwrap import BwrapBackend
+from bot.adapters.sandbox.backends import DEFAULT, get_backend
 from bot.adapters.sandbox.spec import SandboxBackend
 from bot.core.canonical import canonical_json
+from bot.core.errors import SandboxError
 from bot.core.policy import Policy
 from bot.core.record import AppliedPart, ProposalPart
 from bot.families.base import ToolSpec
@@ -47,11 +50,18 @@ def granted_servers(policy: Policy, job_type: str) -> list[str]:
 
 
 class _Granted(FamilySession):
-    def __init__(self, ctx: RunContext, backend: SandboxBackend) -> None:
+    def __init__(self, ctx: RunContext, family: McpFamily) -> None:
         names = granted_servers(ctx.policy, ctx.plan.job_type)
-        self.connections = open_all(names, ctx.policy.mcp_servers, ctx.environ, backend)
+        # The job's own backend: the one its type requires, else the one its sandbox runs in.
+        backend_name = ctx.plan.backend or ctx.sandbox.backend_name or DEFAULT
+        self.connections = open_all(
+            names,
+            ctx.policy.mcp_servers,
+            ctx.environ,
+            lambda _: family.backend_for(backend_name),
+        )
         try:
-            self.mcp = McpTools(self.connections, ctx.policy.rule)
+            self.mcp = McpTools(self.connections, ctx.policy.rule, backend=backend_name)
         except BaseException:
             self.close()
             raise
@@ -86,14 +96,23 @@ class McpFamily(ToolFamily):
     implied_actions = gate_actions
 
     def __init__(self, backend: SandboxBackend | None = None) -> None:
-        self.backend = backend or BwrapBackend()
+        self.backend = backend
+        """None: each server runs under the job's backend (bot.adapters.sandbox.backends)."""
+
+    def backend_for(self, name: str) -> SandboxBackend:
+        if self.backend is not None:
+            return self.backend
+        try:
+            return get_backend(name)
+        except SandboxError as exc:
+            raise McpError(f"cannot start MCP servers under the job's {name}: {exc}") from None
 
     def open(self, ctx: RunContext) -> FamilySession:
         if CAPABILITY not in ctx.plan.granted("tool"):
             return NotGranted()
         if not granted_servers(ctx.policy, ctx.plan.job_type):
             return NotGranted()
-        return _Granted(ctx, self.backend)
+        return _Granted(ctx, self)
 
     def apply(self, part: ProposalPart, ctx: ApplyContext) -> AppliedPart:
         """Make the one approved call, after checking it is the one approved and that
@@ -105,8 +124,12 @@ class McpFamily(ToolFamily):
                 f"policy no longer grants MCP server {call.server!r} to {ctx.plan.job_type} "
                 "jobs; nothing was called"
             )
+        # Apply has no job sandbox: the backend the approved plan required, else the one
+        # the job ran the server under.
+        name = ctx.plan.backend or call.backend or DEFAULT
         try:
-            conn = Connection(call.server, server, ctx.environ, self.backend, writable=True)
+            backend = None if server.remote else self.backend_for(name)
+            conn = Connection(call.server, server, ctx.environ, backend, writable=True)
         except McpError as exc:
             raise ApplyRefused(f"nothing was called: {exc}") from None
         try:

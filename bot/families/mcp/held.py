@@ -24,6 +24,9 @@ class HeldCall(BaseModel):
     action: str
     rule: str
     reason: str
+    backend: str = ""
+    """The sandbox backend the job ran the server under (apply starts it under the same);
+    not part of what an approval binds. Empty in records made before it was kept."""
 
     def digest(self) -> str:
         """What an approval binds: the server, the tool and the exact arguments."""

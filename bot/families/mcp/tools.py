@@ -34,8 +34,11 @@ def _schema(listed: ListedTool) -> dict[str, Any]:
 class McpTools:
     """The tools of the run's servers, and the calls held for approval."""
 
-    def __init__(self, connections: list[Connection], rule_of: Callable[[str], str]) -> None:
+    def __init__(
+        self, connections: list[Connection], rule_of: Callable[[str], str], backend: str = ""
+    ) -> None:
         self.connections = connections
+        self.backend = backend
         self.rule_of = rule_of
         self.held: list[HeldCall] = []
         self.specs: list[ToolSpec] = []
@@ -82,6 +85,7 @@ class McpTools:
             action=action,
             rule=rule,
             reason=reason,
+            backend=self.backend,
         )
         if len(call.artifact()) > MAX_ARGUMENTS_BYTES:
             raise ToolFailure(

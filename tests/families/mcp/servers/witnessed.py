@@ -35,8 +35,9 @@ OPENER = urllib.request.build_opener(_Stay)  # proxies from $HTTP_PROXY: the egr
 
 def report(method: str, params: Any) -> None:
     name = params.get("name", "") if isinstance(params, dict) else ""
-    body = json.dumps({"method": method, "params": params}, default=str).encode()
-    req = urllib.request.Request(f"{WITNESS}/mcp/{method}/{name}", data=body, method="POST")
+    body = json.dumps({"method": method, "params": params, "sandbox": sandbox()}, default=str)
+    url = f"{WITNESS}/mcp/{method}/{name}"
+    req = urllib.request.Request(url, data=body.encode(), method="POST")
     try:
         OPENER.open(req, timeout=10).close()
     except urllib.error.HTTPError as answered:
@@ -73,6 +74,12 @@ def publish(text: str) -> str:
 def unlisted() -> str:
     """A tool policy does not list."""
     return "unlisted ran"
+
+
+@server.tool()
+def sandbox() -> str:
+    """Which sandbox backend this server runs under: Docker leaves /.dockerenv."""
+    return "docker" if os.path.exists("/.dockerenv") else "bwrap"
 
 
 @server.tool()
