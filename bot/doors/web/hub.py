@@ -148,9 +148,7 @@ class Hub:
         if site is None:
             return None
         site.refresh()
-        origins = Origins(
-            app=self.sign_in.origin, app_hosts=frozenset(), viewer=self.viewer_origin
-        )
+        origins = Origins(app=self.sign_in.origin, app_hosts=frozenset(), viewer=self.viewer_origin)
         app = build(site, origins, host_check=False, trace_link=self.trace_link(full))
         with self._lock:
             return self._apps.setdefault(full, app)

@@ -269,9 +269,7 @@ def _job_routes(router: APIRouter, site: Site, origins: frozenset[str]) -> None:
         try:
             info = site.job(name)
             eng = site.engine
-            req = eng.request(
-                info.path, door="web", requester=user.key, commit=site.jobs_commit()
-            )
+            req = eng.request(info.path, door="web", requester=user.key, commit=site.jobs_commit())
             plan = render_plan(eng.plan(req), eng.redactor)
         except RunError as exc:
             return error_page(site, request, 404, "No such job", str(exc))

@@ -127,6 +127,7 @@ def attach_pages(
     secrets: list[str],
 ) -> Hub:
     assert settings.pages_enabled  # the caller checks; sign-in never runs half-configured
+
     def ask(full: str, login: str) -> tuple[str, int | None]:
         return client_for(sites.installation(full)).collaborator(full, login)
 
