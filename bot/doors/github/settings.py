@@ -64,9 +64,9 @@ class Settings(BaseSettings):
     )
     viewer_url: str | None = Field(
         None,
-        description="where people reach the trace viewer: another host name for this same "
-        "server (https://traces.host), never public_url's origin; unset: run pages show no "
-        "trace viewer",
+        description="where people reach the trace viewer: another origin that reaches this "
+        "same server (a sibling host name, e.g. https://traces.example.com), never "
+        "public_url's origin; unset: run pages show no trace viewer",
     )
     oauth_client_id: str | None = Field(None, description="the App's client ID, for sign-in")
     oauth_client_secret: str | None = Field(None, repr=False)
@@ -136,12 +136,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _viewer_elsewhere(self) -> Settings:
         # The viewer runs script over recorded pages: on the app's origin it could act as
-        # whoever is signed in. Cookies ignore ports, so the host must differ too.
+        # whoever is signed in.
         same = self.viewer_url and self.public_url
-        if same and _host(self.viewer_url or "") == _host(self.public_url or ""):
+        if same and _origin(self.viewer_url or "") == _origin(self.public_url or ""):
             raise ValueError(
-                "AGENTPLANE_VIEWER_URL must be on another host name than "
-                "AGENTPLANE_PUBLIC_URL (e.g. traces.example.com)"
+                "AGENTPLANE_VIEWER_URL must be another origin than AGENTPLANE_PUBLIC_URL "
+                "(e.g. https://traces.example.com beside https://agentplane.example.com)"
             )
         return self
 
@@ -183,8 +183,9 @@ class Settings(BaseSettings):
         return out
 
 
-def _host(url: str) -> str:
-    return (urlsplit(url).hostname or "").casefold()
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").casefold(), parts.port
 
 
 def run_page_url(public_url: str, repo: str, run_id: str) -> str:
