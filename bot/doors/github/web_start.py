@@ -57,7 +57,9 @@ def on_web_start(door: PullRequestDoor, ctx: Context, p: dict[str, Any]) -> str:
         permission, answered = ctx.client.collaborator(ctx.full, login)
     except AgentplaneError as exc:
         raise AgentplaneError(f"cannot confirm {login}'s permission: {exc}") from exc
-    if permission not in WRITE or answered != uid:
+    if answered != uid:  # the login now names another account (a rename): not them
+        return f"refused: {login} on GitHub is no longer the account that asked"
+    if permission not in WRITE:
         return f"refused: GitHub gives {login} {permission}, not write, on {ctx.full}"
     path = _job_path(p.get("job"))
     if path is None:

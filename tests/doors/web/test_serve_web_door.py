@@ -6,12 +6,15 @@ only for a signed per-trace token of someone who can read that repository."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings
+from bot.doors.github.web_start import WEB_START, start_payload
 from bot.doors.web.hub import SESSION_COOKIE
 from bot.doors.web.site import User
 from tests.doors.web.serve_world import OTHER, WEB, Serve
@@ -167,3 +170,21 @@ def test_the_viewer_must_be_on_another_origin() -> None:
             Settings(public_url="https://bot.example", viewer_url=same)
     ok = Settings(public_url="https://bot.example", viewer_url="https://traces.bot.example")
     assert ok.viewer_url == "https://traces.bot.example"
+
+
+def test_the_worker_refuses_a_start_that_names_no_job_file(web: Serve) -> None:
+    """What the queue holds is checked again: a path outside the jobs directory, a job
+    that is not there, someone without write."""
+    maya = web.github.user_id("maya")
+    inst = web.github.installations.get("octo")
+    for job, who, expected in (
+        ("../../policies/default.yaml", ("maya", maya), "is not a job file"),
+        (".agentplane/jobs/../x.yaml", ("maya", maya), "is not a job file"),
+        (".agentplane/jobs/nope.yaml", ("maya", maya), "refused:"),
+        (".agentplane/jobs/fix-failing-test.yaml", ("eve", web.github.user_id("eve")), "not write"),
+        (".agentplane/jobs/fix-failing-test.yaml", ("maya", maya + 999), "no longer the account"),
+    ):
+        payload = start_payload(WEB, inst, job, None, who[1], who[0])
+        web.queue.put(Delivery(WEB_START, f"hostile-{time.time_ns()}", "web", payload))
+        (done,) = web.work()
+        assert done.startswith("refused:") and expected in done, (job, who, done)
