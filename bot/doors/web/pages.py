@@ -277,8 +277,16 @@ def _job_routes(router: APIRouter, site: Site, origins: frozenset[str]) -> None:
             plan = f"cannot plan: {exc}"
         token = csrf_token(request)
         form_id = secrets.token_urlsafe(24)
+        refused = site.may_start(user) if site.may_start else None
         response = _page(
-            site, request, "job.html", job=info, plan=plan, csrf=token, form_id=form_id
+            site,
+            request,
+            "job.html",
+            job=info,
+            plan=plan,
+            csrf=token,
+            form_id=form_id,
+            refused=refused,
         )
         set_csrf(response, token)
         return response

@@ -102,6 +102,9 @@ class Site:
     """Whether the pages list jobs and start runs (the web door)."""
     starter: Starter | None = None
     """How serve starts runs (its queue); None: in this process (`agentplane ui`)."""
+    may_start: Callable[[User], str | None] | None = None
+    """Why this person may not start runs here, or None (serve: GitHub's permission); the
+    job page says it instead of offering the form. The starter checks again."""
     jobs_from_default: bool = False
     """Jobs as the default branch has them at the remote (serve's clone never checks out),
     not at HEAD."""

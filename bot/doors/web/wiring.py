@@ -93,6 +93,7 @@ class ServeSites:
             jobs_enabled=self.access is not None,
             secret=self.settings.session_secret or "",
             starter=lambda s: self._start(full, s),
+            may_start=lambda user: self._why_not(full, user),
             jobs_from_default=True,
         )
         with self._lock:
@@ -103,13 +104,19 @@ class ServeSites:
         self.enqueue(Delivery(WEB_DECISION, f"web-{uuid.uuid4()}", "web", payload))
         return QUEUED
 
+    def _why_not(self, full: str, user: User) -> str | None:
+        person = Person(int(user.key.removeprefix("github:")), user.name)
+        if self.access is not None and self.access.can_write(person, full):
+            return None
+        return (
+            f"{person.login} cannot start runs in {full}: GitHub must give them write "
+            "access to the repository (then policy decides, as for every door)"
+        )
+
     def _start(self, full: str, s: Start) -> str:
         person = Person(int(s.person.key.removeprefix("github:")), s.person.name)
-        if self.access is None or not self.access.can_write(person, full):
-            raise NotPermitted(
-                f"{person.login} cannot start runs in {full}: GitHub must give them write "
-                "access to the repository (then policy decides, as for every door)"
-            )
+        if (why := self._why_not(full, s.person)) is not None:
+            raise NotPermitted(why)
         payload = start_payload(
             full, self.installation(full), s.job.path, s.prompt, person.id, person.login
         )

@@ -16,6 +16,7 @@ from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings
 from bot.doors.github.web_start import WEB_START, start_payload
 from bot.doors.web.hub import SESSION_COOKIE
+from bot.doors.web.security import CSRF_COOKIE
 from bot.doors.web.site import User
 from tests.doors.web.serve_world import OTHER, WEB, Serve
 
@@ -92,7 +93,11 @@ def test_a_writer_starts_a_job_from_its_page_and_the_worker_runs_it_as_door_web(
 
 def test_a_reader_without_write_cannot_start(web: Serve) -> None:
     ray = signed_in(web, "ray")
-    r = _start(ray, _form(ray))
+    page = ray.get(JOB_PAGE).text
+    assert 'id="refused"' in page and "Start run as" not in page
+    # Posted by hand with the CSRF cookie the page set: still no start.
+    token = ray.cookies[CSRF_COOKIE]
+    r = _start(ray, {"csrf": token, "form": "f" * 32, "prompt": ""})
     assert r.status_code == 403 and "write access" in r.text
     assert web.queue.lease() is None
     eve = signed_in(web, "eve")  # cannot even read it: no page, no form
