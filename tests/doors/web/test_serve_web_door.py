@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from bot.doors.github.queue import SqliteQueue
 from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings
 from bot.doors.github.web_start import WEB_START, start_payload
@@ -74,6 +75,9 @@ def test_a_writer_starts_a_job_from_its_page_and_the_worker_runs_it_as_door_web(
     assert r.status_code == 200 and "queue" in r.text, r.text
     assert _start(maya, form).status_code == 200  # the same form again: one delivery
     assert web.queue.counts().get("queued") == 1
+    # On disk, not in this process: a restarted bot's queue has it.
+    restarted = SqliteQueue(web.door.settings.data_dir / "queue.db")
+    assert restarted.counts().get("queued") == 1
 
     (done,) = web.work()
     assert done.startswith("web start by maya:") and "awaiting_approval on #" in done, done
