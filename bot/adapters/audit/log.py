@@ -368,12 +368,16 @@ class AuditLog:
         if not self._own_loaded:
             own = load_signer(self.key_dir, create=False)
             self._own = None if own is None else (own.name, own.key)
-            self._own_loaded = True
+            # No key yet is not remembered: another process (serve's worker beside its
+            # pages) may make it with its first append, and its entries are ours.
+            self._own_loaded = own is not None
+            if own is not None:
+                self._trust = None
         return self._own
 
     def trust_set(self) -> Trust:
         """What reads check signatures against: policy's signers plus our own key."""
-        if self._trust is None:
+        if self._trust is None or not self._own_loaded:
             own = self.own_key()
             base = self._policy_trust
             self._trust = base if own is None else base.with_own(*own)

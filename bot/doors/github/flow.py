@@ -45,6 +45,7 @@ from bot.doors.github.settings import Settings, run_page_url
 from bot.doors.github.state import PullState
 from bot.doors.github.timing import github_time, stamp
 from bot.doors.github.web_decision import WEB_DECISION, on_web_decision
+from bot.doors.github.web_start import WEB_START, on_web_start
 from bot.run import killpoints
 from bot.run.agent import Model
 from bot.run.apply import BOT_IDENTITY
@@ -202,6 +203,8 @@ class PullRequestDoor:
             return lambda ctx: self.on_pull(ctx, p["number"])
         if d.event == WEB_DECISION:
             return lambda ctx: on_web_decision(self, ctx, p)
+        if d.event == WEB_START:
+            return lambda ctx: on_web_start(self, ctx, p)
         return f"ignored: {d.event}.{d.action}"
 
     def _push_audit(self, ctx: Context) -> None:

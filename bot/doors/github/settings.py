@@ -10,10 +10,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         None,
         description="where people reach this server (https://host[:port]); the PR comment "
         "links to each run's page under it, and GitHub sends signed-in people back to it",
+    )
+    viewer_url: str | None = Field(
+        None,
+        description="where people reach the trace viewer: another origin that reaches this "
+        "same server (a sibling host name, e.g. https://traces.example.com), never "
+        "public_url's origin; unset: run pages show no trace viewer",
     )
     oauth_client_id: str | None = Field(None, description="the App's client ID, for sign-in")
     oauth_client_secret: str | None = Field(None, repr=False)
@@ -111,7 +117,7 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in v.split(",") if part.strip())
         return v
 
-    @field_validator("api_url", "web_url", "public_url")
+    @field_validator("api_url", "web_url", "public_url", "viewer_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is None:
@@ -126,6 +132,18 @@ class Settings(BaseSettings):
         if v is not None and len(v) < 32:
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return v
+
+    @model_validator(mode="after")
+    def _viewer_elsewhere(self) -> Settings:
+        # The viewer runs script over recorded pages: on the app's origin it could act as
+        # whoever is signed in.
+        same = self.viewer_url and self.public_url
+        if same and _origin(self.viewer_url or "") == _origin(self.public_url or ""):
+            raise ValueError(
+                "AGENTPLANE_VIEWER_URL must be another origin than AGENTPLANE_PUBLIC_URL "
+                "(e.g. https://traces.example.com beside https://agentplane.example.com)"
+            )
+        return self
 
     @property
     def pages_enabled(self) -> bool:
@@ -163,6 +181,11 @@ class Settings(BaseSettings):
         if self.oauth_client_id and missing:
             out.append(f"run pages are off: sign-in needs {', '.join(missing)} as well")
         return out
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").casefold(), parts.port
 
 
 def run_page_url(public_url: str, repo: str, run_id: str) -> str:
@@ -222,5 +245,8 @@ def load_settings(env: Mapping[str, str] = os.environ, file: Path | None = None)
         return Settings(**raw)
     except ValidationError as exc:
         names = {v: k for k, v in ENV.items()}
-        msgs = [f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+        msgs = [
+            f"{names.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
+        ]
         raise ConfigError(f"bad settings in {source}: " + "; ".join(msgs)) from None

@@ -1,4 +1,5 @@
-"""Who may read which repository's runs: GitHub's answer, kept for a short time.
+"""Who may read, and who may start runs in, which repository: GitHub's answer, kept for a
+short time.
 
 The question goes to the collaborator permission endpoint
 (`GET /repos/{owner}/{repo}/collaborators/{username}/permission`) with the App's
@@ -17,6 +18,8 @@ from bot.core.errors import AgentplaneError
 from bot.doors.web.oauth import Person
 
 READ = frozenset({"read", "triage", "write", "maintain", "admin"})
+WRITE = frozenset({"write", "maintain", "admin"})
+"""Who may start a run from the web door (policy's requester rules decide after that)."""
 
 Ask = Callable[[str, str], tuple[str, int | None]]
 """(repository, login) -> (permission, the id of the account GitHub answered about)."""
@@ -25,10 +28,11 @@ Ask = Callable[[str, str], tuple[str, int | None]]
 class Access:
     def __init__(self, ask: Ask, ttl: float = 60.0, clock: Callable[[], float] = time.monotonic):
         self.ask, self.ttl, self.clock = ask, ttl, clock
-        self._cache: dict[tuple[int, str], tuple[bool, float]] = {}
+        self._cache: dict[tuple[int, str], tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def can_read(self, person: Person, repo: str) -> bool:
+    def permission(self, person: Person, repo: str) -> str:
+        """GitHub's permission for this person on repo; "none" when it cannot say."""
         key = (person.id, repo.casefold())
         now = self.clock()
         with self._lock:
@@ -38,8 +42,15 @@ class Access:
         try:
             permission, uid = self.ask(repo, person.login)
         except AgentplaneError:
-            return False  # GitHub cannot confirm it now: no, and ask again next time
-        allowed = permission in READ and uid == person.id
+            return "none"  # GitHub cannot confirm it now: no, and ask again next time
+        if uid != person.id:
+            permission = "none"
         with self._lock:
-            self._cache[key] = (allowed, now + self.ttl)
-        return allowed
+            self._cache[key] = (permission, now + self.ttl)
+        return permission
+
+    def can_read(self, person: Person, repo: str) -> bool:
+        return self.permission(person, repo) in READ
+
+    def can_write(self, person: Person, repo: str) -> bool:
+        return self.permission(person, repo) in WRITE

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from bot.doors.web.api import api_router
-from bot.doors.web.pages import pages_router
+from bot.doors.web.pages import TraceLink, pages_router
 from bot.doors.web.security import HostCheck, app_csp, headers_middleware
 from bot.doors.web.site import Site
 from bot.doors.web.templates import TEMPLATES
@@ -36,8 +36,11 @@ class Origins:
         return frozenset({self.app}) | self.also
 
 
-def build(site: Site, origins: Origins, host_check: bool = True) -> FastAPI:
-    """host_check: off only behind serve, whose pages need a signed session anyway."""
+def build(
+    site: Site, origins: Origins, host_check: bool = True, trace_link: TraceLink | None = None
+) -> FastAPI:
+    """host_check: off only behind serve, whose pages need a signed session anyway.
+    trace_link: how the run page names a trace on the viewer (serve: a signed token)."""
     app = FastAPI(
         title="agentplane",
         summary="Runs on the audit branch: every run, and everything about one.",
@@ -45,7 +48,7 @@ def build(site: Site, origins: Origins, host_check: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.include_router(api_router(site))
-    app.include_router(pages_router(site, origins.viewer, origins.form_origins))
+    app.include_router(pages_router(site, origins.viewer, origins.form_origins, trace_link))
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> object:

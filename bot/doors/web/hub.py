@@ -11,6 +11,11 @@ repository, each shown only to people GitHub says can read that repository.
   `agentplane ui`, over the bot's own audit log for it). Without a session: a redirect to
   sign in (pages) or 401 (API). Without read access, or for a repository the bot does not
   serve: the same 403, which says nothing of the repository's runs or whether it exists.
+- The trace viewer (AGENTPLANE_VIEWER_URL): another host that reaches this server, so
+  another origin, where no page of the app answers and the session cookie (host-only) is
+  never sent. A run page gives its reader one signed token per trace, for that repository
+  and trace, good for TRACE_TTL; the viewer serves the trace only while GitHub still says
+  that person can read the repository.
 """
 
 from __future__ import annotations
@@ -31,15 +36,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bot.doors.web.access import Access
 from bot.doors.web.app import Origins, build
 from bot.doors.web.oauth import OAuthError, Person, authorize_url, exchange, whoami
-from bot.doors.web.pages import USER_SCOPE
+from bot.doors.web.pages import USER_SCOPE, TraceLink
+from bot.doors.web.security import app_csp, headers_middleware
 from bot.doors.web.session import BadToken, Signer
 from bot.doors.web.site import Site, User
 from bot.doors.web.templates import render
+from bot.doors.web.viewer import NoTrace, build_token_viewer
+from bot.doors.web.views import is_trace_name
 
 SESSION_COOKIE = "agentplane_session"
 STATE_COOKIE = "agentplane_oauth_state"
 SESSION_TTL = 8 * 3600.0
 STATE_TTL = 600.0  # GitHub's codes last ten minutes; a sign-in takes less
+TRACE_TTL = 900.0
+"""How long a trace link from a run page opens the trace in the viewer."""
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}\Z")
 
 
@@ -51,6 +61,15 @@ class Session(BaseModel):
 class State(BaseModel):
     state: str
     next: str
+
+
+class TraceGrant(BaseModel):
+    """One reader may view one trace of one repository (signed into the viewer's URL)."""
+
+    repo: str
+    sha256: str
+    id: int
+    login: str
 
 
 @dataclass(frozen=True)
@@ -91,11 +110,14 @@ class Hub:
         access: Access,
         exchange_code: Exchange = exchange,
         who: WhoAmI = whoami,
+        viewer_url: str | None = None,
     ) -> None:
         self.sign_in, self.repos, self.site_for, self.access = sign_in, repos, site_for, access
         self.exchange_code, self.who = exchange_code, who
+        self.viewer_url = viewer_url.rstrip("/") if viewer_url else None
         self.sessions = Signer(sign_in.secret, "session")
         self.states = Signer(sign_in.secret, "oauth state")
+        self.grants = Signer(sign_in.secret, "trace view")
         self._apps: dict[str, ASGIApp] = {}
         self._lock = threading.Lock()
 
@@ -126,10 +148,50 @@ class Hub:
         if site is None:
             return None
         site.refresh()
-        origins = Origins(app=self.sign_in.origin, app_hosts=frozenset())
-        app = build(site, origins, host_check=False)
+        origins = Origins(app=self.sign_in.origin, app_hosts=frozenset(), viewer=self.viewer_origin)
+        app = build(site, origins, host_check=False, trace_link=self.trace_link(full))
         with self._lock:
             return self._apps.setdefault(full, app)
+
+    # -- the trace viewer -----------------------------------------------------------------
+
+    @property
+    def viewer_origin(self) -> str | None:
+        if self.viewer_url is None:
+            return None
+        parts = urlsplit(self.viewer_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def trace_link(self, full: str) -> TraceLink | None:
+        if self.viewer_url is None:
+            return None
+        base = self.viewer_url
+
+        def link(user: User, sha256: str) -> str:
+            uid = int(user.key.removeprefix("github:"))
+            grant = TraceGrant(repo=full, sha256=sha256, id=uid, login=user.name)
+            return f"{base}/t/{self.grants.sign(grant, TRACE_TTL)}/trace.zip"
+
+        return link
+
+    def trace(self, token: str) -> bytes:
+        """The trace a viewer token grants; NoTrace if it grants none (now)."""
+        try:
+            grant = self.grants.load(TraceGrant, token)
+        except BadToken as exc:
+            raise NoTrace(f"{exc}: open the trace from its run page again") from None
+        served = self.known(grant.repo)
+        person = Person(grant.id, grant.login)
+        if served is None or not self.access.can_read(person, served):
+            raise NoTrace("this trace cannot be shown: open it from its run page again")
+        site = self.site_for(served)
+        if site is None:
+            raise NoTrace("no run of this repository names this trace")
+        site.refresh()
+        found = site.index.artifact_run(grant.sha256)
+        if found is None or not is_trace_name(found[1]):
+            raise NoTrace("no run of this repository names this trace")
+        return site.engine.audit.artifact(grant.sha256)
 
     # -- responses ------------------------------------------------------------------------
 
@@ -240,6 +302,27 @@ def attach(app: FastAPI, hub: Hub) -> None:
         return hub.page(request, person, "repos.html", repos=readable)
 
     app.mount("/repos", RepoPages(hub))
+    app.middleware("http")(headers_middleware(app_csp(hub.viewer_origin)))
+    if hub.viewer_url is not None:
+        viewer = build_token_viewer(hub.trace, cfg.origin)
+        app.add_middleware(ByHost, host=urlsplit(hub.viewer_url).netloc, other=viewer)
+
+
+class ByHost:
+    """ASGI: requests addressed to `host` go to `other` (the viewer), all else to the app.
+    The viewer's host answers nothing of the app's, so no page or cookie of the app is
+    ever on the viewer's origin."""
+
+    def __init__(self, app: ASGIApp, host: str, other: ASGIApp) -> None:
+        self.app, self.host, self.other = app, host.lower(), other
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
+            if host == self.host:
+                await self.other(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class RepoPages:

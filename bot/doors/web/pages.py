@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -17,7 +20,7 @@ from bot.core.render import render_plan
 from bot.doors.web.index import RunFilter
 from bot.doors.web.security import CSRF_FIELD, csrf_problem, csrf_token, set_csrf
 from bot.doors.web.session import BadToken, Signer
-from bot.doors.web.site import Decision, Site, User
+from bot.doors.web.site import Decision, NotPermitted, Site, Start, User
 from bot.doors.web.templates import render
 from bot.doors.web.views import is_picture, is_trace, picture_type, safe_filename
 
@@ -37,6 +40,10 @@ USER_SCOPE = "agentplane.user"
 """Where the serve door's sign-in puts the signed-in person in the ASGI scope."""
 VIEW_TTL = 3600.0
 """How long an approval form stays good after the page showed it."""
+FORM_ID = re.compile(r"[A-Za-z0-9_-]{16,64}\Z")
+
+TraceLink = Callable[[User, str], str]
+"""(the person viewing, a trace's sha256) -> the trace's URL on the viewer's origin."""
 
 
 class View(BaseModel):
@@ -93,8 +100,20 @@ async def read_form(request: Request) -> dict[str, list[str]] | tuple[int, str, 
     return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
 
 
-def pages_router(site: Site, viewer_origin: str | None, origins: frozenset[str]) -> APIRouter:
+def plain_trace_link(viewer_origin: str) -> TraceLink:
+    """`agentplane ui`: its viewer serves any trace the local branch names."""
+    return lambda user, sha256: f"{viewer_origin}/traces/{sha256}.zip"
+
+
+def pages_router(
+    site: Site,
+    viewer_origin: str | None,
+    origins: frozenset[str],
+    trace_link: TraceLink | None = None,
+) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    if viewer_origin is not None and trace_link is None:
+        trace_link = plain_trace_link(viewer_origin)
     signer = Signer(site.secret, "approval form")
 
     @router.get("/")
@@ -127,10 +146,10 @@ def pages_router(site: Site, viewer_origin: str | None, origins: frozenset[str])
             return error_page(site, request, 409, "The audit branch does not verify", str(exc))
         rec = detail.record
         traces = []
-        if viewer_origin is not None:
+        if viewer_origin is not None and trace_link is not None:
             for ref in rec.artifacts:
                 if is_trace(ref):
-                    url = f"{viewer_origin}/traces/{ref.sha256}.zip"
+                    url = trace_link(user_of(request, site), ref.sha256)
                     traces.append(Trace(ref.name, f"{viewer_origin}/index.html?trace={quote(url)}"))
         pictures = [a for a in rec.artifacts if is_picture(a)]
         form = None
@@ -250,14 +269,25 @@ def _job_routes(router: APIRouter, site: Site, origins: frozenset[str]) -> None:
         try:
             info = site.job(name)
             eng = site.engine
-            req = eng.request(info.path, door="web", requester=user.key)
+            req = eng.request(info.path, door="web", requester=user.key, commit=site.jobs_commit())
             plan = render_plan(eng.plan(req), eng.redactor)
         except RunError as exc:
             return error_page(site, request, 404, "No such job", str(exc))
         except AgentplaneError as exc:
             plan = f"cannot plan: {exc}"
         token = csrf_token(request)
-        response = _page(site, request, "job.html", job=info, plan=plan, csrf=token)
+        form_id = secrets.token_urlsafe(24)
+        refused = site.may_start(user) if site.may_start else None
+        response = _page(
+            site,
+            request,
+            "job.html",
+            job=info,
+            plan=plan,
+            csrf=token,
+            form_id=form_id,
+            refused=refused,
+        )
         set_csrf(response, token)
         return response
 
@@ -271,6 +301,8 @@ def _job_routes(router: APIRouter, site: Site, origins: frozenset[str]) -> None:
         if problem is not None:
             return error_page(site, request, 403, "Refused", problem)
         prompt = form.get("prompt", [""])[0].strip() or None
+        if site.starter is not None:
+            return await _hand_over(site, request, name, prompt, form.get("form", [""])[0])
         try:
             rec = await run_in_threadpool(site.start, name, prompt, user_of(request, site))
         except RunError as exc:
@@ -279,3 +311,24 @@ def _job_routes(router: APIRouter, site: Site, origins: frozenset[str]) -> None:
             return error_page(site, request, 400, "Cannot start", str(exc))
         base = request.scope.get("root_path", "")
         return RedirectResponse(f"{base}/runs/{quote(rec.run_id)}", 303)
+
+
+async def _hand_over(
+    site: Site, request: Request, name: str, prompt: str | None, form_id: str
+) -> Response:
+    """serve: the start goes to the door's queue; the worker runs it, not this request."""
+    assert site.starter is not None
+    if not FORM_ID.match(form_id):
+        form_id = secrets.token_urlsafe(24)
+    try:
+        info = await run_in_threadpool(site.job, name)
+        note = await run_in_threadpool(
+            site.starter, Start(info, user_of(request, site), prompt, form_id)
+        )
+    except NotPermitted as exc:
+        return error_page(site, request, 403, "Not allowed", str(exc))
+    except RunError as exc:
+        return error_page(site, request, 404, "Cannot start", str(exc))
+    except AgentplaneError as exc:
+        return error_page(site, request, 400, "Cannot start", str(exc))
+    return _page(site, request, "notice.html", title="Run requested", message=note, run_id=None)

@@ -70,6 +70,26 @@ Decider = Callable[[Decision], str | None]
 (a door that decides later, from its queue), or None."""
 
 
+@dataclass(frozen=True)
+class Start:
+    """One person's request, from a job's page, to run that job."""
+
+    job: JobInfo
+    person: User
+    prompt: str | None
+    form: str
+    """The id of the form the page showed: a form posted twice is one start."""
+
+
+Starter = Callable[[Start], str]
+"""Hands a start to a door that runs it later (serve: its queue); returns the note to
+show. NotPermitted if this person may not start runs here."""
+
+
+class NotPermitted(AgentplaneError):
+    """The signed-in person may not do this here (GitHub's permission, not policy)."""
+
+
 @dataclass
 class Site:
     engine: Engine
@@ -80,6 +100,14 @@ class Site:
     """How approvals from the run page are decided; None: the page offers none."""
     jobs_enabled: bool = True
     """Whether the pages list jobs and start runs (the web door)."""
+    starter: Starter | None = None
+    """How serve starts runs (its queue); None: in this process (`agentplane ui`)."""
+    may_start: Callable[[User], str | None] | None = None
+    """Why this person may not start runs here, or None (serve: GitHub's permission); the
+    job page says it instead of offering the form. The starter checks again."""
+    jobs_from_default: bool = False
+    """Jobs as the default branch has them at the remote (serve's clone never checks out),
+    not at HEAD."""
     secret: str = field(default_factory=lambda: secrets.token_hex(32))
     """Signs the view tokens approval forms carry (serve: its session secret)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -134,9 +162,15 @@ class Site:
             raise RunError(f"run {run_id} has no artifact {name!r}")
         return ref.media_type, self.engine.audit.artifact(ref.sha256)
 
+    def jobs_commit(self) -> str:
+        repo = self.engine.repo
+        if self.jobs_from_default:
+            return str(repo.repo.commit(repo.policy_ref()).hexsha)
+        return repo.head_commit()
+
     def jobs(self) -> list[JobInfo]:
         repo = self.engine.repo
-        commit = repo.head_commit()
+        commit = self.jobs_commit()
         out = []
         for path, _ in repo.read_dir(commit, JOBS_DIR, (".yaml", ".yml")):
             stem = PurePosixPath(path).stem
@@ -154,7 +188,7 @@ class Site:
         for job in self.jobs():
             if job.name == name:
                 return job
-        raise RunError(f"no job {name!r} in {JOBS_DIR} at HEAD")
+        raise RunError(f"no job {name!r} in {JOBS_DIR} at {self.jobs_commit()[:12]}")
 
     def start(self, name: str, prompt: str | None, user: User | None = None) -> RunRecord:
         """A run through the one path, as door `web`, requested by the signed-in user."""

@@ -1,7 +1,8 @@
 """The run pages as `agentplane serve` wires them: one Site per repository the bot serves,
 over the bot's own clone and audit log; access asked with the App's installation token;
-approvals handed to the bot's worker through its durable queue, so they are decided,
-applied, pushed and shown on the pull request exactly as a review would be."""
+approvals and starts from a job's page handed to the bot's worker through its durable
+queue, so they are decided, applied, pushed and shown on the pull request exactly as a
+review would be, and a start runs as every delivery does (leased, retried, deduplicated)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,21 @@ from bot.doors.github.sansio import Delivery
 from bot.doors.github.settings import Settings
 from bot.doors.github.state import PullState
 from bot.doors.github.web_decision import WEB_DECISION
+from bot.doors.github.web_start import WEB_START, start_payload
 from bot.doors.web.access import Access
 from bot.doors.web.hub import Hub, SignIn, attach
 from bot.doors.web.index import RunIndex
-from bot.doors.web.site import Decision, Site, User
+from bot.doors.web.oauth import Person
+from bot.doors.web.site import Decision, NotPermitted, Site, Start, User
 from bot.run.engine import Engine
 
 QUEUED = (
     "Your decision is with the bot's queue. It goes through the same gates as a review: "
     "the run's page and its pull request show whether it counted, in a few seconds."
+)
+STARTED = (
+    "Your run is with the bot's queue. The bot runs it as door web, under the same policy "
+    "as every other door, and lists it on the runs page as soon as it starts."
 )
 
 
@@ -55,8 +62,11 @@ class ServeSites:
         state: PullState,
         enqueue: Callable[[Delivery], bool],
         secrets: list[str],
+        access: Access | None = None,
     ) -> None:
         self.settings, self.state, self.enqueue, self.secrets = settings, state, enqueue, secrets
+        self.access = access
+        """Who may start runs; None: nobody (starts are offered only with it)."""
         self._sites: dict[str, Site] = {}
         self._lock = threading.Lock()
 
@@ -80,8 +90,11 @@ class ServeSites:
             RunIndex.for_log(engine.audit),
             User("", "nobody"),
             decider=lambda d: self._queue(full, d),
-            jobs_enabled=False,  # runs start from pull requests here; see the README
+            jobs_enabled=self.access is not None,
             secret=self.settings.session_secret or "",
+            starter=lambda s: self._start(full, s),
+            may_start=lambda user: self._why_not(full, user),
+            jobs_from_default=True,
         )
         with self._lock:
             return self._sites.setdefault(full, site)
@@ -90,6 +103,26 @@ class ServeSites:
         payload = decision_payload(full, self.installation(full), d)
         self.enqueue(Delivery(WEB_DECISION, f"web-{uuid.uuid4()}", "web", payload))
         return QUEUED
+
+    def _why_not(self, full: str, user: User) -> str | None:
+        person = Person(int(user.key.removeprefix("github:")), user.name)
+        if self.access is not None and self.access.can_write(person, full):
+            return None
+        return (
+            f"{person.login} cannot start runs in {full}: GitHub must give them write "
+            "access to the repository (then policy decides, as for every door)"
+        )
+
+    def _start(self, full: str, s: Start) -> str:
+        person = Person(int(s.person.key.removeprefix("github:")), s.person.name)
+        if (why := self._why_not(full, s.person)) is not None:
+            raise NotPermitted(why)
+        payload = start_payload(
+            full, self.installation(full), s.job.path, s.prompt, person.id, person.login
+        )
+        # One delivery per form shown: a form posted twice is deduplicated by the queue.
+        self.enqueue(Delivery(WEB_START, f"web-start-{person.id}-{s.form}", "web", payload))
+        return STARTED
 
 
 def attach_pages(
@@ -101,11 +134,12 @@ def attach_pages(
     secrets: list[str],
 ) -> Hub:
     assert settings.pages_enabled  # the caller checks; sign-in never runs half-configured
-    sites = ServeSites(settings, state, queue.put, secrets)
 
     def ask(full: str, login: str) -> tuple[str, int | None]:
         return client_for(sites.installation(full)).collaborator(full, login)
 
+    access = Access(ask, settings.access_cache_seconds)
+    sites = ServeSites(settings, state, queue.put, secrets, access)
     hub = Hub(
         SignIn(
             public_url=settings.public_url or "",
@@ -117,7 +151,8 @@ def attach_pages(
         ),
         sites.repos,
         sites.site_for,
-        Access(ask, settings.access_cache_seconds),
+        access,
+        viewer_url=settings.viewer_url,
     )
     attach(app, hub)
     return hub

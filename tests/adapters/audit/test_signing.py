@@ -38,6 +38,14 @@ def test_reading_never_creates_a_key(repo: Path) -> None:
     assert not (repo / ".git" / "agentplane" / "signing-key").exists()
 
 
+def test_a_reader_made_before_the_first_key_trusts_the_key_made_later(repo: Path) -> None:
+    """serve's pages open the log before its worker's first append makes the host's key."""
+    reader = AuditLog(repo)
+    assert list(reader.entries()) == [] and reader.own_key() is None
+    AuditLog(repo).append("run-1", {"state": "queued"})  # another process, the same host
+    assert [e.run_id for e in reader.entries()] == ["run-1"]
+
+
 def test_a_planted_symlink_is_never_followed(repo: Path, tmp_path: Path) -> None:
     # Someone who can write the git dir plants a key he knows; the bot must not sign with it
     # nor overwrite the link's target.

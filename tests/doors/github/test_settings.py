@@ -83,3 +83,14 @@ def test_an_unreadable_or_shapeless_file_says_so(tmp_path: Path) -> None:
     typo.write_text("reconcile_seconds: soon\n")
     with pytest.raises(ConfigError, match=r"bad settings in .*typo\.yaml: AGENTPLANE_RECONCILE"):
         load_settings({}, typo)
+
+
+def test_a_viewer_on_the_apps_origin_is_refused_with_the_variables_named() -> None:
+    env = {
+        "AGENTPLANE_PUBLIC_URL": "https://a.example",
+        "AGENTPLANE_VIEWER_URL": "https://a.example",
+    }
+    with pytest.raises(ConfigError, match="AGENTPLANE_VIEWER_URL must be another origin"):
+        load_settings(env)
+    env["AGENTPLANE_VIEWER_URL"] = "https://traces.a.example"
+    assert load_settings(env).viewer_url == "https://traces.a.example"

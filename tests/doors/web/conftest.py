@@ -119,9 +119,13 @@ def client(site: Site) -> TestClient:
 
 @pytest.fixture(scope="package")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    """serve's app with its run pages over three repositories (serve_world.py), listening
-    on loopback for the browser; the HTTP tests call the same app in process."""
-    port = free_port()
-    for world in serve_world(tmp_path_factory.mktemp("serve"), f"http://127.0.0.1:{port}"):
-        with listening(world.app, port):
+    """serve's app with its run pages over four repositories (serve_world.py), listening
+    on loopback for the browser (the viewer's host is localhost, the app's 127.0.0.1); the
+    HTTP tests call the same app in process."""
+    port, viewer_port = free_port(), free_port()
+    public, viewer = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{viewer_port}"
+    for world in serve_world(tmp_path_factory.mktemp("serve"), public, viewer):
+        # One app on two ports, as a proxy would put two host names on one server: the
+        # viewer's requests are told apart by their Host.
+        with listening(world.app, port), listening(world.app, viewer_port):
             yield world

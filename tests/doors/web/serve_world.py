@@ -1,10 +1,12 @@
-"""`agentplane serve` with its run pages, over the GitHub double: two repositories with a
-run each (octo/demo and octo/other, both from a pull request through the real door), and
-people who can read one, the other, or neither."""
+"""`agentplane serve` with its run pages, over the GitHub double: three repositories with a
+run each (octo/demo, octo/other, octo/third, from a pull request through the real door),
+octo/web whose default branch holds a job for the web door (no run yet), and people who
+can read one, the other, or neither."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from fastapi.testclient import TestClient
 from bot.demo.code import PROJECT
 from bot.doors.github.flow import PullRequestDoor
 from bot.doors.github.queue import SqliteQueue
+from bot.doors.github.runners import SCHEDULE_EVENT
 from bot.doors.github.sansio import Delivery
 from bot.doors.github.server import create_app
+from bot.doors.web.hub import Hub
 from bot.doors.web.wiring import attach_pages
 from tests.support.github import GitHubDouble
 from tests.support.github.door import JOB, REPO, door_for, repo_files
@@ -28,6 +32,9 @@ from tests.support.github.door import JOB, REPO, door_for, repo_files
 OTHER = "octo/other"
 THIRD = "octo/third"
 """maya's too: the browser test approves its run, the HTTP test octo/demo's."""
+WEB = "octo/web"
+"""The job is on main: the web door's tests start it from its page. maya and wes can
+write (wes is not in policy), ray can only read."""
 PUBLIC = "http://testserver"
 SESSION_SECRET = "s" * 40
 
@@ -42,6 +49,8 @@ class Serve:
     """repository -> the id of its run (awaiting approval)."""
     pulls: dict[str, int]
     public: str = PUBLIC
+    viewer: str | None = None
+    hub: Hub | None = None
 
     def client(self) -> TestClient:
         return TestClient(self.app, base_url=self.public)
@@ -54,6 +63,13 @@ class Serve:
         url = urlsplit(back)
         assert f"{url.scheme}://{url.netloc}" == self.public
         return client.get(f"{url.path}?{url.query}", follow_redirects=False)
+
+    def sync(self, repo: str) -> None:
+        """What any delivery for repo does first: the bot's clone fetches the default
+        branch (here a schedule delivery, with nothing due)."""
+        inst = self.github.installations.get(repo.split("/")[0])
+        payload = {"repository": {"full_name": repo}, "installation": {"id": inst}}
+        self.door.handle(Delivery(SCHEDULE_EVENT, f"sync-{time.time_ns()}", "test", payload))
 
     def work(self) -> list[str]:
         """What the bot's worker does: handle every queued delivery."""
@@ -72,13 +88,14 @@ def open_job_pr(github: GitHubDouble, door: PullRequestDoor, repo: str) -> int:
     return number
 
 
-def serve_world(tmp: Path, public: str = PUBLIC) -> Iterator[Serve]:
+def serve_world(tmp: Path, public: str = PUBLIC, viewer: str | None = None) -> Iterator[Serve]:
     with GitHubDouble(tmp) as gh:
         gh.oauth.callback = f"{public}/login/callback"
         door = door_for(
             gh,
             tmp,
             public_url=public,
+            viewer_url=viewer,
             oauth_client_id=gh.oauth.client_id,
             oauth_client_secret=gh.oauth.client_secret,
             session_secret=SESSION_SECRET,
@@ -90,14 +107,17 @@ def serve_world(tmp: Path, public: str = PUBLIC) -> Iterator[Serve]:
         gh.set_permission(THIRD, "maya", "write")
         gh.set_permission(REPO, "dana", "write")
         gh.set_permission(OTHER, "eve", "read")
+        gh.create_repo(WEB, {**repo_files(), JOB: (PROJECT / JOB).read_text()})
+        for login, permission in (("maya", "write"), ("wes", "write"), ("ray", "read")):
+            gh.set_permission(WEB, login, permission)
         pulls = {repo: open_job_pr(gh, door, repo) for repo in (REPO, OTHER, THIRD)}
         runs = {repo: door.state.runs(repo, n)[0][2] for repo, n in pulls.items()}
         queue = SqliteQueue(tmp / "bot" / "queue.db")
         app = create_app(door.settings, queue)
-        attach_pages(
+        hub = attach_pages(
             app, door.settings, door.state, queue, door.client_for, list(door.redact.secrets)
         )
-        yield Serve(gh, door, queue, app, runs, pulls, public)
+        yield Serve(gh, door, queue, app, runs, pulls, public, viewer, hub)
         violations = list(gh.violations)
     assert violations == [], "off-spec GitHub traffic:\n" + "\n".join(violations)
 
