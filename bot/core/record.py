@@ -403,6 +403,9 @@ class DoorRef(BaseModel):
     """The branch a proposal is pushed to for review (the Actions door's pull request)."""
     window: str | None = None
     """The schedule window a scheduled run serves (UTC, ISO 8601): the scheduler's mark."""
+    start: str | None = None
+    """The queued delivery a web start came as: a start delivered again after a crash
+    finds its run by it instead of starting another."""
     dispatch: str | None = None
     """The bot's id for a run it dispatched to an Actions runner (bot.doors.github.dispatch):
     how the records that come back are matched to the request it sent."""

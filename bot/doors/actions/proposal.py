@@ -55,12 +55,16 @@ def reviewable(rec: RunRecord) -> bool:
 
 
 def commit_proposal(engine: Engine, rec: RunRecord, author: tuple[str, str]) -> str:
-    """The proposal as one commit on the run's commit (not on any branch of this clone's)."""
+    """The proposal as one commit on the run's commit (not on any branch of this clone's).
+    Made once per run: a delivery given again (after a crash) finds the commit it made."""
+    ref = f"agentplane/local/{rec.run_id}"
+    if (made := engine.repo.resolve(f"refs/heads/{ref}")) is not None:
+        return made
     when = datetime.now(UTC).isoformat(timespec="seconds")
     digest = rec.proposal.digest if rec.proposal else ""
     message = f"agentplane: {rec.job_name} (run {rec.run_id})\n\nProposal {digest}\n"
     return engine.repo.commit_patch(
-        rec.commit, engine.patch(rec), f"agentplane/local/{rec.run_id}", message, author, when
+        rec.commit, engine.patch(rec), ref, message, author, when
     )
 
 

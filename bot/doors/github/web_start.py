@@ -16,13 +16,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bot.core.errors import AgentplaneError
-from bot.core.record import DoorRef
+from bot.core.record import DoorRef, RunRecord
 from bot.doors.actions.proposal import commit_proposal, open_or_update, proposal_branch, reviewable
 from bot.doors.github import runners
 from bot.doors.web.access import WRITE
 from bot.run.apply import BOT_IDENTITY
 
 if TYPE_CHECKING:
+    from bot.run.engine import Engine
     from bot.doors.github.flow import Context, PullRequestDoor
 
 WEB_START = "agentplane.web_start"
@@ -32,9 +33,16 @@ MAX_PROMPT = 32 * 1024
 
 
 def start_payload(
-    full: str, installation: int | None, job_path: str, prompt: str | None, uid: int, login: str
+    full: str,
+    installation: int | None,
+    job_path: str,
+    prompt: str | None,
+    uid: int,
+    login: str,
+    start: str,
 ) -> dict[str, object]:
     return {
+        "start": start,
         "repository": {"full_name": full},
         "installation": {"id": installation},
         "job": job_path,
@@ -48,6 +56,16 @@ def _job_path(raw: object) -> str | None:
     name = path.removeprefix(JOBS_PREFIX)
     ok = path.startswith(JOBS_PREFIX) and name.endswith((".yaml", ".yml"))
     return path if ok and "/" not in name and not name.startswith(".") else None
+
+
+def _started(engine: Engine, full: str, start: str | None) -> RunRecord | None:
+    if start is None:
+        return None
+    for run_id in reversed(engine.audit.run_ids()):
+        rec = engine.load(run_id)
+        if rec.door == "web" and rec.door_ref and rec.door_ref.start == start:
+            return rec if rec.door_ref.repo == full else None
+    return None
 
 
 def on_web_start(door: PullRequestDoor, ctx: Context, p: dict[str, Any]) -> str:
@@ -76,7 +94,12 @@ def on_web_start(door: PullRequestDoor, ctx: Context, p: dict[str, Any]) -> str:
         return f"refused: {exc}"
     if runners.runs_on_actions(engine, req):
         return f"refused: {req.job.name} runs on Actions here: start it from a pull request"
-    rec = engine.start(req, DoorRef(repo=ctx.full, branch=proposal_branch(req.job.name)))
+    start = str(p.get("start") or "")[:200] or None
+    # A worker killed after the run was recorded but before the delivery was marked done
+    # gets the start again: it carries on with that run instead of starting a second.
+    rec = _started(engine, ctx.full, start) or engine.start(
+        req, DoorRef(repo=ctx.full, branch=proposal_branch(req.job.name), start=start)
+    )
     if not reviewable(rec):
         return f"web start by {login}: {rec.run_id} {rec.state}"
     proposal = commit_proposal(engine, rec, BOT_IDENTITY)

@@ -117,11 +117,12 @@ class ServeSites:
         person = Person(int(s.person.key.removeprefix("github:")), s.person.name)
         if (why := self._why_not(full, s.person)) is not None:
             raise NotPermitted(why)
+        ident = f"web-start-{person.id}-{s.form}"
         payload = start_payload(
-            full, self.installation(full), s.job.path, s.prompt, person.id, person.login
+            full, self.installation(full), s.job.path, s.prompt, person.id, person.login, ident
         )
         # One delivery per form shown: a form posted twice is deduplicated by the queue.
-        self.enqueue(Delivery(WEB_START, f"web-start-{person.id}-{s.form}", "web", payload))
+        self.enqueue(Delivery(WEB_START, ident, "web", payload))
         return STARTED
 
 

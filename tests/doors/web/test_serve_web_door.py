@@ -95,6 +95,26 @@ def test_a_writer_starts_a_job_from_its_page_and_the_worker_runs_it_as_door_web(
     assert "Approve as maya" in maya.get(f"/repos/{WEB}/runs/{row['run_id']}").text
 
 
+def test_a_start_delivered_again_after_a_crash_carries_on_with_its_run(web: Serve) -> None:
+    """A worker killed after the run was recorded, before the queue heard the delivery was
+    done, is given the start again: the same run goes on, no second run is started."""
+    maya = web.github.user_id("maya")
+    inst = web.github.installations.get("octo")
+    job = ".agentplane/jobs/fix-failing-test.yaml"
+    payload = start_payload(WEB, inst, job, PROMPT, maya, "maya", "web-start-once")
+    answers = []
+    for attempt in ("first", "again"):  # the queue sees two deliveries; the start is one
+        web.queue.put(Delivery(WEB_START, f"redelivered-{attempt}", "web", payload))
+        (done,) = web.work()
+        answers.append(done)
+    first, again = (a.split(":", 1)[1].split()[0] for a in answers)
+    assert first == again, answers
+    reader = signed_in(web, "maya")
+    rows = reader.get(f"/repos/{WEB}/api/runs", params={"door": "web"}).json()["runs"]
+    records = [reader.get(f"/repos/{WEB}/api/runs/{r['run_id']}").json()["record"] for r in rows]
+    assert [r["run_id"] for r in records if r["door_ref"]["start"] == "web-start-once"] == [first]
+
+
 def test_a_reader_without_write_cannot_start(web: Serve) -> None:
     ray = signed_in(web, "ray")
     page = ray.get(JOB_PAGE).text
@@ -193,7 +213,7 @@ def test_the_worker_refuses_a_start_that_names_no_job_file(web: Serve) -> None:
         (".agentplane/jobs/fix-failing-test.yaml", ("eve", web.github.user_id("eve")), "not write"),
         (".agentplane/jobs/fix-failing-test.yaml", ("maya", maya + 999), "no longer the account"),
     ):
-        payload = start_payload(WEB, inst, job, None, who[1], who[0])
+        payload = start_payload(WEB, inst, job, None, who[1], who[0], f"s-{time.time_ns()}")
         web.queue.put(Delivery(WEB_START, f"hostile-{time.time_ns()}", "web", payload))
         (done,) = web.work()
         assert done.startswith("refused:") and expected in done, (job, who, done)
