@@ -204,6 +204,11 @@ class InverseContext:
     job: Job
     """The job as it stands at `onto` (an inverse step it declares, for one)."""
     artifact: Callable[[str], bytes]
+    plan: Plan | None = None
+    """The rollback run's own plan (what policy grants it now: domains, backend)."""
+    policy: Policy | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    """The host's environment, for a credential an inverse step logs in with."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ cannot be undone (a request a site already received) is recorded as irreversible
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import UTC, datetime
 
@@ -116,6 +117,9 @@ class Rollbacks:
                     repo=self.repo,
                     job=req.job,
                     artifact=self.store.artifact,
+                    plan=p,
+                    policy=policy,
+                    environ=os.environ,
                 )
                 inverse = family.inverse(part, ctx)
                 if inverse.irreversible:
