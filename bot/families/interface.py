@@ -219,6 +219,8 @@ class Inverse:
     parts: tuple[ProposalPart, ...] = ()
     artifacts: tuple[Artifact, ...] = ()
     irreversible: str = ""
+    egress: tuple[Egress, ...] = ()
+    """Connections the family made to compute the parts (a browser inverse's page loads)."""
 
 
 @dataclass(frozen=True)

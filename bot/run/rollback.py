@@ -22,7 +22,7 @@ from bot.core.record import AppliedPart, DoorRef, Proposal, ProposalPart, RunRec
 from bot.core.request import Door
 from bot.families.interface import InverseContext, ToolFamily, family_named
 from bot.run.inputs import Inputs
-from bot.run.propose import Proposer
+from bot.run.propose import Proposer, egress_entry
 from bot.run.storage import RunStore
 
 UNDOABLE = ("applied", "completed")
@@ -125,6 +125,7 @@ class Rollbacks:
                 if inverse.irreversible:
                     rec.irreversible.append(inverse.irreversible)
                 parts += inverse.parts
+                rec.egress += [egress_entry(e.event, p, by=e.by) for e in inverse.egress]
                 for a in inverse.artifacts:
                     self.store.keep(rec, a, artifacts)
         except AgentplaneError as exc:

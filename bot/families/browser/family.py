@@ -215,7 +215,8 @@ def _declared_inverse(
         for a in files
     )
     part = _held_part(held, f"the held browser request that undoes {ctx.record.run_id}")
-    return Inverse(parts=(part,), artifacts=artifacts)
+    egress = tuple(Egress(e, BY) for e in tools.egress)
+    return Inverse(parts=(part,), artifacts=artifacts, egress=egress)
 
 
 def _login_note(login: Login) -> Note:

@@ -99,6 +99,13 @@ def test_the_declared_inverse_is_held_at_the_gate_and_sent_once_approved(
     assert (part.detail["action"], part.detail["method"]) == ("submit", "POST")
     assert part.detail["url"] == f"{site.url}/users/2"
     assert "browser-run.json" in {a.name for a in rb.artifacts}
+    # Its page loads are in its record, by Chromium, under the rollback plan's domain rule.
+    # (Chromium's own calls home are there too, denied.)
+    by_chromium = [x for x in rb.egress if x.by == "chromium" and x.phase == "propose"]
+    loads = [x for x in by_chromium if x.decision == "allow"]
+    assert loads and {x.host for x in loads} == {"127.0.0.1"}
+    assert all(x.rule.startswith("policies/") for x in loads), [x.rule for x in loads]
+    assert all(x.host == "127.0.0.1" for x in by_chromium if x.decision != "deny")
     # Held: the rollback's steps loaded the form, and no second save reached the site.
     assert site.state.writes[SAVE] == 1 and site.state.users[2].email == "b@x.io"
 
