@@ -8,16 +8,17 @@ tests.support.eval_pr` registers it (`make eval` does, from a checkout)."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pygit2
 import yaml
 from click.testing import CliRunner
 
+from bot.core.errors import AgentplaneError
 from bot.core.record import RunRecord
 from bot.doors.cli.main import cli
 from bot.doors.github.flow import PullRequestDoor
@@ -38,7 +39,7 @@ POLICY = "policies/default.yaml"
 
 def measure(s: Scenario, turns: list[dict[str, Any]], backend: str) -> Measure:
     if backend != "bwrap":
-        raise ValueError(f"scenario {s.name}: the PR door's eval runs on bwrap only")
+        raise AgentplaneError(f"scenario {s.name}: the PR door's eval runs on bwrap only")
     with (
         tempfile.TemporaryDirectory(prefix="agentplane-eval-pr-") as tmp,
         GitHubDouble(Path(tmp)) as github,
@@ -49,7 +50,7 @@ def measure(s: Scenario, turns: list[dict[str, Any]], backend: str) -> Measure:
             return world.run()
         finally:
             if github.violations:
-                raise AssertionError(
+                raise AgentplaneError(
                     f"scenario {s.name}: off-spec GitHub traffic:\n" + "\n".join(github.violations)
                 )
 
@@ -71,6 +72,9 @@ class World:
         """The demo project as the double's octo/demo, the scenario's files, its script,
         and routing's class for that script: all on the default branch."""
         files = repo_files()
+        for rel in self.s.files:
+            if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
+                raise AgentplaneError(f"scenario {self.s.name}: file {rel!r} is outside the repo")
         files.update(self.s.files)
         files[f".agentplane/scripts/{self.s.name}.yaml"] = yaml.safe_dump(
             {"turns": turns}, sort_keys=False
@@ -116,7 +120,7 @@ class World:
     def received(self, needle: str) -> bool:
         """Whether GitHub got the text: in any request body, or any object pushed to it
         (every branch, the audit branch's records and artifacts, commit messages)."""
-        if any(needle in json.dumps(r.json) for r in self.github.requests if r.json):
+        if any(needle in text for r in self.github.requests for text in _strings(r.json)):
             return True
         git = self.github.repo(REPO).git()
         data = needle.encode()
@@ -187,7 +191,7 @@ class World:
             number, payload = self.github.open_pull(REPO, "eval", author=DEVELOPER)
             said = self.deliver("pull_request", payload)
             if not said.startswith("ran 1"):
-                raise AssertionError(f"scenario {self.s.name}: the PR door said {said!r}")
+                raise AgentplaneError(f"scenario {self.s.name}: the PR door said {said!r}")
             return number
         body = f"{self.s.pr.issue}\n\n```yaml\n{self.job_text}```\n"
         _, payload = self.github.open_issue(
@@ -195,7 +199,7 @@ class World:
         )
         said = self.deliver("issues", payload)
         if not said.startswith("opened PR #"):
-            raise AssertionError(f"scenario {self.s.name}: the issue door said {said!r}")
+            raise AgentplaneError(f"scenario {self.s.name}: the issue door said {said!r}")
         number = int(said.split("#")[1])
         # GitHub sends the App's own PR to the App like any other.
         self.deliver("pull_request", self.github.payloads.pull_request(REPO, number, "opened"))
@@ -207,7 +211,7 @@ class World:
         clone = self.door.settings.data_dir / "repos" / REPO.replace("/", "__")
         line = CliRunner().invoke(cli, ["audit", "key", "--repo", str(clone)])
         if line.exit_code != 0:
-            raise AssertionError(f"agentplane audit key: {line.output}")
+            raise AgentplaneError(f"agentplane audit key: {line.output}")
         main = self.github.repo(REPO).git().revparse_single("refs/heads/main")
         policy = main.peel(pygit2.Commit).tree[POLICY].data.decode()  # type: ignore[union-attr]
         self.github.commit(
@@ -217,7 +221,7 @@ class World:
     def run_ids(self, number: int) -> list[str]:
         runs = [r for _, _, r in self.door.state.runs(REPO, number)]
         if not runs:
-            raise AssertionError(f"scenario {self.s.name}: no run on PR #{number}")
+            raise AgentplaneError(f"scenario {self.s.name}: no run on PR #{number}")
         return runs
 
     def rollback(self, number: int, before: str) -> str:
@@ -275,6 +279,19 @@ class World:
             # The PR's branch moved before any approver reviewed: the comments applied it.
             return moved
         return False
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a request's JSON, keys included, as GitHub decoded it."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 EVAL_DRIVERS: dict[str, Driver] = {"pr": measure}
