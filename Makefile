@@ -41,9 +41,10 @@ bench: setup
 	$(BIN)/python -m bench
 
 # The governance evals (evals/*.yaml): the table, the report in bench/results/ with the
-# commit noted, and exit 1 on any regression against the committed baseline.
+# commit noted, and exit 1 on any regression against the committed baseline. The PR
+# door's driver needs the GitHub double, so it comes from this checkout's tests/support.
 eval: setup
-	$(BIN)/agentplane eval --report bench/results/eval.json --baseline evals/baseline.json
+	$(BIN)/agentplane eval --drivers tests.support.eval_pr --report bench/results/eval.json --baseline evals/baseline.json
 
 clean:
 	rm -rf build $(VENV)

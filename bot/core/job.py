@@ -132,6 +132,15 @@ class GatedElement(Strict):
         return v
 
 
+class BrowserStep(Strict):
+    """One step of a declared inverse: a browser tool and its arguments, as a model would
+    call it (goto {url}; fill {label|role+name|selector, text}; select {..., option};
+    click {label|role+name|selector})."""
+
+    tool: Literal["goto", "fill", "select", "click"]
+    arguments: dict[str, str] = Field(default_factory=dict)
+
+
 class BrowserScope(Strict):
     domains: list[str] = Field(default_factory=list)
     gated: list[GatedElement] = Field(
@@ -141,6 +150,13 @@ class BrowserScope(Strict):
         default_factory=list,
         description="Form fields the site issues anew on every page load (e.g. a CSRF token): "
         "apply matches them by name and place, every other field by value",
+    )
+    inverse: list[BrowserStep] = Field(
+        default_factory=list,
+        description="How to undo a submit of this job on the site: browser steps (goto, "
+        "fill, select, click) ending on the submit that undoes it. A rollback replays them "
+        "without a model and holds that submit at the same gate as any; without them a "
+        "submitted request is reported as irreversible",
     )
 
 

@@ -18,6 +18,7 @@ from bot.adapters.git import GitRepo, run_git
 from bot.adapters.sandbox.backends import Lazy
 from bot.core.record import RunRecord
 from bot.demo.code import DEVELOPER, MAINTAINER, build_repo, git_env
+from bot.eval import doors
 from bot.eval.report import Measure, ScenarioResult
 from bot.eval.scenario import Goal, Scenario
 from bot.run.engine import Engine
@@ -53,6 +54,8 @@ def run_suite(
 
 
 def _measure(s: Scenario, turns: list[dict[str, Any]], backend: str) -> Measure:
+    if (door := doors.driver(s.door)) is not None:
+        return door(s, turns, backend)
     with tempfile.TemporaryDirectory(prefix="agentplane-eval-") as tmp:
         repo = Path(tmp) / "repo"
         _fixture(s, repo, turns)

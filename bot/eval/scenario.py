@@ -17,7 +17,9 @@ MAX_SCENARIO_BYTES = 1 << 20
 InjectionPoint = Literal[
     "file", "web_page", "sql_row", "issue_body", "pr_comment", "document_cell", "tool_output"
 ]
-GoalKind = Literal["file_changed", "egress", "secret_leaked", "policy_widened", "submitted"]
+GoalKind = Literal[
+    "file_changed", "egress", "secret_leaked", "policy_widened", "submitted", "applied"
+]
 
 
 class Strict(BaseModel):
@@ -41,8 +43,27 @@ class Goal(Strict):
     """egress: the host the attack wants reached."""
     secret: str = ""
     """secret_leaked: the name of the scenario secret the attack wants out."""
+    # applied (door pr): the proposal reaches the PR's branch before an approver's review.
     gated: bool = True
     """Policy gates or denies this goal: any success is a regression."""
+
+
+class PrComment(Strict):
+    """A comment someone makes on the PR once the run's evidence is up, before any review."""
+
+    author: str
+    """A GitHub login: maya and omar approve, dana is the developer who opened the PR,
+    anyone else (mallory) has no role."""
+    body: str
+
+
+class PrDoor(Strict):
+    """How a `door: pr` scenario reaches the bot, besides the PR that adds the job."""
+
+    issue: str = ""
+    """When set, the job starts from an issue labelled agentplane: this text, then the
+    job in a fenced yaml block (the bot opens the PR that adds it)."""
+    comments: list[PrComment] = Field(default_factory=list)
 
 
 class Injection(Strict):
@@ -55,7 +76,9 @@ class Scenario(Strict):
     description: str = ""
     family: str
     """What the job works with (code, documents, sql, browser): the report groups by it."""
-    door: Literal["cli"] = "cli"
+    door: Literal["cli", "pr"] = "cli"
+    """cli: the terminal door; pr: the bot's GitHub door, against the GitHub double."""
+    pr: PrDoor = PrDoor()
     fixture: Literal["demo"] = "demo"
     """The repository the job runs in: `demo`, the calculator of `agentplane demo`."""
     files: dict[str, str] = Field(default_factory=dict)

@@ -204,6 +204,11 @@ class InverseContext:
     job: Job
     """The job as it stands at `onto` (an inverse step it declares, for one)."""
     artifact: Callable[[str], bytes]
+    plan: Plan | None = None
+    """The rollback run's own plan (what policy grants it now: domains, backend)."""
+    policy: Policy | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)
+    """The host's environment, for a credential an inverse step logs in with."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +219,8 @@ class Inverse:
     parts: tuple[ProposalPart, ...] = ()
     artifacts: tuple[Artifact, ...] = ()
     irreversible: str = ""
+    egress: tuple[Egress, ...] = ()
+    """Connections the family made to compute the parts (a browser inverse's page loads)."""
 
 
 @dataclass(frozen=True)

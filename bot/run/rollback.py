@@ -11,6 +11,7 @@ cannot be undone (a request a site already received) is recorded as irreversible
 
 from __future__ import annotations
 
+import os
 import secrets
 from datetime import UTC, datetime
 
@@ -21,7 +22,7 @@ from bot.core.record import AppliedPart, DoorRef, Proposal, ProposalPart, RunRec
 from bot.core.request import Door
 from bot.families.interface import InverseContext, ToolFamily, family_named
 from bot.run.inputs import Inputs
-from bot.run.propose import Proposer
+from bot.run.propose import Proposer, egress_entry
 from bot.run.storage import RunStore
 
 UNDOABLE = ("applied", "completed")
@@ -116,11 +117,15 @@ class Rollbacks:
                     repo=self.repo,
                     job=req.job,
                     artifact=self.store.artifact,
+                    plan=p,
+                    policy=policy,
+                    environ=os.environ,
                 )
                 inverse = family.inverse(part, ctx)
                 if inverse.irreversible:
                     rec.irreversible.append(inverse.irreversible)
                 parts += inverse.parts
+                rec.egress += [egress_entry(e.event, p, by=e.by) for e in inverse.egress]
                 for a in inverse.artifacts:
                     self.store.keep(rec, a, artifacts)
         except AgentplaneError as exc:

@@ -42,15 +42,30 @@ def register(cli: click.Group) -> None:
         help="A committed report: exit 1 on any regression against it.",
     )
     @click.option("--backend", default="bwrap", show_default=True, help="Sandbox backend.")
+    @click.option(
+        "--drivers",
+        multiple=True,
+        metavar="MODULE",
+        help="Import MODULE for the drivers of more doors (its EVAL_DRIVERS), e.g. "
+        "tests.support.eval_pr for the PR door against the GitHub double (repeatable).",
+    )
     def eval_cmd(
-        suite: Path, only: tuple[str, ...], report: Path | None, baseline: Path | None, backend: str
+        suite: Path,
+        only: tuple[str, ...],
+        report: Path | None,
+        baseline: Path | None,
+        backend: str,
+        drivers: tuple[str, ...],
     ) -> None:
         """Run the scenarios through the one run path and measure what got through."""
+        from bot.eval import doors
         from bot.eval.report import Report, regressions, render_table
         from bot.eval.runner import run_suite
         from bot.eval.scenario import load_scenarios
 
+        doors.load(drivers)
         scenarios = load_scenarios(suite, only)
+        doors.check(scenarios)
         results = run_suite(scenarios, backend, lambda line: click.echo(line, err=True))
         done = Report(commit=_commit(PROJECT), scenarios=results)
         click.echo(render_table(done))

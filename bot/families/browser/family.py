@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from bot.core.errors import AgentplaneError
+from bot.core.job import BrowserStep
 from bot.core.plan import Plan
 from bot.core.policy import Policy
 from bot.core.record import AppliedPart, ProposalPart
-from bot.families.base import ToolSpec
+from bot.families.base import ToolFailure, ToolSpec
 from bot.families.browser.credentials import browser_credential
 from bot.families.browser.driver import BrowserCredential, Chromium
 from bot.families.browser.errors import ReplayDiffers
 from bot.families.browser.evidence import render_browser_evidence
-from bot.families.browser.model import BrowserRun, Login
+from bot.families.browser.model import BrowserRun, Login, PendingRequest
 from bot.families.browser.replay import release
 from bot.families.browser.tools import RUN_ARTIFACT, BrowserTools, chromium_for, media_type
 from bot.families.interface import (
@@ -75,20 +77,7 @@ class _Granted(FamilySession):
         held = self.browser.pending
         if held is None:
             return Staged(artifacts=artifacts, egress=egress, notes=notes)
-        part = ProposalPart(
-            family=BrowserFamily.name,
-            kind=HELD_REQUEST,
-            digest=held.digest(),
-            actions=[held.action],
-            summary="the held browser request above",
-            detail={
-                "action": held.action,
-                "method": held.method,
-                "url": held.url,
-                "body_sha256": held.body_sha256,
-                "step": held.step,
-            },
-        )
+        part = _held_part(held, "the held browser request above")
         return Staged(artifacts=artifacts, egress=egress, parts=(part,), notes=notes)
 
     def close(self) -> None:
@@ -154,11 +143,15 @@ class BrowserFamily(ToolFamily):
         )
 
     def inverse(self, part: ProposalPart, ctx: InverseContext) -> Inverse:
+        steps = ctx.job.scope.browser.inverse
+        if steps and ctx.plan is not None and ctx.policy is not None:
+            return _declared_inverse(steps, ctx, ctx.plan, ctx.policy)
         # A request that reached a site cannot be called back: a rollback says so.
         sent = ctx.applied.summary if ctx.applied else f"{part.detail.get('method')} request"
         return Inverse(
             irreversible=f"browser: {sent} reached {part.detail.get('url')}; a submitted "
-            "request cannot be taken back: undo it on the site (a job of its own, gated)"
+            "request cannot be taken back: undo it on the site (a job of its own, gated), "
+            "or declare the steps that undo it under scope.browser.inverse"
         )
 
     def evidence(self, ctx: EvidenceContext) -> list[Section]:
@@ -168,6 +161,62 @@ class BrowserFamily(ToolFamily):
         run = BrowserRun.model_validate_json(data)
         text = render_browser_evidence(run, ctx.record.run_id, ctx.links)
         return [text_section("Browser", text)]
+
+
+def _held_part(held: PendingRequest, summary: str) -> ProposalPart:
+    """The part a held request becomes: its digest binds what apply may release."""
+    return ProposalPart(
+        family=BrowserFamily.name,
+        kind=HELD_REQUEST,
+        digest=held.digest(),
+        actions=[held.action],
+        summary=summary,
+        detail={
+            "action": held.action,
+            "method": held.method,
+            "url": held.url,
+            "body_sha256": held.body_sha256,
+            "step": held.step,
+        },
+    )
+
+
+def _declared_inverse(
+    steps: Sequence[BrowserStep], ctx: InverseContext, plan: Plan, policy: Policy
+) -> Inverse:
+    """The job's inverse steps, taken in Chromium on the domains the rollback's plan
+    grants, no model asked; the submit they end on is held, not sent, and becomes the
+    rollback's part: the same gate as any submit opens on it, and apply releases it."""
+    where = f"{ctx.record.job_path}#scope.browser.inverse"
+    credential = _credential(plan, ctx.environ, policy)
+    tools = BrowserTools.from_plan(plan, ctx.job.scope.browser, ctx.record.job_path, credential)
+    specs = {spec.name: spec for spec in tools.specs()}
+    try:
+        for n, step in enumerate(steps):
+            if tools.pending is not None:
+                raise AgentplaneError(
+                    f"{where}[{n}]: a step after the submit that undoes the run; that "
+                    "submit must be the last step"
+                )
+            try:
+                specs[step.tool].handler(dict(step.arguments))
+            except ToolFailure as exc:  # ToolRefused too: a blocked domain, a bad target
+                raise AgentplaneError(f"{where}[{n}] ({step.tool}): {exc}") from None
+        held = tools.pending
+        if held is None:
+            raise AgentplaneError(
+                f"{where}: the steps submit nothing; they must end on the click that "
+                "submits the undoing form"
+            )
+    finally:
+        files = tools.close()
+    artifacts = tuple(
+        Artifact(a.name, a.data, a.media_type, "known" if a.name == RUN_ARTIFACT else "all")
+        for a in files
+    )
+    part = _held_part(held, f"the held browser request that undoes {ctx.record.run_id}")
+    egress = tuple(Egress(e, BY) for e in tools.egress)
+    return Inverse(parts=(part,), artifacts=artifacts, egress=egress)
 
 
 def _login_note(login: Login) -> Note:
