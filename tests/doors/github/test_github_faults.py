@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import bot.adapters.model.client  # noqa: F401  (imports litellm once, before the forks)
-from tests.support.forked import run_forked
+from tests.support.forked import reserve_for_forking, run_forked
 from tests.support.github import GitHubDouble
 from tests.support.github.chaos import KINDS, Chaos
 from tests.support.github.ledger import audit_records, count
@@ -42,17 +42,14 @@ def handled(
     assert not ended.error and not ended.killed, ended.error
 
 
-# Opt-in for now: on a loaded CI host these suites failed where they pass alone, and a
-# failing suite would keep everything else from landing. Run them with
-# AGENTPLANE_FAULT_SUITES=1 (see the README's guarantees table).
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("AGENTPLANE_FAULT_SUITES"), reason="set AGENTPLANE_FAULT_SUITES=1"
-)
+# In a pytest process of its own (make test's second run): see tests.support.forked.
+pytestmark = pytest.mark.forks_bots
 
 
 def test_a_fifth_of_github_calls_failing_duplicates_nothing(
     github: GitHubDouble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    reserve_for_forking()
     chaos = Chaos(SEED, rate=0.2, timeout=1.0)
     bots = []
     for i in range(PULLS):

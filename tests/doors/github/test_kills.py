@@ -24,7 +24,7 @@ import pytest
 import bot.adapters.model.client  # noqa: F401  (imports litellm once, before the forks)
 from bot.adapters.git import run_git
 from bot.run.killpoints import ENV, POINTS
-from tests.support.forked import run_forked
+from tests.support.forked import reserve_for_forking, run_forked
 from tests.support.github import GitHubDouble
 from tests.support.github.ledger import audit_records, count
 from tests.support.github.processes import JOB, JOB_TEXT, Bot, small_repo
@@ -88,17 +88,14 @@ def play(github: GitHubDouble, repo: str, story: Story) -> int:
     return number
 
 
-# Opt-in for now: on a loaded CI host these suites failed where they pass alone, and a
-# failing suite would keep everything else from landing. Run them with
-# AGENTPLANE_FAULT_SUITES=1 (see the README's guarantees table).
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("AGENTPLANE_FAULT_SUITES"), reason="set AGENTPLANE_FAULT_SUITES=1"
-)
+# In a pytest process of its own (make test's second run): see tests.support.forked.
+pytestmark = pytest.mark.forks_bots
 
 
 def test_kills_anywhere_lose_nothing_and_repeat_nothing(
     github: GitHubDouble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    reserve_for_forking()
     # litellm loads its router and tokenizer lazily; load them here, once, so each fork
     # starts with them (building a Router here would not do: its native core refuses to
     # run in a forked child).
