@@ -9,16 +9,18 @@ marker so posting is idempotent.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import github
 import requests
+from cryptography.hazmat.primitives import serialization
 from github import Auth, Github, GithubIntegration
 
 from bot.core.errors import AgentplaneError
@@ -120,6 +122,18 @@ def _written(comment: Any) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)  # GitHub's times are UTC
 
 
+@functools.lru_cache(maxsize=4)
+def _app_key(pem: str) -> Any:
+    """The App's key, parsed once per process: checking an RSA key costs far more than
+    signing with it, and PyGithub would parse the PEM again for every JWT it signs."""
+    try:
+        return serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise GitHubError(
+            f"the App's private key is not a PEM private key without a passphrase: {exc}"
+        ) from None
+
+
 def marker(key: str) -> str:
     return f"<!-- agentplane:{key} -->"
 
@@ -170,7 +184,9 @@ class GitHubClient:
         self._user_ids_lock = threading.Lock()
         self.integration: GithubIntegration | None = None
         if settings.app_id and settings.app_private_key:
-            app = Auth.AppAuth(settings.app_id, settings.app_private_key)
+            key = _app_key(settings.app_private_key)
+            # PyJWT signs with a key object as well as with PEM text.
+            app = Auth.AppAuth(settings.app_id, cast(Any, lambda: key))
             self.integration = GithubIntegration(
                 auth=app, base_url=settings.api_url, retry=retry, timeout=settings.github_timeout
             )

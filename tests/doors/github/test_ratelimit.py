@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import bot.doors.github.client as client_module
 from bot.core.errors import AgentplaneError
 from bot.doors.github.client import GitHubClient, GitHubError
 from bot.doors.github.ratelimit import SECONDARY_WAIT, Pacer, WaitTooLong, retry_wait
@@ -163,3 +164,24 @@ def test_under_load_one_installations_writes_reach_github_one_at_a_time_and_spac
     assert len(writes) == 6 and len(github.comments(REPO, pull)) == 6
     gaps = [b - a for a, b in itertools.pairwise(writes)]
     assert min(gaps) >= pause, gaps
+
+
+def test_the_apps_key_is_parsed_once_per_process_and_a_bad_one_is_named(
+    github: GitHubDouble, tmp_path: Path, pull: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[bytes] = []
+    real = client_module.serialization.load_pem_private_key
+
+    def counting(data: bytes, password: bytes | None) -> object:
+        parsed.append(data)
+        return real(data, password)
+
+    monkeypatch.setattr(client_module.serialization, "load_pem_private_key", counting)
+    client_module._app_key.cache_clear()
+    for _ in range(2):  # two clients, two JWTs (each mints its installation token)
+        client(github, tmp_path, []).upsert_comment(REPO, pull, "k", "hello")
+    assert len(github.calls("POST", r"/access_tokens$")) == 2
+    assert len(parsed) == 1
+    settings = Settings(webhook_secrets=("s",), app_id=1, app_private_key="not a key")
+    with pytest.raises(GitHubError, match="not a PEM private key"):
+        GitHubClient(settings, 1)
