@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
-import bot.adapters.model.client  # noqa: F401  (imports litellm once, before the forks)
 from tests.support.forked import reserve_for_forking, run_forked
 from tests.support.github import GitHubDouble
 from tests.support.github.chaos import KINDS, Chaos
 from tests.support.github.ledger import audit_records, count
-from tests.support.github.processes import JOB, JOB_TEXT, Bot, small_repo
+from tests.support.github.processes import JOB, JOB_TEXT, Bot, small_repo, warm_up
 
 SEED = int(os.environ.get("AGENTPLANE_FAULT_SEED", "1820"))
 PULLS = 3
@@ -50,6 +49,7 @@ def test_a_fifth_of_github_calls_failing_duplicates_nothing(
     github: GitHubDouble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     reserve_for_forking()
+    warm_up(github, tmp_path / "warm")
     chaos = Chaos(SEED, rate=0.2, timeout=1.0)
     bots = []
     for i in range(PULLS):
@@ -78,7 +78,8 @@ def test_a_fifth_of_github_calls_failing_duplicates_nothing(
         kinds = ", ".join(f"{k} {chaos.injected[k]}" for k in KINDS)
         print(
             f"\nGitHub fault suite: seed {SEED}: {sum(chaos.injected.values())} faults injected"
-            f" in {chaos.calls} calls ({kinds}); runs completed {len(bots)}/{PULLS};"
+            f" in {chaos.calls} calls ({kinds}); retries {chaos.retries};"
+            f" runs completed {len(bots)}/{PULLS};"
             f" duplicates seen {len(duplicates)}"
         )
     assert duplicates == []

@@ -609,7 +609,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         chaos = self.double.chaos
-        fault = chaos.draw(self.command) if chaos is not None else None
+        fault = chaos.draw(self.command, self.path) if chaos is not None else None
         if fault is not None and chaos is not None and self._misbehave(fault, chaos):
             return
         status, body, extra = self.double.handle(self.command, self.path, headers, raw)
