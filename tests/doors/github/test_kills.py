@@ -106,6 +106,7 @@ def test_kills_anywhere_lose_nothing_and_repeat_nothing(
 
     by_point: Counter[str] = Counter()
     duplicates: list[str] = []
+    sent = done = 0
     for repo, number, story in stories:
         bot = story.bot
         by_point += story.kills
@@ -113,6 +114,8 @@ def test_kills_anywhere_lose_nothing_and_repeat_nothing(
         deliveries = bot.deliveries()
         assert set(bot.sent) <= set(deliveries), (repo, bot.sent, deliveries)
         assert {s for g, s in deliveries.items() if g in bot.sent} == {"done"}, deliveries
+        sent += len(set(bot.sent))
+        done += sum(1 for g in set(bot.sent) if deliveries[g] == "done")
         # Every run completed: the newest is applied and its commit is the PR's head.
         records = audit_records(github, repo)
         newest = bot.newest_run(repo, number)
@@ -135,7 +138,8 @@ def test_kills_anywhere_lose_nothing_and_repeat_nothing(
         print(
             f"\nkill suite: seed {SEED}: {kills} kills survived over {len(stories)} pull "
             f"requests ({', '.join(f'{p} {by_point[p]}' for p in POINTS)}); "
-            f"deliveries lost 0; duplicates seen {len(duplicates)}"
+            f"deliveries {sent} sent, {done} done, {sent - done} lost; "
+            f"duplicates seen {len(duplicates)}"
         )
     assert duplicates == []
     if kills >= 100:
