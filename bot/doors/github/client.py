@@ -1,27 +1,40 @@
 """The GitHub adapter (PyGithub): App or token auth, retries, and the few calls the door makes.
 
 Installation tokens come from PyGithub's AppInstallationAuth, which refreshes
-them before they expire; GithubRetry retries 5xx and secondary rate limits and
-honours Retry-After. Comments carry a hidden marker so posting is idempotent.
+them before they expire. Retries and pauses follow GitHub's advice (bot.doors.github.ratelimit):
+reads are retried by urllib3, writes by GitHubClient.write after it looks, every wait is
+capped, and each installation's writes go one at a time, spaced. Comments carry a hidden
+marker so posting is idempotent.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import github
 import requests
+from cryptography.hazmat.primitives import serialization
 from github import Auth, Github, GithubIntegration
-from github.GithubRetry import GithubRetry
 
 from bot.core.errors import AgentplaneError
 from bot.core.identity import from_github
+from bot.doors.github.ratelimit import (
+    Clock,
+    GuidedRetry,
+    Pacer,
+    Sleep,
+    capped,
+    pacer_for,
+    rate_limited,
+    retry_wait,
+)
 from bot.doors.github.settings import Settings
 
 T = TypeVar("T")
@@ -34,11 +47,16 @@ WRITE_ATTEMPTS = 6
 
 class GitHubError(AgentplaneError):
     def __init__(
-        self, message: str, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.headers = headers or {}
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -55,11 +73,7 @@ def transient(exc: Exception) -> bool:
     if isinstance(exc, requests.RequestException):
         return True
     if isinstance(exc, GitHubError) and exc.status is not None:
-        return (
-            exc.status >= 500
-            or exc.status == 429
-            or (exc.status == 403 and (exc.retry_after is not None or "rate limit" in str(exc)))
-        )
+        return exc.status >= 500 or rate_limited(exc.status, exc.headers, str(exc))
     return False
 
 
@@ -108,17 +122,39 @@ def _written(comment: Any) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)  # GitHub's times are UTC
 
 
+@functools.lru_cache(maxsize=4)
+def _app_key(pem: str) -> Any:
+    """The App's key, parsed once per process: checking an RSA key costs far more than
+    signing with it, and PyGithub would parse the PEM again for every JWT it signs."""
+    try:
+        return serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise GitHubError(
+            f"the App's private key is not a PEM private key without a passphrase: {exc}"
+        ) from None
+
+
 def marker(key: str) -> str:
     return f"<!-- agentplane:{key} -->"
 
 
 class GitHubClient:
-    def __init__(self, settings: Settings, installation_id: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        installation_id: int | None = None,
+        *,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.time,
+    ) -> None:
         self.settings = settings
-        # GitHub's guidance: honour Retry-After, back off exponentially, and never resend a
-        # write blindly. urllib3 resends only what cannot act twice (IDEMPOTENT); rate
-        # limits answer 403 or 429 with Retry-After, which urllib3 sleeps out.
-        retry = GithubRetry(
+        self._sleep, self._clock = sleep, clock
+        # Never resend a write blindly: urllib3 resends only what cannot act twice
+        # (IDEMPOTENT), waiting as GitHub advises (GuidedRetry); write() resends the rest.
+        retry = GuidedRetry(
+            max_wait=settings.github_max_wait,
+            sleep=sleep,
+            clock=clock,
             total=5,
             backoff_factor=settings.github_backoff,
             allowed_methods=IDEMPOTENT,
@@ -131,8 +167,16 @@ class GitHubClient:
             "lazy": True,
             "timeout": settings.github_timeout,
         }
+        # Writes are spaced per installation by the Pacer, across this process's clients;
+        # PyGithub's own spacing is per client, so only its pause between reads is kept.
+        opts["seconds_between_writes"] = None
         if not settings.github_throttle:
-            opts.update(seconds_between_requests=None, seconds_between_writes=None)
+            opts["seconds_between_requests"] = None
+        self.pacer: Pacer = pacer_for(
+            settings.api_url,
+            installation_id,
+            settings.github_write_pause if settings.github_throttle else 0.0,
+        )
         auth: Auth.Auth
         self.gh: Github | None = None
         self._user_ids: dict[str, int] = {}
@@ -140,7 +184,9 @@ class GitHubClient:
         self._user_ids_lock = threading.Lock()
         self.integration: GithubIntegration | None = None
         if settings.app_id and settings.app_private_key:
-            app = Auth.AppAuth(settings.app_id, settings.app_private_key)
+            key = _app_key(settings.app_private_key)
+            # PyJWT signs with a key object as well as with PEM text.
+            app = Auth.AppAuth(settings.app_id, cast(Any, lambda: key))
             self.integration = GithubIntegration(
                 auth=app, base_url=settings.api_url, retry=retry, timeout=settings.github_timeout
             )
@@ -170,15 +216,25 @@ class GitHubClient:
         try:
             return fn(*args, **kw)
         except github.GithubException as exc:
+            headers = {str(k).lower(): str(v) for k, v in (exc.headers or {}).items()}
             raise GitHubError(
-                f"GitHub API {exc.status}: {exc.data}", exc.status, _retry_after(exc.headers)
+                f"GitHub API {exc.status}: {exc.data}",
+                exc.status,
+                _retry_after(exc.headers),
+                headers,
             ) from None
+
+    def mutate(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """call() for a request that changes something: one at a time per installation,
+        spaced as GitHub advises (Pacer)."""
+        with self.pacer.hold():
+            return self.call(fn, *args, **kw)
 
     def write(self, what: str, attempt: Callable[[], T]) -> T:
         """attempt() until it succeeds or fails for good. attempt must look before it writes
         (find the comment by its marker, the check run by name and commit), so running it
         again after a write whose answer was lost finds that write instead of repeating it.
-        Waits Retry-After when GitHub gives one, else backs off exponentially."""
+        Waits as GitHub advises (ratelimit.retry_wait), never longer than github_max_wait."""
         for n in range(WRITE_ATTEMPTS):
             try:
                 return attempt()
@@ -187,8 +243,16 @@ class GitHubClient:
                     if isinstance(exc, GitHubError):
                         raise
                     raise GitHubError(f"{what}: {type(exc).__name__}: {exc}") from None
-                wait = exc.retry_after if isinstance(exc, GitHubError) else None
-                time.sleep(wait if wait is not None else self.settings.github_backoff * 2**n)
+                failed = exc if isinstance(exc, GitHubError) else None
+                wait, why = retry_wait(
+                    failed.status if failed else None,
+                    failed.headers if failed else None,
+                    str(exc),
+                    n,
+                    backoff=self.settings.github_backoff,
+                    now=self._clock(),
+                )
+                self._sleep(capped(wait, f"{what}: {why}", self.settings.github_max_wait))
         raise AssertionError("unreachable")
 
     def repo(self, full_name: str) -> Any:
@@ -298,9 +362,9 @@ class GitHubClient:
         commit = self.call(repo.get_commit, head_sha)
         existing = [c for c in self.call(commit.get_check_runs, check_name=name)]
         if existing:
-            self.call(existing[0].edit, **kw)
+            self.mutate(existing[0].edit, **kw)
             return int(existing[0].id)
-        return int(self.call(repo.create_check_run, name=name, head_sha=head_sha, **kw).id)
+        return int(self.mutate(repo.create_check_run, name=name, head_sha=head_sha, **kw).id)
 
     def upsert_comment(self, full_name: str, number: int, key: str, body: str) -> Posted:
         """Post or edit the one comment carrying key's marker: redelivery never duplicates.
@@ -317,9 +381,9 @@ class GitHubClient:
         for comment in self.call(issue.get_comments):
             if marker(key) in (comment.body or ""):
                 if comment.body != tagged:
-                    self.call(comment.edit, tagged)
+                    self.mutate(comment.edit, tagged)
                 return Posted(int(comment.id), _written(comment))
-        created = self.call(issue.create_comment, tagged)
+        created = self.mutate(issue.create_comment, tagged)
         return Posted(int(created.id), _written(created))
 
     def react(self, full_name: str, comment_id: int, content: str) -> None:
@@ -327,7 +391,7 @@ class GitHubClient:
         # GitHub answers a repeated reaction with the one already there: safe to resend.
         self.write(
             "reaction",
-            lambda: self.call(
+            lambda: self.mutate(
                 self._api().requester.requestJsonAndCheck,
                 "POST",
                 f"/repos/{full_name}/issues/comments/{comment_id}/reactions",
@@ -353,7 +417,7 @@ class GitHubClient:
         return int(self.call(self.integration.get_repo_installation, owner, name).id)
 
     def create_pull(self, full_name: str, head: str, base: str, title: str, body: str) -> int:
-        pr = self.call(
+        pr = self.mutate(
             self.repo(full_name).create_pull, title=title, body=body, head=head, base=base
         )
         return int(pr.number)
@@ -363,7 +427,7 @@ class GitHubClient:
     ) -> None:
         """workflow_dispatch of .github/workflows/<workflow> on ref, with inputs."""
         flow = self.call(self.repo(full_name).get_workflow, workflow)
-        if not self.call(flow.create_dispatch, ref, inputs):
+        if not self.mutate(flow.create_dispatch, ref, inputs):
             raise GitHubError(f"GitHub refused to dispatch {workflow} on {ref}", 422)
 
         # -- App-level: deliveries for the reconciler -------------------------------------------

@@ -93,8 +93,24 @@ class Settings(BaseSettings):
     )
     github_throttle: bool = Field(
         True,
-        description="PyGithub's pauses between requests (GitHub's advice against "
-        "secondary rate limits); off only for local test doubles",
+        description="pauses between requests (GitHub's advice against secondary rate "
+        "limits): github_write_pause between writes per installation, PyGithub's between "
+        "reads; off only for local test doubles",
+    )
+    github_write_pause: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="seconds between one installation's mutating GitHub calls (GitHub: "
+        "at least one second), which also go one at a time",
+    )
+    github_max_wait: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="the longest the bot waits before retrying a GitHub call (Retry-After, "
+        "a rate limit's reset, a backoff); a longer one fails the call, and the delivery "
+        "is retried from the queue",
     )
 
     @classmethod

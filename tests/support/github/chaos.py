@@ -26,19 +26,27 @@ class Chaos:
     slow: float = 0.3
     injected: Counter[str] = field(default_factory=Counter)
     calls: int = 0
+    retries: int = 0
+    """Calls that repeat a faulted one (same method and path): the bot trying again."""
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._lock = threading.Lock()
+        self._faulted: Counter[tuple[str, str]] = Counter()
 
-    def draw(self, method: str) -> str | None:
+    def draw(self, method: str, path: str = "") -> str | None:
         """The fault this call meets, or None (counted either way)."""
         with self._lock:
             self.calls += 1
+            if self._faulted[(method, path)] > 0:
+                self._faulted[(method, path)] -= 1
+                self.retries += 1
             if self._rng.random() >= self.rate:
                 return None
             kind = self._rng.choice(KINDS)
             if kind == "dropped-after-write" and method not in WRITES:
                 kind = "timeout"
             self.injected[kind] += 1
+            if kind != "slow":  # a slow answer is still an answer: nothing to retry
+                self._faulted[(method, path)] += 1
             return kind

@@ -7,20 +7,25 @@ the run path around the agent, and each kill may cost a fresh proposal.
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import litellm
 from fastapi.testclient import TestClient
 
+import bot.adapters.model.client  # noqa: F401  (imports litellm once, before the forks)
 from bot.adapters.sandbox.bwrap import BwrapBackend
+from bot.doors.github.client import GitHubClient
 from bot.doors.github.flow import PullRequestDoor, reconcile
 from bot.doors.github.queue import Backoff, SqliteQueue
 from bot.doors.github.server import Metrics, Worker, create_app
 from bot.doors.github.settings import Settings
 from bot.doors.github.state import PullState
+from bot.run.redact import token_patterns
 
 from .door import JOB, repo_files
 from .server import GitHubDouble
@@ -50,6 +55,21 @@ SCRIPT_TEXT = f"""turns:
           content: {FIXED!r}
   - content: add() adds now.
 """
+
+
+def warm_up(github: GitHubDouble, root: Path) -> None:
+    """Load, once in the parent, what every forked bot would otherwise load for itself."""
+    # litellm loads its router and tokenizer lazily (building a Router here would not do:
+    # its native core refuses to run in a forked child).
+    for module in (
+        "litellm.router",
+        "litellm.router_rust.core",  # a Router's core, imported only when one is built
+        "litellm.integrations.SlackAlerting.slack_alerting",
+    ):
+        importlib.import_module(module)
+    litellm.token_counter(model="gpt-4o", text="warm up")
+    token_patterns()  # the redactor's detect-secrets patterns, imported on first use
+    GitHubClient(Bot(github, root).settings)  # parses the App's key, once per process
 
 
 def small_repo() -> dict[str, str]:
@@ -133,4 +153,4 @@ class Bot:
         return runs[-1][2]
 
 
-__all__ = ["JOB", "JOB_TEXT", "Bot", "small_repo"]
+__all__ = ["JOB", "JOB_TEXT", "Bot", "small_repo", "warm_up"]

@@ -237,18 +237,23 @@ class GitHubDouble:
         times: int = 1,
         retry_after: int | None = None,
         secondary_rate_limit: bool = False,
+        message: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        """The next `times` matching requests fail (after spec validation, before auth)."""
-        headers: dict[str, str] = {}
-        message = "Server Error" if status >= 500 else "Forbidden"
+        """The next `times` matching requests fail (after spec validation, before auth),
+        with message and headers instead of the usual ones when given."""
+        sent: dict[str, str] = {}
+        default = "Server Error" if status >= 500 else "Forbidden"
         if secondary_rate_limit:
-            status, message = 403, SECONDARY_RATE_LIMIT
-            headers["Retry-After"] = str(retry_after if retry_after is not None else 1)
+            status, default = 403, SECONDARY_RATE_LIMIT
+            sent["Retry-After"] = str(retry_after if retry_after is not None else 1)
         elif retry_after is not None:
-            headers["Retry-After"] = str(retry_after)
-        body = {"message": message, "documentation_url": DOCS, "status": str(status)}
+            sent["Retry-After"] = str(retry_after)
+        sent.update(headers or {})
+        text = message if message is not None else default
+        body = {"message": text, "documentation_url": DOCS, "status": str(status)}
         self._faults.append(
-            Fault(method.upper(), re.compile(path_regex), status, times, body, headers)
+            Fault(method.upper(), re.compile(path_regex), status, times, body, sent)
         )
 
     def open_pull(
@@ -525,6 +530,7 @@ class GitHubDouble:
                     record.headers,
                     record.operation_id,
                     status,
+                    time.monotonic(),
                 )
             )
 
@@ -603,7 +609,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         chaos = self.double.chaos
-        fault = chaos.draw(self.command) if chaos is not None else None
+        fault = chaos.draw(self.command, self.path) if chaos is not None else None
         if fault is not None and chaos is not None and self._misbehave(fault, chaos):
             return
         status, body, extra = self.double.handle(self.command, self.path, headers, raw)

@@ -67,6 +67,8 @@ class Recorded:
     headers: dict[str, str]
     operation_id: str | None = None
     status: int = 0
+    at: float = 0.0
+    """time.monotonic() when the double answered it (for spacing checks)."""
 
 
 @dataclass(frozen=True)
