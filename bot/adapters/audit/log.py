@@ -693,6 +693,16 @@ class AuditLog:
         the one before, is not signed by a trusted key (or is unsigned where signatures are
         required), or if the local anchor is not on the chain. Only new entries are read,
         so reads stay O(new entries)."""
+        try:
+            self._sync_unchecked()
+        except pygit2.GitError as exc:  # libgit2 cannot read what the branch points at
+            raise AuditError(
+                f"{self.BRANCH} in {self._repo.path} cannot be read ({exc}): the clone's "
+                "objects are damaged. Run `agentplane audit verify`, and re-clone (keeping "
+                ".git/agentplane/) or restore the branch from a replica"
+            ) from None
+
+    def _sync_unchecked(self) -> None:
         if self.tip() == self._cache_tip and self._judge is not None:
             return
         with self._shared():
