@@ -165,3 +165,22 @@ def test_a_corrupted_clone_fails_the_delivery_closed_and_says_re_clone(
     assert str(bot_clone(door)) in str(failed.value)
     assert github.head_sha(REPO, number) == head  # nothing applied
     assert evidence(github, number) == before  # nothing claimed
+
+
+def test_re_cloning_as_the_error_says_lets_the_run_go_on(
+    github: GitHubDouble, door: PullRequestDoor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The operator's steps from the corrupt-clone error: move the clone aside, point
+    $AGENTPLANE_SIGNING_KEY at the key it held, start again. The fresh clone adopts the
+    pushed log (signed by that key), and the awaiting run is approved and applied once."""
+    number, head = awaiting(github, door)
+    truncate_packs(bot_clone(door))
+    aside = bot_clone(door).with_name("octo__demo.corrupt")
+    bot_clone(door).rename(aside)
+    monkeypatch.setenv("AGENTPLANE_SIGNING_KEY", str(aside / ".git" / "agentplane" / "signing-key"))
+    restarted = PullRequestDoor(door.settings, door.backend, door.state)
+    _, review = github.submit_review(REPO, number, "maya", "approved")
+    assert deliver(restarted, "pull_request_review", review) == "fix-failing-test: applied"
+    assert github.head_sha(REPO, number) != head
+    assert github.repo(REPO).tip(AUDIT) == bot_audit_tip(restarted)
+    no_duplicates(github)
