@@ -15,13 +15,17 @@ import pytest
 
 from bot.adapters.audit.log import AuditLog
 from bot.adapters.audit.verify import verify
+from bot.adapters.git import GitRepo
+from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.core.errors import AuditError
+from bot.demo.code import MAINTAINER, build_repo
+from bot.run.engine import Engine
 from bot.run.journal import Journal
 from bot.run.redact import Redactor
 from bot.run.storage import RunStore
 from tests.adapters.audit.conftest import GIT_ENV
 
-SMALL = "4m"
+SMALL = "16m"
 
 
 @pytest.fixture
@@ -140,3 +144,28 @@ def test_on_a_full_disk_the_journal_fails_closed_and_what_it_holds_survives(
     ]
     assert store.audit.head() == planned
     assert os.listdir(journal.directory) == ["run-1.jsonl"]
+
+
+def test_an_approval_the_full_disk_cannot_record_applies_nothing(
+    small_disk: Path, as_developer: None
+) -> None:
+    """The engine records the approval before it applies: on a full disk it stops there,
+    with nothing committed, and approving again once there is space applies once."""
+    repo = small_disk / "demo"
+    build_repo(repo)
+    engine = Engine(GitRepo(repo), BwrapBackend())
+    rec = engine.start(engine.request("fix-failing-test"))
+    assert rec.state == "awaiting_approval"
+    with full(small_disk), pytest.raises(AuditError, match="no space left"):
+        engine.decide(rec.run_id, MAINTAINER[1], "approve")
+    fresh = Engine(GitRepo(repo), BwrapBackend())
+    assert fresh.load(rec.run_id).state == "awaiting_approval"
+    assert (
+        "agentplane/run/"
+        not in subprocess.run(
+            ["git", "-C", str(repo), "branch", "--list"], capture_output=True, text=True
+        ).stdout
+    )  # nothing applied
+    outcome = fresh.decide(rec.run_id, MAINTAINER[1], "approve")
+    assert outcome.kind == "applied"
+    assert verify(AuditLog(repo)).ok
