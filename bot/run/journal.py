@@ -46,13 +46,27 @@ class Journal:
         try:
             fd = os.open(self.path, flags, 0o600)
             try:
-                os.write(fd, line)
-                os.fsync(fd)
+                self._write_line(fd, line)
             finally:
                 os.close(fd)
         except OSError as exc:  # a planted symlink (ELOOP), a full disk: the run stops
-            raise AuditError(f"cannot journal the call to {self.path}: {exc}") from None
+            hint = " Free space there; the run stopped" if exc.errno == errno.ENOSPC else ""
+            raise AuditError(f"cannot journal the call to {self.path}: {exc}.{hint}") from None
         killpoints.reached("propose")  # the call is durable; the run is mid-propose
+
+    @staticmethod
+    def _write_line(fd: int, line: bytes) -> None:
+        """All of line, or nothing: a part written before the disk filled is cut off
+        again, since the next line would be glued to it and both read back as torn."""
+        size = os.fstat(fd).st_size
+        try:
+            if os.write(fd, line) != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
 
     def entries(self) -> Iterator[tuple[Kind, dict[str, Any]]]:
         """What was journaled, oldest first; a line torn by the crash is left out."""

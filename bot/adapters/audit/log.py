@@ -24,6 +24,7 @@ anchor, so `latest()` never returns a record that a push could have forged.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -64,12 +65,17 @@ ARTIFACT_PATH = re.compile(r"artifacts/([0-9a-f]{2})/([0-9a-f]{64})\Z")
 HEX64 = re.compile(r"[0-9a-f]{64}\Z")
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}\Z")
 
+# A record counts as kept only once it is on disk: libgit2 fsyncs objects and refs then,
+# so power lost right after an append (and a release it allowed) cannot take it back.
+pygit2.settings.enable_fsync_gitdir(True)
+
 _BLOB = pygit2.enums.FileMode.BLOB
 _TREE = pygit2.enums.FileMode.TREE
 _NO_ARTIFACTS: Mapping[str, bytes] = MappingProxyType({})
 # Only something outside agentplane (a fetch into the ref, a manual update-ref) can move
 # the ref while we hold the lock; retrying a few times rides that out, a loop would not.
 _APPEND_ATTEMPTS = 5
+_LOW_SPACE = 1024 * 1024  # below this a failed append is put down to the disk being full
 
 
 @dataclass(frozen=True)
@@ -295,6 +301,14 @@ def _log_blobs(tree: pygit2.Tree, start: int) -> Iterator[tuple[int, bytes]]:
                 yield seq, blob.data
 
 
+def _nearly_full(path: Path) -> bool:
+    try:
+        fs = os.statvfs(path)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < _LOW_SPACE
+
+
 def _common_dir(git_dir: Path) -> Path:
     # A linked worktree has its own git dir; the branch, and so the lock, are shared.
     pointer = git_dir / "commondir"
@@ -458,8 +472,37 @@ class AuditLog:
         with self._mutex:
             signer = self._signer_for_append()
             self._check_not_revoked(signer)
-            with self._exclusive():
-                return self._append_locked(signer, run_id, snapshot, refs, artifacts)
+            try:
+                with self._exclusive():
+                    return self._append_locked(signer, run_id, snapshot, refs, artifacts)
+            except (OSError, pygit2.GitError) as exc:
+                # Nothing half-written is left behind (see _append_locked), so the caller
+                # may stop here and append again once the cause is gone.
+                raise self._write_failed(run_id, exc) from None
+
+    def _write_failed(self, run_id: str, exc: OSError | pygit2.GitError) -> AuditError:
+        """What the operator must do when the disk or the ref refuses an append."""
+        text = str(exc)
+        where = Path(self._repo.path)
+        # libgit2 does not always say ENOSPC (a failed write can surface as "no error" or
+        # as an object it then cannot find), so the disk itself is asked too.
+        if getattr(exc, "errno", None) == errno.ENOSPC or _nearly_full(where):
+            return AuditError(
+                f"run {run_id}: cannot append to {self.BRANCH}: no space left on the disk "
+                f"holding {where} ({text}). Free space there; nothing was recorded, and the "
+                "run did not go on"
+            )
+        lock = where / (self.BRANCH + ".lock")
+        if "lock" in text.lower() or lock.exists():
+            return AuditError(
+                f"run {run_id}: cannot append to {self.BRANCH}: the ref is locked ({text}). "
+                f"If no git process is running in {where}, remove {lock}; nothing was recorded"
+            )
+        return AuditError(
+            f"run {run_id}: cannot append to {self.BRANCH} in {where}: {text}. Check that "
+            "the directory is writable and not corrupt (`agentplane audit verify`); nothing "
+            "was recorded"
+        )
 
     def _append_locked(
         self,
@@ -488,14 +531,24 @@ class AuditLog:
             document["sig"] = signer.sign(signed_payload(document))
             self._check_refs(parent, refs, artifacts)
             new_tip = build_commit(self._repo, parent, document, artifacts)
-            if self._swap_ref(tip, new_tip, f"audit: append seq {seq}"):
+            entry = _entry(document, str(new_tip))
+            # The anchor is written before the ref moves and only renamed into place after:
+            # a full disk then fails the append with the branch and the anchor still in
+            # step, never a moved branch whose anchor says it was rewritten.
+            staged = self._stage_anchor(entry)
+            try:
+                swapped = self._swap_ref(tip, new_tip, f"audit: append seq {seq}")
+            except BaseException:
+                staged.unlink(missing_ok=True)
+                raise
+            if swapped:
+                os.replace(staged, self.anchor_path)
                 break
+            staged.unlink(missing_ok=True)
         else:
             raise AuditError(
                 f"{self.BRANCH} kept moving during append: is another tool writing it?"
             )
-        entry = _entry(document, str(new_tip))
-        self._write_anchor(entry)
         if self._cache_tip == tip and self._judge is not None:
             if self._judge.judge(document).accepted:
                 self._remember(entry)
@@ -569,10 +622,24 @@ class AuditLog:
     def _write_anchor(self, entry: AuditEntry) -> None:
         # Outside the branch on purpose: a rewritten branch cannot rewrite this file too,
         # so even a changed last entry (which nothing chains to yet) is caught.
+        os.replace(self._stage_anchor(entry), self.anchor_path)
+
+    def _stage_anchor(self, entry: AuditEntry) -> Path:
+        """The anchor for entry, written (and fsynced) beside the real one."""
         self.anchor_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.anchor_path.with_name(self.anchor_path.name + ".tmp")
-        tmp.write_bytes(canonical_json({"digest": entry.digest, "seq": entry.seq}) + b"\n")
-        os.replace(tmp, self.anchor_path)
+        data = canonical_json({"digest": entry.digest, "seq": entry.seq}) + b"\n"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, "short write", str(tmp))
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return tmp
 
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -630,6 +697,16 @@ class AuditLog:
         the one before, is not signed by a trusted key (or is unsigned where signatures are
         required), or if the local anchor is not on the chain. Only new entries are read,
         so reads stay O(new entries)."""
+        try:
+            self._sync_unchecked()
+        except pygit2.GitError as exc:  # libgit2 cannot read what the branch points at
+            raise AuditError(
+                f"{self.BRANCH} in {self._repo.path} cannot be read ({exc}): the clone's "
+                "objects are damaged. Run `agentplane audit verify`, and re-clone (keeping "
+                ".git/agentplane/) or restore the branch from a replica"
+            ) from None
+
+    def _sync_unchecked(self) -> None:
         if self.tip() == self._cache_tip and self._judge is not None:
             return
         with self._shared():

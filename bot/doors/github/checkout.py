@@ -16,6 +16,7 @@ later one.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,15 @@ LOCAL = f"refs/heads/{AUDIT}"
 REPLICA = f"refs/remotes/origin/{AUDIT}"
 
 log = logging.getLogger("agentplane.github")
+
+# What git says when the object store or the refs of a clone are damaged (a deleted or
+# truncated object or pack, a ref pointing at nothing); matched only once a command failed.
+CORRUPT = re.compile(
+    r"does not match index|bad object|corrupt|missing (?:blob|tree|commit|object)|"
+    r"unable to read|loose object|inflate|packfile|bad ref|broken|invalid sha1 pointer|"
+    r"not a valid object|did not send all necessary objects",
+    re.IGNORECASE,
+)
 
 ReplicaState = Literal["absent", "same", "behind", "ahead", "moved", "unknown"]
 
@@ -60,7 +70,7 @@ class Replica:
                 "policy's audit.signers lists"
             )
         if self.state == "unknown":
-            return f"the remote {AUDIT} branch could not be read: {self.detail}"
+            return f"the remote {AUDIT} branch is out of reach: {self.detail}"
         return None
 
 
@@ -104,7 +114,31 @@ class Checkout:
         requests' heads and the audit branch.
 
         A PR's head comes from refs/pull/N/head, which GitHub keeps in the base repo for
-        every PR: a fork's branch is not in origin at all."""
+        every PR: a fork's branch is not in origin at all.
+
+        A clone git finds corrupt fails the delivery with what to do (see `corrupt`);
+        nothing is repaired behind the operator's back, since the clone holds the log."""
+        try:
+            return self._sync(default_branch, branches, pulls)
+        except GitError as exc:
+            raise self.corrupt(exc) or exc from None
+
+    def corrupt(self, exc: GitError) -> GitError | None:
+        """The error to raise instead of exc when exc says the clone itself is broken."""
+        text = str(exc)
+        found = CORRUPT.search(text)
+        if found is None:
+            return None
+        line = text[max(0, text.rfind("\n", 0, found.start()) + 1) :].split("\n", 1)[0]
+        return GitError(
+            f"the bot's clone of {self.name} at {self.path} is corrupt ({line[:300]}); nothing "
+            "was run or applied. Re-clone it: stop the bot, move that directory aside (its "
+            ".git/agentplane/ holds the signing key and the audit anchor), set "
+            "$AGENTPLANE_SIGNING_KEY to the key kept there, and start the bot: it clones "
+            "again and adopts its pushed audit records, which that key signed"
+        )
+
+    def _sync(self, default_branch: str, branches: list[str], pulls: Sequence[int]) -> GitRepo:
         if not (self.path / ".git").is_dir():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.git("clone", "-q", "--no-checkout", self.url, str(self.path), cwd=self.path.parent)
@@ -165,7 +199,12 @@ class Checkout:
         try:
             self.git("push", "-q", "origin", f"{LOCAL}:{LOCAL}")
         except GitError as exc:
-            self.replica = Replica("unknown", f"the push failed: {exc}")
+            self.replica = Replica(
+                "unknown",
+                f"the push of the bot's log failed ({exc}). It is never forced: if the "
+                "branch moved (non-fast-forward), compare it with the bot's log and restore "
+                f"it; if a branch rule or hook declines it, let the App push {AUDIT}",
+            )
             log.warning("%s: %s", self.name, self.replica.problem)
             return self.replica
         killpoints.reached("audit-push")  # pushed; not yet noted here

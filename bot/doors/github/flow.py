@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.adapters.audit.log import artifact_path, entry_path
 from bot.adapters.sandbox import SandboxBackend
-from bot.core.errors import AgentplaneError, ValidationFailed
+from bot.core.errors import AgentplaneError, AuditError, ValidationFailed
 from bot.core.gates import (
     CommandFacts,
     PolicyReviewFacts,
@@ -32,7 +32,7 @@ from bot.core.job import parse_job
 from bot.core.record import DoorRef, RunRecord
 from bot.core.render import fenced, record_names, render_plan, render_pr_comment, with_names
 from bot.core.request import RunRequest
-from bot.doors.github import runners
+from bot.doors.github import rebuild, runners
 from bot.doors.github.carried import is_proposal_pr
 from bot.doors.github.checkout import AUDIT, Checkout
 from bot.doors.github.client import GitHubClient, Posted, PullInfo, unauthorized
@@ -123,6 +123,8 @@ class PullRequestDoor:
         self._recovered: set[str] = set()
         """Repositories whose runs left in flight by a dead process this process resolved."""
         self._recovered_lock = threading.Lock()
+        self._reindexed: set[str] = set()
+        """Repositories whose runs this process checked the index for (rebuild.py)."""
         # The host's secrets and the bot's own (settings may come from a file, not the
         # environment); each repository's engine widens it with what its policy names.
         self.redact = Redactor.for_host(
@@ -152,6 +154,7 @@ class PullRequestDoor:
             return handler
         ctx = self._ctx(repo, inst)
         try:
+            self._reindex(ctx)
             self._recover(ctx)
             return handler(ctx)
         except IdentityError as exc:  # a person without a numeric id is nobody: fail closed
@@ -259,6 +262,23 @@ class PullRequestDoor:
             except AgentplaneError as exc:
                 log.warning("%s: cannot report recovered run %s: %s", ctx.full, rec.run_id, exc)
 
+    def _reindex(self, ctx: Context) -> None:
+        """Once per repository per process: put back the runs a lost data directory took
+        from the index (bot.doors.github.rebuild). A failure is logged and tried again on
+        the next delivery."""
+        with self._recovered_lock:
+            if ctx.full in self._reindexed:
+                return
+        try:
+            added = rebuild.reindex(self.state, ctx.full, ctx.engine, ctx.client)
+        except AgentplaneError as exc:
+            log.warning("%s: cannot rebuild the run index from the audit branch: %s", ctx.full, exc)
+            return
+        with self._recovered_lock:
+            self._reindexed.add(ctx.full)
+        if added:
+            log.info("%s: %d run(s) put back in the index from the audit branch", ctx.full, added)
+
     def _catch_up(self, ctx: Context, pr: PullInfo) -> None:
         """Finish what an earlier handling of this PR did not (killed, or GitHub failed it
         half way): an applied run whose commit is not on the PR branch goes there (or to
@@ -294,6 +314,7 @@ class PullRequestDoor:
             self._push_applied(ctx, pr, rec)
             return
         commit, branch = applied
+        self._record_on_github(ctx, rec)
         ctx.checkout.push_commit(commit, branch)
         self._comment(
             ctx,
@@ -613,6 +634,7 @@ class PullRequestDoor:
         applied = rec.applied_commit()
         assert applied is not None
         commit, branch = applied
+        self._record_on_github(ctx, rec)
         pushes = pushes or OwnPushes()
         if not pr.is_fork:
             if pushes.tip is None:
@@ -629,6 +651,25 @@ class PullRequestDoor:
             f"`{rec.job_name}` is applied on branch `{branch}` of {ctx.full}: agentplane "
             f"cannot push to the fork's `{pr.head_ref}`. Merge or cherry-pick "
             f"{commit[:12]} from there.",
+        )
+
+    @staticmethod
+    def _record_on_github(ctx: Context, rec: RunRecord) -> None:
+        """An applied commit reaches GitHub only after the record that says so: with the
+        remote audit branch refusing the push (a branch rule, a pre-receive hook) or moved
+        without agentplane, the commit is held back, and _catch_up pushes it on a later
+        delivery once the record is there."""
+        replica = ctx.checkout.push_audit()
+        if replica.state == "same":
+            return
+        ctx.touched.add(rec.commit)  # the audit check there says why nothing landed
+        applied = rec.applied_commit()
+        commit = applied[0][:12] if applied else "?"
+        raise AuditError(
+            f"run {rec.run_id} is applied in the bot's log, but its commit {commit} is held "
+            f"back until its record is on origin's {AUDIT} branch: "
+            f"{replica.problem or replica.state}. Once that branch takes the bot's pushes, "
+            "the next delivery on the pull request pushes the commit"
         )
 
     def _merge_applied(self, ctx: Context, pr: PullInfo, rec: RunRecord, pushes: OwnPushes) -> None:
@@ -920,6 +961,10 @@ def reconcile(door: PullRequestDoor, enqueue: Callable[[Delivery], bool]) -> int
             count += 1
     except AgentplaneError as exc:
         log.warning("reconcile: cannot list deliveries: %s", exc)
+    try:  # a lost state.db forgot them: the clones and the App still know
+        rebuild.relearn_repos(door.state, door.settings.data_dir / "repos", door.client_for(None))
+    except AgentplaneError as exc:
+        log.warning("reconcile: cannot relearn repositories: %s", exc)
     for repo, inst in door.state.repos():
         try:
             numbers = door.client_for(inst).open_pulls(repo)

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from bot.adapters.audit.log import AuditLog
 from bot.adapters.git import GitRepo
 from bot.adapters.sandbox.bwrap import BwrapBackend
+from bot.core.errors import AuditError
 from bot.demo.browser import JOB as BROWSER_JOB
 from bot.demo.browser import POLICY, point_at_console
 from bot.demo.browser import SCRIPT as BROWSER_SCRIPT
@@ -492,7 +493,9 @@ def test_a_forged_record_pushed_to_the_audit_branch_is_reported_not_adopted(
         REPO, "agentplane/audit", {"log/9999/99999999.json": '{"state": "approved"}'}
     )
     _, review = github.submit_review(REPO, number, "maya", "approved")
-    assert deliver(door, "pull_request_review", review) == "fix-failing-test: applied"
+    with pytest.raises(AuditError, match="held back"):  # applied only once its record is there
+        deliver(door, "pull_request_review", review)
+    assert github.head_sha(REPO, number) == head
     run = audit_check(github, head)
     assert run["conclusion"] == "failure" and forged[:12] in run["output"]["summary"]
     assert "moved without agentplane" in run["output"]["summary"]
