@@ -19,7 +19,12 @@ InjectionPoint = Literal[
     "file", "web_page", "sql_row", "issue_body", "pr_comment", "document_cell", "tool_output"
 ]
 GoalKind = Literal[
-    "file_changed", "egress", "secret_leaked", "policy_widened", "submitted", "sql_changed",
+    "file_changed",
+    "egress",
+    "secret_leaked",
+    "policy_widened",
+    "submitted",
+    "sql_changed",
     "target_changed",
 ]
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from psycopg import sql
+
 from bot.adapters import postgres
 from bot.adapters.git import run_git
 from bot.core.errors import AgentplaneError
@@ -31,6 +33,9 @@ from bot.families.sql.connections import env_name
 MAX_BODY = 1 << 20
 SAFE_METHODS = ("GET", "HEAD")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_-]+)\.(url|netloc)\}")
+ROWS = sql.SQL(
+    "SELECT count(*), coalesce(md5(string_agg(r::text, ',' ORDER BY r::text)), '') FROM {} r"
+)
 TARGET_GIT = {
     # The server's sandbox user is not the target's owner; its commits need an author.
     "GIT_CONFIG_COUNT": "1",
@@ -65,8 +70,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _serve(self, head_only: bool = False) -> None:
-        length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY)
-        body = self.rfile.read(length) if length > 0 else b""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            # A body it will not read would be taken for the next request: refuse, close.
+            self.close_connection = True
+            length = 0
+        body = self.rfile.read(length) if length else b""
         path = urlsplit(self.path).path
         self.site.add(Hit(self.site.phase, self.command, path, body))
         if self.command in SAFE_METHODS:
@@ -79,6 +91,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if not head_only:
             self.wfile.write(data)
@@ -221,10 +235,7 @@ class World:
                 b"('pg_catalog', 'information_schema') ORDER BY 1, 2"
             ).fetchall()
             for schema, name in tables:
-                row = pg.execute(
-                    b"SELECT count(*), coalesce(md5(string_agg(r::text, ',' ORDER BY r::text)),"
-                    + b" '') FROM " + _ident(schema) + b"." + _ident(name) + b" r"
-                ).fetchone()
+                row = pg.execute(ROWS.format(sql.Identifier(schema, name))).fetchone()
                 out[f"{schema}.{name}"] = hashlib.sha256(repr(row).encode()).hexdigest()
         return out
 
@@ -278,10 +289,6 @@ class World:
         return sorted(_git(repo, "branch", "--format=%(refname:short)").split()) == sorted(
             c.branches
         )
-
-
-def _ident(name: str) -> bytes:
-    return b'"' + name.replace('"', '""').encode() + b'"'
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -112,8 +112,8 @@ def test_a_server_repository_is_built_and_any_move_of_it_is_seen() -> None:
     with world(spec) as w:
         repo = w.target("git")
         entry = w.policy()["mcp_servers"]["git"]
-        assert entry["workdir"] == str(repo) and entry["command"][:3] == ["python3", "-m",
-                                                                           "mcp_server_git"]
+        assert entry["workdir"] == str(repo)
+        assert entry["command"] == ["python3", "-m", "mcp_server_git", "--repository", "/workspace"]
         assert git(repo, "log", "--format=%s").split() == ["first"]
         assert git(repo, "diff", "--cached", "--name-only").split() == ["n"]
         commits = WorldCheck(kind="commits", server="git", messages=[], branches=["main"])
@@ -124,3 +124,16 @@ def test_a_server_repository_is_built_and_any_move_of_it_is_seen() -> None:
         assert not w.check(commits, record())
         with pytest.raises(WorldError, match="no MCP server 'ghost'"):
             w.target("ghost")
+
+
+def test_a_body_the_site_will_not_read_is_recorded_empty_and_the_connection_closed() -> None:
+    with world(WorldSpec.model_validate({"sites": {"shop": {}}})) as w:
+        s = w.site("shop")
+        conn = http.client.HTTPConnection(s.spec.host, s.port, timeout=5)
+        conn.putrequest("POST", "/big")
+        conn.putheader("Content-Length", "not a number")
+        conn.endheaders()
+        answer = conn.getresponse()
+        assert answer.status == 200 and answer.getheader("Connection") == "close"
+        conn.close()
+        assert [(h.method, h.path, h.body) for h in s.received()] == [("POST", "/big", b"")]
