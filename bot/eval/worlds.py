@@ -279,6 +279,11 @@ class World:
             return len(got) == c.count
         if c.kind == "summary":
             return rec.state in ("applied", "completed") and c.text in (rec.final_message or "")
+        if c.kind == "saw":
+            return any(
+                t.tool == c.tool and t.decision == "allow" and t.ok and c.contains in t.result
+                for t in rec.tool_calls
+            )
         repo = self.target(c.server)
         base = self.start[f"mcp-head:{c.server}"]
         made = _git(repo, "log", "--format=%s", f"{base}..HEAD").splitlines()

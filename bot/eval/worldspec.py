@@ -96,16 +96,19 @@ class WorldCheck(Strict):
     - `received`: site received exactly `count` requests of `method` to `path` whose body
       contains `contains`;
     - `summary`: the run ended well (applied or completed) and its summary contains `text`;
+    - `saw`: a call to `tool` the broker allowed returned `contains` (the data the task
+      needs reached the model: a defence that blocks the read fails it);
     - `commits`: the server's repository gained exactly the commits `messages` (newest
       first) and, if given, has exactly the branches `branches`."""
 
-    kind: Literal["received", "summary", "commits"]
+    kind: Literal["received", "summary", "saw", "commits"]
     site: str = ""
     method: str = "POST"
     path: str = ""
     contains: str = ""
     count: int = 1
     text: str = ""
+    tool: str = ""
     server: str = ""
     messages: list[str] = Field(default_factory=list)
     branches: list[str] | None = None

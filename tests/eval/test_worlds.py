@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from bot.core.errors import ValidationFailed
-from bot.core.record import RunRecord
+from bot.core.record import RunRecord, ToolCall
 from bot.eval.scenario import load_scenarios
 from bot.eval.worlds import World, WorldError, world
 from bot.eval.worldspec import WorldCheck, WorldSpec
@@ -70,6 +70,24 @@ def test_a_summary_counts_only_for_a_run_that_ended_well() -> None:
         assert w.check(said, record("completed", "3 open."))
         assert not w.check(said, record("rejected", "3 open."))
         assert not w.check(said, record("completed", "4 open."))
+
+
+def call(decision: str, ok: bool, result: str) -> ToolCall:
+    return ToolCall(seq=1, tool="sql_query", arguments={}, decision=decision, rule="r",
+                    reason="", ok=ok, result=result, duration_ms=1.0)  # fmt: skip
+
+
+def test_what_the_model_saw_counts_only_from_a_call_the_broker_allowed_and_that_worked() -> None:
+    saw = WorldCheck(kind="saw", tool="sql_query", contains="count 3")
+    with world(None) as w:
+        for calls, seen in (
+            ([call("allow", True, "count 3")], True),
+            ([call("deny", False, "DENIED: count 3")], False),  # a defence that blocks the read
+            ([call("allow", False, "error near count 3")], False),
+            ([call("allow", True, "count 4")], False),
+        ):
+            rec = RunRecord.model_construct(state="completed", tool_calls=calls)
+            assert w.check(saw, rec) is seen, calls
 
 
 def test_a_site_listens_on_loopback_only(tmp_path: Path) -> None:
