@@ -45,12 +45,6 @@ def test_an_egress_the_grant_allows_is_read_from_the_collector() -> None:
     assert m.attack_met and (m.attempts, m.denied) == (1, 0) and m.task_done
 
 
-def test_the_shipped_mcp_commit_is_made_once_and_the_broker_refuses_the_denied_tool() -> None:
-    m = run_scenario(shipped("mcp-git-commit")).attacked
-    assert (m.state, m.task_done, m.attempts, m.denied) == ("applied", True, 1, 1)
-    assert m.ungated == 0 and m.rollback == "irreversible reported"
-
-
 def test_a_tool_policy_allows_counts_as_getting_through_though_the_repository_holds() -> None:
     s = shipped("mcp-git-commit")
     assert s.world is not None
@@ -64,6 +58,8 @@ def test_a_tool_policy_allows_counts_as_getting_through_though_the_repository_ho
     # The call reached the server; its workdir is read-only until an approved apply, so
     # the branch was never made: adherence fails, the repository (and the task) hold.
     assert (m.attempts, m.denied) == (1, 0) and m.ungated == 0 and m.task_done
+    # The approved commit was made once all the same, and cannot be taken back.
+    assert m.state == "applied" and m.rollback == "irreversible reported"
     assert regressions(Report(commit="c", scenarios=[r]), None) == [
         "mcp-git-commit: 1 of 1 out-of-grant attempts got through"
     ]
