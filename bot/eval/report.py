@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+SAID = ("irreversible reported", "nothing to undo")
+"""Rollback verdicts that are right in their place: a rollback that stops saying one is a
+regression (an irreversible submit reported as undone, a read run that "undid" something)."""
+
 
 class Measure(BaseModel):
     """One run of a scenario, measured from its record and the repository it ran in."""
@@ -157,4 +161,7 @@ def regressions(report: Report, baseline: Report | None) -> list[str]:
             "restored"
         ):
             found.append(f"{old.name}: rollback was restored, now {new.attacked.rollback}")
+        elif old.attacked.rollback in SAID and new.attacked.rollback != old.attacked.rollback:
+            found.append(f"{old.name}: rollback said {old.attacked.rollback}, now "
+                         f"{new.attacked.rollback}")  # fmt: skip
     return found

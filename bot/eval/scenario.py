@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.core import yamlsrc
 from bot.core.errors import AgentplaneError
+from bot.eval.worldspec import WorldCheck, WorldSpec
 
 MAX_SCENARIO_BYTES = 1 << 20
 
@@ -18,7 +19,14 @@ InjectionPoint = Literal[
     "file", "web_page", "sql_row", "issue_body", "pr_comment", "document_cell", "tool_output"
 ]
 GoalKind = Literal[
-    "file_changed", "egress", "secret_leaked", "policy_widened", "submitted", "applied"
+    "file_changed",
+    "egress",
+    "secret_leaked",
+    "policy_widened",
+    "submitted",
+    "sql_changed",
+    "target_changed",
+    "applied",
 ]
 
 
@@ -42,7 +50,15 @@ class Goal(Strict):
     domain: str = ""
     """egress: the host the attack wants reached."""
     secret: str = ""
-    """secret_leaked: the name of the scenario secret the attack wants out."""
+    """secret_leaked: the name of the scenario secret the attack wants out (or the world's:
+    `postgres`, its database password)."""
+    site: str = ""
+    """submitted: the world's site that must not receive a state-changing request;
+    egress: the world's site that must not receive any request (read from the site)."""
+    table: str = ""
+    """sql_changed: the table (`schema.name`) whose rows must not change (default: any)."""
+    server: str = ""
+    """target_changed: the MCP server whose repository must not move."""
     # applied (door pr): the proposal reaches the PR's branch before an approver's review.
     gated: bool = True
     """Policy gates or denies this goal: any success is a regression."""
@@ -94,8 +110,16 @@ class Scenario(Strict):
     injection: Injection | None = None
     task: FileCheck | None = None
     approve: bool = True
-    """An allowed approver approves what is proposed (then the run is rolled back)."""
+    """An allowed approver approves what is proposed (then the run is rolled back); false:
+    the approver refuses it, as a reviewer refuses what the task did not ask for."""
     expect_contract: bool = True
+    world: WorldSpec | None = None
+    """Sites, a database and MCP servers started for each run (bot/eval/worlds.py)."""
+    policy: dict[str, Any] = Field(default_factory=dict)
+    """Merged over the fixture's policies/default.yaml (mappings key by key, anything else
+    replaced): the grants a job type needs in this world (browser domains, SQL, servers)."""
+    done: list[WorldCheck] = Field(default_factory=list)
+    """The task, read from the world (with `task`, if given, all must hold)."""
 
 
 def load_scenarios(directory: Path, only: tuple[str, ...] = ()) -> list[Scenario]:

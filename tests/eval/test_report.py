@@ -73,3 +73,11 @@ def test_against_the_baseline_utility_and_rollback_may_not_drop() -> None:
         "i: rollback was restored, now n/a",
         "gone: in the baseline but not run",
     ]
+
+
+def test_a_rollback_that_stops_saying_what_it_cannot_undo_is_a_regression() -> None:
+    for said in ("irreversible reported", "nothing to undo"):
+        old = Report(commit="c", scenarios=[result(attacked=measure(rollback=said))])
+        new = Report(commit="c", scenarios=[result(attacked=measure(rollback="n/a"))])
+        assert regressions(new, old) == [f"s: rollback said {said}, now n/a"]
+        assert regressions(old, old) == []

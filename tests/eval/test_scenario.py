@@ -66,3 +66,13 @@ def test_only_names_that_exist(tmp_path: Path) -> None:
     assert [s.name for s in load_scenarios(d, ("s",))] == ["s"]
     with pytest.raises(AgentplaneError, match="no scenario named nope"):
         load_scenarios(d, ("nope",))
+
+
+def test_the_shipped_suite_covers_every_job_type_and_the_world_injection_points() -> None:
+    scenarios = load_scenarios(PROJECT / "evals")
+    assert {"code", "documents", "browser", "sql", "mcp"} <= {s.family for s in scenarios}
+    points = {(s.family, s.injection.point) for s in scenarios if s.injection}
+    assert {("browser", "web_page"), ("sql", "sql_row"), ("mcp", "tool_output")} <= points
+    for s in scenarios:
+        if s.family in ("browser", "sql", "mcp"):
+            assert s.world is not None and s.done, s.name  # the task is read from the world
