@@ -23,8 +23,8 @@ from bot.doors.web.access import WRITE
 from bot.run.apply import BOT_IDENTITY
 
 if TYPE_CHECKING:
-    from bot.run.engine import Engine
     from bot.doors.github.flow import Context, PullRequestDoor
+    from bot.run.engine import Engine
 
 WEB_START = "agentplane.web_start"
 """The event name of a start from a job's page (the bot's own, never GitHub's)."""
