@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bot.eval.worlds import TARGET_GIT
 from tests.conftest import git
 
 SITE = next(p for p in sys.path if p.endswith("site-packages"))
@@ -32,13 +33,7 @@ def git_server(workdir: Path) -> dict[str, object]:
         "command": ["python3", "-m", "mcp_server_git", "--repository", "/workspace"],
         "env": {
             "PYTHONPATH": SITE,
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "safe.directory",
-            "GIT_CONFIG_VALUE_0": "*",
-            "GIT_AUTHOR_NAME": "agentplane",
-            "GIT_AUTHOR_EMAIL": "agentplane@example.com",
-            "GIT_COMMITTER_NAME": "agentplane",
-            "GIT_COMMITTER_EMAIL": "agentplane@example.com",
+            **TARGET_GIT,
         },
         "mounts": [str(Path(SITE).parents[2])],
         "workdir": str(workdir),
