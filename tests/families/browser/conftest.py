@@ -7,18 +7,27 @@ import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.adapters.git import GitRepo
+from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.core.job import BrowserScope, GatedElement
-from bot.core.record import ToolCall
+from bot.core.record import RunRecord, ToolCall
+from bot.demo.browser import POLICY, point_at_console
 from bot.demo.console import PASSWORD, USERNAME, AdminSite
 from bot.families.browser.driver import DEBIAN_CHROMIUM, ENV_CHROMIUM, BrowserCredential, Chromium
 from bot.families.browser.tools import BrowserTools, chromium_for
 from bot.run.broker import Broker
+from bot.run.engine import Engine
 from tests.adapters.sandbox.conftest import backend_or_skip
+from tests.conftest import Scripted
 from tests.support.jobs import browser_plan
+
+EDIT_PASSWORD = "s3cret-admin-pw"
+"""The admin console's password, as the broker holds it for the edit job below."""
 
 
 def have_chromium() -> bool:
@@ -47,6 +56,43 @@ class Driven:
 def site() -> Iterator[AdminSite]:
     with AdminSite() as s:
         yield s
+
+
+def hold_edit(
+    demo_repo: Path,
+    scripted_job: Scripted,
+    site: AdminSite,
+    monkeypatch: pytest.MonkeyPatch,
+    inverse: list[dict[str, Any]] | None = None,
+) -> tuple[Engine, RunRecord]:
+    """The shipped browser job type, pointed at the console stand-in on loopback: a run
+    that changes bob's email, held at the submit gate (inverse: the job's undo steps)."""
+    policy = demo_repo / POLICY
+    policy.write_text(point_at_console({POLICY: policy.read_text()}, site.url)[POLICY])
+    monkeypatch.setenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:{EDIT_PASSWORD}@{site.url}")
+    turns: list[dict[str, Any]] = [
+        {"tool_calls": [{"name": "goto", "arguments": {"url": f"{site.url}/users/2/edit"}}]},
+        {"tool_calls": [{"name": "fill", "arguments": {"label": "Email", "text": "b@x.io"}}]},
+        {"tool_calls": [{"name": "click", "arguments": {"role": "button", "name": "Save"}}]},
+        {"content": "held"},
+    ]
+    browser: dict[str, Any] = {"domains": ["127.0.0.1"]}
+    if inverse is not None:
+        browser["inverse"] = inverse
+    job = scripted_job(
+        "admin-edit",
+        turns,
+        job_type="browser",
+        tools=["browser"],
+        prompt="Change bob's email to b@x.io; done when the list shows it",
+        scope={"browser": browser},
+        credentials=["admin-console"],
+        approval_required_for=["submit"],
+    )
+    e = Engine(GitRepo(demo_repo), BwrapBackend())
+    rec = e.start(e.request(job))
+    assert rec.state == "awaiting_approval", rec.transitions
+    return e, rec
 
 
 @pytest.fixture

@@ -8,24 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bot.adapters.git import GitRepo
-from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.core.record import RunRecord
 from bot.core.render import render_applied, render_evidence, render_pr_comment
-from bot.demo.browser import POLICY, point_at_console
 from bot.demo.code import MAINTAINER
 from bot.demo.console import AdminSite
 from bot.run.engine import Engine
 from tests.conftest import Scripted
-from tests.families.browser.conftest import needs_chromium
+from tests.families.browser.conftest import EDIT_PASSWORD, hold_edit, needs_chromium
 
 pytestmark = [needs_chromium]
 
-PASSWORD = "s3cret-admin-pw"
+PASSWORD = EDIT_PASSWORD
 
 
 @pytest.fixture
@@ -38,29 +34,7 @@ def site() -> Iterator[AdminSite]:
 def held(
     demo_repo: Path, scripted_job: Scripted, site: AdminSite, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Engine, RunRecord]:
-    policy = demo_repo / POLICY
-    # The shipped browser job type, pointed at the console stand-in on loopback.
-    policy.write_text(point_at_console({POLICY: policy.read_text()}, site.url)[POLICY])
-    monkeypatch.setenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:{PASSWORD}@{site.url}")
-    turns: list[dict[str, Any]] = [
-        {"tool_calls": [{"name": "goto", "arguments": {"url": f"{site.url}/users/2/edit"}}]},
-        {"tool_calls": [{"name": "fill", "arguments": {"label": "Email", "text": "b@x.io"}}]},
-        {"tool_calls": [{"name": "click", "arguments": {"role": "button", "name": "Save"}}]},
-        {"content": "held"},
-    ]
-    job = scripted_job(
-        "admin-edit",
-        turns,
-        job_type="browser",
-        tools=["browser"],
-        prompt="Change bob's email to b@x.io; done when the list shows it",
-        scope={"browser": {"domains": ["127.0.0.1"]}},
-        credentials=["admin-console"],
-        approval_required_for=["submit"],
-    )
-    e = Engine(GitRepo(demo_repo), BwrapBackend())
-    rec = e.start(e.request(job))
-    assert rec.state == "awaiting_approval", rec.transitions
+    e, rec = hold_edit(demo_repo, scripted_job, site, monkeypatch)
     assert not site.state.writes  # held: nothing reached the server
     return e, rec
 

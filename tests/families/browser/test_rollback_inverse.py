@@ -6,32 +6,21 @@ requests say what reached it when."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from bot.adapters.git import GitRepo
-from bot.adapters.sandbox.bwrap import BwrapBackend
 from bot.core.errors import ValidationFailed
 from bot.core.job import parse_job
-from bot.demo.browser import POLICY, point_at_console
 from bot.demo.code import DEVELOPER, MAINTAINER
 from bot.demo.console import AdminSite
 from bot.run.engine import Engine
 from tests.conftest import PROJECT, Scripted, git
-from tests.families.browser.conftest import needs_chromium
+from tests.families.browser.conftest import hold_edit, needs_chromium
 
-PASSWORD = "s3cret-admin-pw"
 SAVE = "POST /users/2"
-
-
-@pytest.fixture
-def site() -> Iterator[AdminSite]:
-    with AdminSite() as s:
-        yield s
 
 
 def applied_edit(
@@ -42,28 +31,7 @@ def applied_edit(
     inverse: list[dict[str, Any]],
 ) -> tuple[Engine, str]:
     """bob's email changed on the site by an approved browser run."""
-    policy = demo_repo / POLICY
-    policy.write_text(point_at_console({POLICY: policy.read_text()}, site.url)[POLICY])
-    monkeypatch.setenv("AGENTPLANE_CREDENTIAL_ADMIN_CONSOLE", f"admin:{PASSWORD}@{site.url}")
-    turns: list[dict[str, Any]] = [
-        {"tool_calls": [{"name": "goto", "arguments": {"url": f"{site.url}/users/2/edit"}}]},
-        {"tool_calls": [{"name": "fill", "arguments": {"label": "Email", "text": "b@x.io"}}]},
-        {"tool_calls": [{"name": "click", "arguments": {"role": "button", "name": "Save"}}]},
-        {"content": "held"},
-    ]
-    job = scripted_job(
-        "admin-edit",
-        turns,
-        job_type="browser",
-        tools=["browser"],
-        prompt="Change bob's email to b@x.io; done when the list shows it",
-        scope={"browser": {"domains": ["127.0.0.1"], "inverse": inverse}},
-        credentials=["admin-console"],
-        approval_required_for=["submit"],
-    )
-    e = Engine(GitRepo(demo_repo), BwrapBackend())
-    rec = e.start(e.request(job))
-    assert rec.state == "awaiting_approval", rec.transitions
+    e, rec = hold_edit(demo_repo, scripted_job, site, monkeypatch, inverse)
     rec = e.decide(rec.run_id, MAINTAINER[1], "approve").record
     assert rec.state == "applied", rec.transitions
     assert site.state.users[2].email == "b@x.io" and site.state.applied[SAVE] == 1
